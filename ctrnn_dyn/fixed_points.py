@@ -1,0 +1,1125 @@
+r"""Fixed and slow points of a one-step map, found with JAXopt solvers batched over starts.
+
+A fixed point of ``F(x, u)`` under constant input ``u`` is a root of the residual
+:math:`r(x) = F(x, u) - x`. Following Sussillo & Barak (2013) and FixedPointFinder (Golub &
+Sussillo 2018) we minimise the *speed*
+
+.. math::
+
+    q(x) = \tfrac12 \lVert F(x, u) - x \rVert^2
+         \;=\; \tfrac12 \alpha^2 \lVert \tau \dot x \rVert^2 \quad\text{(CT-RNN)},
+
+from many starts (usually states visited by the network plus noise,
+:func:`sample_initial_states`). Local minima with :math:`q \le` ``tol_q`` are *fixed points*;
+local minima with larger ``q`` are *slow points* (approximate fixed points, e.g. along an
+approximate line attractor).
+
+How results are reported (the contract other modules rely on):
+
+- :func:`find_fixed_points` returns a :class:`FixedPoints` in which **every entry carries its
+  own final** ``q`` **and a** ``converged`` **flag** (``q <= tol_q``, recomputed after the solve).
+  Fixed points are ``fps.fixed`` (``converged``); slow points are ``fps.slow`` (not converged
+  but finite ``q``: the solver stopped at a small gradient or at ``max_iters``). Slow points
+  are kept and labelled, never mixed in: ``fps.stable`` and the stability classes of a slow point
+  describe the linearisation *at that point* and are only meaningful for fixed points, so
+  ``fps.stable`` contains converged points only.
+- With ``tol_unique`` set (default ``1e-3``) the result holds one entry per distinct point:
+  fixed points first, then slow points, each group deduplicated separately (a slow point is
+  never merged into a fixed point), lowest ``q`` kept per cluster, ascending ``q`` within a group.
+  With ``tol_unique=None`` it holds one entry per start, in start order (non-finite starts are
+  included, ``converged=False``, ``q=nan``).
+- Distance outliers (FixedPointFinder's rule: farther from the centroid of the starts than
+  ``outlier_distance_scale`` times the starts' mean distance to it) are dropped unless
+  ``outlier_distance_scale=None``.
+
+Solvers (``method``), all from JAXopt and ``vmap``-ped over starts:
+
+- ``"lm"`` (default): ``jaxopt.LevenbergMarquardt`` on the residual. By default matrix-free
+  (``linear_solver="cg"``): each step solves :math:`(J_r^\top J_r + \mu I)\,\delta = -J_r^\top r`
+  with ``cg_iters`` conjugate-gradient iterations, each one ``jvp`` and one ``vjp`` of ``F``,
+  which ``vmap`` turns into matrix-matrix products shared by all starts (the expensive part);
+  with ``mixed_precision`` (default, float64 runs) those products run in float32 while residuals,
+  gradients and accepted steps stay float64, so the attainable ``q`` is float64's.
+  ``linear_solver="cholesky"`` materialises the Jacobian instead (analytic for CT-RNN
+  ``OneStepMap`` s) and factorises :math:`J_r^\top J_r + \mu I` per start: exact steps, but
+  :math:`O(d^3)` per start and iteration.
+- ``"lbfgs"``: ``jaxopt.LBFGS`` on ``q``.
+- ``"gd"``: ``jaxopt.GradientDescent`` (backtracking line search, Nesterov acceleration) on ``q``.
+
+Starts run in rounds of ``chunk_iters`` solver iterations; after each round the starts that have
+converged (or stopped) are retired and the rest are compacted into a smaller batch (sizes from a
+fixed ladder ``8, 16, …, 256, 384, 512, 768, 1024, …``, so a call compiles a few shapes once and a
+second call with the same shapes compiles nothing), so the cost follows the sum of iterations over
+starts rather than the slowest start. A start stops when ``q <= tol_q`` (converged), when
+``‖∇q‖ <= tol_grad`` or ``‖∇q‖ <= grad_rtol·‖r‖`` (a local minimum of ``q``: a slow point if
+``q > tol_q``), after ``max_iters`` iterations, or on a non-finite step (the last finite ``x`` is
+kept). Points with small but
+above-tolerance ``q`` then get up to ``polish_steps`` Newton steps
+:math:`x \leftarrow x - (J - I)^{-1} r(x)` (kept only where ``q`` decreases).
+Everything runs in float64 by default, switched on locally with ``jax.enable_x64``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import jaxopt
+import numpy as np
+from jaxopt.linear_solve import solve_cg
+
+from ctrnn_dyn import linear
+
+__all__ = [
+    "METHODS",
+    "FixedPoints",
+    "find_fixed_points",
+    "sample_initial_states",
+]
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("lm", "lbfgs", "gd")
+_DEFAULT_MAX_ITERS = {"lm": 100, "lbfgs": 2000, "gd": 5000}
+_DEFAULT_CHUNK = {"lm": 5, "lbfgs": 32, "gd": 128}
+_FORMAT_VERSION = 1
+
+# ---------------------------------------------------------------------------------------------
+# The container
+# ---------------------------------------------------------------------------------------------
+
+_ARRAY_FIELDS = (
+    "x",
+    "u",
+    "q",
+    "converged",
+    "n_iters",
+    "x_init",
+    "jacobians",
+    "eigvals",
+    "eigvecs",
+    "left_eigvecs",
+    "n_unstable",
+)
+_REQUIRED = ("x", "u", "q", "converged", "n_iters", "x_init")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FixedPoints:
+    r"""Fixed and slow points with their speeds, Jacobians and stability (host NumPy arrays).
+
+    ``N`` entries of a ``d``-dimensional (flat) state with ``m`` inputs. Optional fields are
+    ``None`` when not computed. Indexing (``fps[i]``, ``fps[2:5]``, ``fps[mask]``,
+    ``fps[[0, 3]]``) returns a ``FixedPoints`` (an integer selects a length-1 container).
+    Registered as a JAX pytree (array fields are leaves; ``stability`` and ``alpha`` are static).
+
+    Attributes:
+        x: ``(N, d)`` points.
+        u: ``(N, m)`` the constant input of each point.
+        q: ``(N,)`` speed :math:`\tfrac12\lVert F(x,u)-x\rVert^2` at ``x`` (``nan`` if non-finite).
+        converged: ``(N,)`` ``q <= tol_q``: a fixed point; otherwise a slow point (finite ``q``)
+            or a failed start (non-finite).
+        n_iters: ``(N,)`` solver iterations used by the start that produced the entry.
+        x_init: ``(N, d)`` that start.
+        jacobians: ``(N, d, d)`` map Jacobians ``∂F/∂x`` at ``x``, or ``None``.
+        eigvals: ``(N, d)`` complex map multipliers ``μ`` sorted by ``|μ|`` descending, or
+            ``None``.
+        eigvecs: ``(N, d, d)`` right eigenvectors (column ``k`` for ``μ_k``), or ``None``.
+        left_eigvecs: ``(N, d, d)`` left eigenvectors (``L^H R = I``), or ``None``.
+        n_unstable: ``(N,)`` number of multipliers with ``|μ| > 1 + marginal_tol``, or ``None``.
+        stability: ``(N,)`` class strings from :func:`ctrnn_dyn.linear.classify` (discrete-time
+            sense; ``""`` where the Jacobian is not finite), or ``None``.
+        alpha: the map's Euler fraction ``dt/τ`` if known (scalar or ``(d,)``), for
+            :attr:`continuous_eigvals`.
+    """
+
+    x: np.ndarray
+    u: np.ndarray
+    q: np.ndarray
+    converged: np.ndarray
+    n_iters: np.ndarray
+    x_init: np.ndarray
+    jacobians: np.ndarray | None = None
+    eigvals: np.ndarray | None = None
+    eigvecs: np.ndarray | None = None
+    left_eigvecs: np.ndarray | None = None
+    n_unstable: np.ndarray | None = None
+    stability: np.ndarray | None = None
+    alpha: Any = None
+
+    def __post_init__(self) -> None:
+        for name in _ARRAY_FIELDS + ("stability",):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, jax.core.Tracer):
+                object.__setattr__(self, name, np.asarray(value))
+        if self.alpha is not None and not isinstance(self.alpha, jax.core.Tracer):
+            object.__setattr__(self, "alpha", np.asarray(self.alpha, dtype=float))
+        n = np.shape(self.x)[0] if np.ndim(self.x) >= 1 else None
+        for name in _ARRAY_FIELDS + ("stability",):
+            value = getattr(self, name)
+            if value is not None and (np.ndim(value) < 1 or np.shape(value)[0] != n):
+                raise ValueError(
+                    f"FixedPoints.{name} must have leading length {n} (len(x)), "
+                    f"got shape {np.shape(value)}"
+                )
+
+    # -- size and selection -------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return int(np.shape(self.x)[0])
+
+    @property
+    def state_size(self) -> int:
+        """``d``."""
+        return int(np.shape(self.x)[1])
+
+    def __getitem__(self, index: Any) -> FixedPoints:
+        if isinstance(index, int | np.integer):
+            n = len(self)
+            if not -n <= index < n:
+                raise IndexError(f"index {index} out of range for {n} points")
+            index = slice(index, index + 1 if index != -1 else None)
+        elif not isinstance(index, slice):
+            index = np.asarray(index)
+            if index.dtype == bool and index.shape != (len(self),):
+                raise IndexError(f"boolean mask must have shape ({len(self)},), got {index.shape}")
+        fields = {
+            name: (None if getattr(self, name) is None else getattr(self, name)[index])
+            for name in _ARRAY_FIELDS + ("stability",)
+        }
+        return dataclasses.replace(self, **fields)
+
+    @property
+    def fixed(self) -> FixedPoints:
+        """The converged entries (``q <= tol_q``): the fixed points."""
+        return self[self.converged]
+
+    @property
+    def slow(self) -> FixedPoints:
+        """Slow points: not converged, finite ``q`` (local minima of ``q`` above tolerance)."""
+        return self[~self.converged & np.isfinite(self.q)]
+
+    @property
+    def stable(self) -> FixedPoints:
+        """Converged points whose multipliers all satisfy ``|μ| < 1`` (stable node or focus)."""
+        if self.stability is None:
+            raise ValueError(
+                "stability was not computed; call find_fixed_points(..., decompose=True)"
+            )
+        mask = self.converged & np.isin(self.stability, ("stable node", "stable focus"))
+        return self[mask]
+
+    @property
+    def continuous_eigvals(self) -> np.ndarray:
+        r"""``(N, d)`` continuous-time eigenvalues :math:`\lambda = (\mu - 1)/\alpha`."""
+        if self.eigvals is None or self.alpha is None:
+            raise ValueError("continuous_eigvals needs eigvals and alpha (a CT-RNN map)")
+        return np.asarray(linear.continuous_eigvals(self.eigvals, self.alpha))
+
+    # -- combining -------------------------------------------------------------------------------
+
+    def unique(self, tol: float = 1e-3) -> FixedPoints:
+        """One entry per cluster of points closer than ``tol`` (Euclidean), lowest ``q`` kept.
+
+        Fixed points and slow points are clustered separately; entries with non-finite ``x`` or
+        ``q`` are dropped. Greedy: the lowest-``q`` unassigned entry absorbs every unassigned
+        entry within ``tol``; result ordered fixed points first, then slow, ascending ``q``.
+
+        Args:
+            tol: distance below which two points are the same point (``> 0``).
+
+        Returns:
+            A new ``FixedPoints``.
+        """
+        if not tol > 0:
+            raise ValueError(f"tol must be > 0, got {tol!r}")
+        return self[_unique_indices(self.x, self.q, self.converged, tol)]
+
+    @classmethod
+    def concatenate(cls, items: Sequence[FixedPoints]) -> FixedPoints:
+        """Stack several containers (e.g. one per input condition) along the point axis.
+
+        An optional field is kept only if every item has it; ``alpha`` only if all agree.
+
+        Raises:
+            ValueError: ``items`` is empty or the state sizes differ.
+        """
+        items = list(items)
+        if not items or not all(isinstance(i, FixedPoints) for i in items):
+            raise ValueError("items must be a non-empty sequence of FixedPoints")
+        if len({i.state_size for i in items}) != 1:
+            raise ValueError(
+                f"cannot concatenate state sizes {sorted({i.state_size for i in items})}"
+            )
+        fields: dict[str, Any] = {}
+        for name in _ARRAY_FIELDS + ("stability",):
+            values = [getattr(i, name) for i in items]
+            fields[name] = (
+                None if any(v is None for v in values) else np.concatenate(values, axis=0)
+            )
+        alphas = [i.alpha for i in items]
+        same = all(a is not None and np.array_equal(a, alphas[0]) for a in alphas)
+        return cls(**fields, alpha=alphas[0] if same else None)
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write a ``.npz`` (no pickle) at exactly ``path``, atomically (temp file + rename)."""
+        arrays = {
+            name: getattr(self, name)
+            for name in _ARRAY_FIELDS + ("stability",)
+            if getattr(self, name) is not None
+        }
+        if self.alpha is not None:
+            arrays["alpha"] = np.asarray(self.alpha, dtype=float)
+        arrays["format_version"] = np.asarray(_FORMAT_VERSION)
+        path = os.fspath(path)
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> FixedPoints:
+        """Read a file written by :meth:`save`.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: the file is not a valid FixedPoints ``.npz`` (corrupt, truncated, or
+                missing fields).
+        """
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no FixedPoints file at {path!r}")
+        try:
+            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
+            raise ValueError(
+                f"{path!r} is not a valid FixedPoints .npz file (corrupt or truncated): {err}"
+            ) from err
+        missing = [k for k in _REQUIRED if k not in arrays]
+        if missing or "format_version" not in arrays:
+            raise ValueError(
+                f"{path!r} is not a valid FixedPoints .npz file: missing fields "
+                f"{missing or ['format_version']}"
+            )
+        if int(arrays["format_version"]) != _FORMAT_VERSION:
+            raise ValueError(
+                f"{path!r} has FixedPoints format version {int(arrays['format_version'])}, "
+                f"this version reads {_FORMAT_VERSION}"
+            )
+        fields = {k: arrays.get(k) for k in _ARRAY_FIELDS + ("stability",)}
+        return cls(**fields, alpha=arrays.get("alpha"))
+
+    # -- display -------------------------------------------------------------------------------
+
+    def summary(self, n_eigvals: int = 3, max_rows: int = 50) -> str:
+        """A plain-text table: index, kind, q, #unstable modes, class, leading multipliers."""
+        head = f"{'#':>4}  {'kind':<5}  {'q':>9}  {'#unst':>5}  {'class':<14}  top |μ| (μ)"
+        lines = [
+            f"FixedPoints: {len(self)} points "
+            f"({int(np.sum(self.converged))} fixed, {len(self.slow)} slow), d={self.state_size}",
+            head,
+            "-" * len(head),
+        ]
+        for i in range(min(len(self), max_rows)):
+            kind = "fixed" if self.converged[i] else ("slow" if np.isfinite(self.q[i]) else "fail")
+            n_u = "-" if self.n_unstable is None else str(int(self.n_unstable[i]))
+            cls = "-" if self.stability is None else str(self.stability[i])
+            if self.eigvals is None:
+                top = "-"
+            else:
+                top = ", ".join(_fmt_complex(m) for m in self.eigvals[i, :n_eigvals])
+            lines.append(f"{i:>4}  {kind:<5}  {self.q[i]:9.2e}  {n_u:>5}  {cls:<14}  {top}")
+        if len(self) > max_rows:
+            lines.append(f"... {len(self) - max_rows} more")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"FixedPoints(n={len(self)}, d={self.state_size}, fixed={int(np.sum(self.converged))},"
+            f" slow={len(self.slow)})"
+        )
+
+
+def _fmt_complex(m: complex) -> str:
+    m = complex(m)
+    if abs(m.imag) < 1e-12:
+        return f"{m.real:.4f}"
+    return f"{abs(m):.4f} ({m.real:.3f}{m.imag:+.3f}j)"
+
+
+def _flatten(fp: FixedPoints):
+    children = tuple(getattr(fp, name) for name in _ARRAY_FIELDS)
+    stability = None if fp.stability is None else tuple(np.asarray(fp.stability).tolist())
+    alpha = None if fp.alpha is None else tuple(np.atleast_1d(fp.alpha).tolist())
+    alpha_scalar = fp.alpha is not None and np.ndim(fp.alpha) == 0
+    return children, (stability, alpha, alpha_scalar)
+
+
+def _unflatten(aux, children) -> FixedPoints:
+    stability, alpha, alpha_scalar = aux
+    fields = dict(zip(_ARRAY_FIELDS, children, strict=True))
+    obj = object.__new__(FixedPoints)  # skip validation: leaves may be tracers or sentinels
+    for name, value in fields.items():
+        object.__setattr__(obj, name, value)
+    object.__setattr__(obj, "stability", None if stability is None else np.asarray(stability))
+    if alpha is not None:
+        alpha = np.asarray(alpha[0] if alpha_scalar else alpha, dtype=float)
+    object.__setattr__(obj, "alpha", alpha)
+    return obj
+
+
+jax.tree_util.register_pytree_node(FixedPoints, _flatten, _unflatten)
+
+
+def _unique_indices(x: np.ndarray, q: np.ndarray, converged: np.ndarray, tol: float) -> np.ndarray:
+    x = np.asarray(x)
+    q = np.asarray(q)
+    ok = np.isfinite(q) & np.all(np.isfinite(x), axis=1)
+    keep: list[int] = []
+    for group in (ok & converged, ok & ~converged):
+        idx = np.flatnonzero(group)
+        idx = idx[np.argsort(q[idx], kind="stable")]
+        pts = x[idx]
+        free = np.ones(idx.size, bool)
+        for j in range(idx.size):
+            if not free[j]:
+                continue
+            keep.append(int(idx[j]))
+            near = np.linalg.norm(pts - pts[j], axis=1) <= tol
+            free &= ~near
+    return np.asarray(keep, dtype=np.int64)
+
+
+def _outlier_mask(x: np.ndarray, x_init: np.ndarray, scale: float) -> np.ndarray:
+    """FixedPointFinder's rule: keep ``‖x − c‖ <= scale · mean_i ‖x_init_i − c‖``, ``c`` the
+    centroid of the (finite) starts."""
+    starts = x_init[np.all(np.isfinite(x_init), axis=1)]
+    if starts.shape[0] == 0:
+        return np.zeros(x.shape[0], bool)
+    centroid = starts.mean(axis=0)
+    mean_dist = np.linalg.norm(starts - centroid, axis=1).mean()
+    dist = np.linalg.norm(x - centroid, axis=1)
+    if mean_dist <= 1e-12 * (1.0 + np.linalg.norm(centroid)):  # all starts (nearly) equal
+        return np.isfinite(dist)
+    return dist <= scale * mean_dist
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling starts
+# ---------------------------------------------------------------------------------------------
+
+
+def sample_initial_states(states: Any, n: int, *, noise_scale: float, key: jax.Array) -> jax.Array:
+    r"""Draw ``n`` starts from visited states plus isotropic noise (FixedPointFinder's recipe).
+
+    :math:`x^{(i)}_0 = s_{b_i t_i} + \sigma\,\xi_i`, with ``(b_i, t_i)`` uniform with replacement
+    over the trajectories and time steps, :math:`\xi_i \sim N(0, I)`.
+
+    Args:
+        states: ``(B, T, d)`` trajectories or ``(S, d)`` states.
+        n: number of starts (``>= 1``).
+        noise_scale: ``σ >= 0``.
+        key: PRNG key.
+
+    Returns:
+        ``(n, d)`` starts, in ``states``' float dtype.
+
+    Raises:
+        ValueError: wrong rank, empty ``states``, ``n < 1`` or ``noise_scale < 0``.
+    """
+    states = jnp.asarray(states)
+    if states.ndim not in (2, 3):
+        raise ValueError(f"states must have shape (B, T, d) or (S, d), got {states.shape}")
+    if not jnp.issubdtype(states.dtype, jnp.floating):
+        states = states.astype(jnp.result_type(float))
+    flat = states.reshape(-1, states.shape[-1])
+    if flat.shape[0] == 0:
+        raise ValueError("states must contain at least one state")
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    if not np.isfinite(noise_scale) or noise_scale < 0:
+        raise ValueError(f"noise_scale must be finite and >= 0, got {noise_scale!r}")
+    k_idx, k_noise = jax.random.split(key)
+    idx = jax.random.randint(k_idx, (int(n),), 0, flat.shape[0])
+    noise = jax.random.normal(k_noise, (int(n), flat.shape[1]), flat.dtype)
+    return flat[idx] + jnp.asarray(noise_scale, flat.dtype) * noise
+
+
+# ---------------------------------------------------------------------------------------------
+# The solver core (jitted, F static)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _RaveledMap:
+    """``F`` on a pytree carry seen as a map on the flat vector (hashable for ``jit``)."""
+
+    F: Callable[..., Any]
+    treedef: Any
+    shapes: tuple[tuple[int, ...], ...]
+    dtypes: tuple[Any, ...]
+
+    def _unravel(self, x: jax.Array) -> Any:
+        leaves, start = [], 0
+        for shape, dtype in zip(self.shapes, self.dtypes, strict=True):
+            size = int(np.prod(shape))
+            leaves.append(x[start : start + size].reshape(shape).astype(dtype))
+            start += size
+        return jax.tree_util.tree_unflatten(self.treedef, leaves)
+
+    def __call__(self, x: jax.Array, u: Any = None) -> jax.Array:
+        out = self.F(self._unravel(x), u)
+        leaves = jax.tree_util.tree_leaves(out)
+        return jnp.concatenate([jnp.ravel(leaf).astype(x.dtype) for leaf in leaves])
+
+
+class _LevenbergMarquardt(jaxopt.LevenbergMarquardt):
+    """jaxopt's LM, with two fixes for this use.
+
+    - With ``materialize_jac=True`` jaxopt ignores ``jac_fun``; we use it (the analytic CT-RNN
+      Jacobian).
+    - Matrix-free (``materialize_jac=False``), jaxopt sets the initial damping from the exact
+      diagonal of ``JᵀJ``, which costs ``d`` Jacobian-vector products per start; we estimate
+      it with one probe, ``|v ⊙ JᵀJ v|`` with ``v = 1`` (only its maximum scales the damping).
+    """
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.materialize_jac and self.jac_fun is not None:
+            self._jac_fun = self.jac_fun
+
+    def _jtj_diag_op(self, params, *args, **kwargs):
+        v = jnp.ones_like(params)
+        return jnp.abs(v * self._jtj_op(params, v, *args, **kwargs))
+
+
+class _MixedPrecisionLM(_LevenbergMarquardt):
+    """Matrix-free LM whose CG products ``JᵀJ v`` run in float32 (the truncated CG solve only
+    needs a few digits); residuals, gradients and the accepted steps stay in float64, so the
+    attainable ``q`` is float64's."""
+
+    def _jtj_op(self, params, vec, *args, **kwargs):
+        low = jnp.float32
+
+        def cast(a):
+            a = jnp.asarray(a)
+            return a.astype(low) if jnp.issubdtype(a.dtype, jnp.floating) else a
+
+        args, kwargs = jax.tree_util.tree_map(cast, (args, kwargs))
+
+        def fun(p):
+            return self._fun(p, *args, **kwargs).astype(low)
+
+        p = params.astype(low)
+        _, jv = jax.jvp(fun, (p,), (vec.astype(low),))
+        _, vjp = jax.vjp(fun, p)
+        return vjp(jv)[0].astype(params.dtype)
+
+
+def _residual(F, x, u):
+    return F(x, u) - x
+
+
+def _speed(F, x, u):
+    r = _residual(F, x, u)
+    return 0.5 * jnp.sum(r * r)
+
+
+LINEAR_SOLVERS = ("cg", "cholesky")
+
+
+def _make_solver(
+    F,
+    method: str,
+    max_iters: int,
+    linear_solver: str = "cg",
+    cg_iters: int = 5,
+    mixed_precision: bool = False,
+):
+    if method == "lm":
+        if linear_solver == "cg":
+            # Matrix-free: each CG iteration is one jvp and one vjp of F, which vmap turns into
+            # matrix-matrix products shared by all starts.
+            cls = _MixedPrecisionLM if mixed_precision else _LevenbergMarquardt
+            return cls(
+                residual_fun=partial(_residual, F),
+                materialize_jac=False,
+                solver=partial(solve_cg, maxiter=cg_iters),
+                maxiter=max_iters,
+                implicit_diff=False,
+            )
+
+        def jac(x, u):
+            return linear.jacobian(F, x, u) - jnp.eye(x.shape[0], dtype=x.dtype)
+
+        return _LevenbergMarquardt(
+            residual_fun=partial(_residual, F),
+            jac_fun=jac,
+            materialize_jac=True,
+            solver="cholesky",
+            maxiter=max_iters,
+            implicit_diff=False,
+        )
+    if method == "lbfgs":
+        return jaxopt.LBFGS(
+            fun=partial(_speed, F),
+            maxiter=max_iters,
+            linesearch="hager-zhang",
+            implicit_diff=False,
+        )
+    return jaxopt.GradientDescent(fun=partial(_speed, F), maxiter=max_iters, implicit_diff=False)
+
+
+@partial(
+    jax.jit,
+    static_argnames=("F", "method", "max_iters", "linear_solver", "cg_iters", "mixed_precision"),
+)
+def _init_states(x, u, *, F, method, max_iters, linear_solver, cg_iters, mixed_precision):
+    solver = _make_solver(F, method, max_iters, linear_solver, cg_iters, mixed_precision)
+    return jax.vmap(solver.init_state)(x, u)
+
+
+@partial(
+    jax.jit,
+    static_argnames=(
+        "F",
+        "method",
+        "n_iter",
+        "tol_q",
+        "tol_grad",
+        "grad_rtol",
+        "max_iters",
+        "linear_solver",
+        "cg_iters",
+        "mixed_precision",
+    ),
+)
+def _run_chunk(
+    x,
+    state,
+    u,
+    iters,
+    *,
+    F,
+    method,
+    n_iter,
+    tol_q,
+    tol_grad,
+    grad_rtol,
+    max_iters,
+    linear_solver,
+    cg_iters,
+    mixed_precision,
+):
+    """Up to ``n_iter`` solver iterations per start (vmapped); returns the stop flags too."""
+    solver = _make_solver(F, method, max_iters, linear_solver, cg_iters, mixed_precision)
+
+    def stop_rule(x, st, u, it):
+        q = st.value if method == "lm" else _speed(F, x, u)
+        small_grad = (st.error <= tol_grad) | (st.error <= grad_rtol * jnp.sqrt(2.0 * q))
+        return (q <= tol_q) | small_grad | (it >= max_iters) | ~jnp.isfinite(q)
+
+    def one(x, st, u, it):
+        def cond(carry):
+            _, _, _, k, stop = carry
+            return (k < n_iter) & ~stop
+
+        def body(carry):
+            x, st, it, k, _ = carry
+            x_new, st_new = solver.update(x, st, u)
+            it = it + 1
+            bad = ~jnp.all(jnp.isfinite(x_new))  # a failed step: keep the last good x, stop
+            x, st = jax.tree_util.tree_map(
+                lambda a, b: jnp.where(bad, a, b), (x, st), (x_new, st_new)
+            )
+            return x, st, it, k + 1, stop_rule(x, st, u, it) | bad
+
+        carry = (x, st, it, jnp.asarray(0, jnp.int32), stop_rule(x, st, u, it))
+        x, st, it, _, stop = jax.lax.while_loop(cond, body, carry)
+        return x, st, it, stop
+
+    return jax.vmap(one)(x, state, u, iters)
+
+
+@partial(jax.jit, static_argnames=("F",))
+def _speeds(x, u, *, F):
+    return jax.vmap(partial(_speed, F))(x, u)
+
+
+@partial(jax.jit, static_argnames=("F", "n_steps"))
+def _newton_polish(x, u, *, F, n_steps):
+    """Newton steps ``x ← x − (J − I)^{-1} r`` kept only where ``q`` decreases."""
+
+    def one(x, u):
+        def body(_, carry):
+            x, q = carry
+            J = linear.jacobian(F, x, u) - jnp.eye(x.shape[0], dtype=x.dtype)
+            x_new = x - jnp.linalg.solve(J, _residual(F, x, u))
+            q_new = _speed(F, x_new, u)
+            better = jnp.isfinite(q_new) & (q_new < q)
+            return jnp.where(better, x_new, x), jnp.where(better, q_new, q)
+
+        return jax.lax.fori_loop(0, n_steps, body, (x, _speed(F, x, u)))
+
+    return jax.vmap(one)(x, u)
+
+
+@partial(jax.jit, static_argnames=("F",))
+def _jacobians(x, u, *, F):
+    return jax.vmap(partial(linear.jacobian, F))(x, u)
+
+
+def _eig_host(J: np.ndarray, left: bool) -> linear.EigenDecomposition:
+    """:func:`ctrnn_dyn.linear.eig`'s conventions with NumPy's LAPACK on the host (no compile per
+    number of points, no padding)."""
+    mu, R = np.linalg.eig(J)
+    mu, R = mu.astype(complex), R.astype(complex)
+    order = np.argsort(-np.abs(mu), axis=-1, kind="stable")
+    mu = np.take_along_axis(mu, order, axis=-1)
+    R = np.take_along_axis(R, order[..., None, :], axis=-1)
+    L = None
+    if left:
+        try:
+            inv = np.linalg.inv(R)
+        except np.linalg.LinAlgError:  # a defective matrix: eigenvectors not a basis
+            inv = np.linalg.pinv(R)
+        L = np.conj(np.swapaxes(inv, -1, -2))
+    return linear.EigenDecomposition(mu, R, L)
+
+
+def _bucket(n_active: int, n_total: int | None = None, factor: int = 4) -> int:
+    """Batch size for ``n_active`` rows: ``8 · factor^k`` (capped at ``n_total``), few shapes."""
+    size = 8
+    while size < n_active:
+        size *= factor
+    return size if n_total is None else min(size, n_total)
+
+
+def _batch_size(n_active: int, n_total: int) -> int:
+    """``8, 16, …, 128, 256, 384, 512, 768, 1024, 1536, …`` (capped at ``n_total``)."""
+    size = 8
+    while size < n_active:
+        size = (
+            size * 3 // 2
+            if size >= 256 and (size & (size - 1)) == 0
+            else (size * 4 // 3 if size >= 384 and (size & (size - 1)) != 0 else size * 2)
+        )
+    return min(size, n_total)
+
+
+def _take(tree: Any, idx: np.ndarray) -> Any:
+    idx = jnp.asarray(idx)
+    return jax.tree_util.tree_map(lambda a: jnp.take(a, idx, axis=0), tree)
+
+
+@jax.jit
+def _gather(tree: Any, idx: jax.Array) -> Any:
+    return jax.tree_util.tree_map(lambda a: jnp.take(a, idx, axis=0), tree)
+
+
+def _solve(
+    F,
+    x0,
+    u,
+    active0,
+    *,
+    method,
+    tol_q,
+    tol_grad,
+    max_iters,
+    chunk_iters,
+    linear_solver,
+    cg_iters,
+    grad_rtol,
+    mixed_precision,
+):
+    """Run the solver with retirement + compaction; returns final ``x`` and iteration counts."""
+    n = x0.shape[0]
+    x = x0
+    iters = np.zeros(n, np.int32)
+    active = np.flatnonzero(active0)
+    if active.size == 0:
+        return x, iters
+    kw = dict(
+        F=F,
+        method=method,
+        max_iters=max_iters,
+        linear_solver=linear_solver,
+        cg_iters=cg_iters,
+        mixed_precision=mixed_precision,
+    )
+    state = (
+        _init_states(*_take((x, u), active), **kw) if active.size < n else _init_states(x, u, **kw)
+    )
+    pos = np.arange(active.size)  # rows of `state` holding the active starts
+    rounds = 0
+    x_host = np.array(x0)
+    u_host = None if u is None else np.asarray(u)
+    while active.size:
+        m = active.size
+        size = _batch_size(m, n)
+        rows = np.concatenate([pos, np.full(size - m, pos[0])])
+        idx = np.concatenate([active, np.full(size - m, active[0])])
+        if not (rows.size == _leading(state) and np.array_equal(rows, np.arange(rows.size))):
+            state = _gather(state, jnp.asarray(rows))
+        # longer rounds once few starts are left: fewer round trips for the slow tail
+        n_iter = chunk_iters * int(np.clip(512 // size, 1, 8))
+        xs, state, its, stop = _run_chunk(
+            jnp.asarray(x_host[idx]),
+            state,
+            None if u_host is None else jnp.asarray(u_host[idx]),
+            jnp.asarray(iters[idx]),
+            n_iter=n_iter,
+            tol_q=tol_q,
+            tol_grad=tol_grad,
+            grad_rtol=grad_rtol,
+            **kw,
+        )
+        x_host[active] = np.asarray(xs)[:m]
+        iters[active] = np.asarray(its)[:m]
+        stop = np.asarray(stop)[:m]
+        rounds += 1
+        logger.debug("round %d: %d active (batch %d), %d stopped", rounds, m, size, stop.sum())
+        pos = np.flatnonzero(~stop)
+        active = active[pos]
+    return jnp.asarray(x_host), iters
+
+
+def _leading(tree: Any) -> int:
+    return int(jax.tree_util.tree_leaves(tree)[0].shape[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# The public finder
+# ---------------------------------------------------------------------------------------------
+
+
+def _float_dtype(dtype: Any) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as err:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from err
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
+    return dt
+
+
+def _prepare_map(F: Any, initial_states: Any) -> tuple[Any, np.ndarray]:
+    """Flat map and ``(n, d)`` starts; a pytree of ``(n, ...)`` leaves is raveled per start."""
+    if isinstance(initial_states, tuple | list | dict):
+        leaves, treedef = jax.tree_util.tree_flatten(initial_states)
+        if not leaves:
+            raise ValueError("initial_states must not be an empty pytree")
+        leaves = [np.asarray(leaf) for leaf in leaves]
+        n = leaves[0].shape[0] if leaves[0].ndim else None
+        if n is None or any(leaf.ndim < 1 or leaf.shape[0] != n for leaf in leaves):
+            raise ValueError(
+                "initial_states as a pytree must have leaves of shape (n, ...) with one n, got "
+                f"{[leaf.shape for leaf in leaves]}"
+            )
+        shapes = tuple(leaf.shape[1:] for leaf in leaves)
+        dtypes = tuple(
+            leaf.dtype if np.issubdtype(leaf.dtype, np.floating) else np.dtype(float)
+            for leaf in leaves
+        )
+        flat = np.concatenate([leaf.reshape(n, -1).astype(float) for leaf in leaves], axis=1)
+        return _RaveledMap(F, treedef, shapes, dtypes), flat
+    arr = np.asarray(initial_states)
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+    ):
+        raise TypeError(f"initial_states must be a float array (n, d), got dtype {arr.dtype}")
+    return F, arr
+
+
+def find_fixed_points(
+    F: Callable[..., Any],
+    initial_states: Any,
+    inputs: Any = None,
+    *,
+    method: str = "lm",
+    tol_q: float | None = None,
+    tol_grad: float | None = None,
+    max_iters: int | None = None,
+    chunk_iters: int | None = None,
+    linear_solver: str = "cg",
+    cg_iters: int = 5,
+    mixed_precision: bool = True,
+    grad_rtol: float = 1e-8,
+    polish_steps: int = 2,
+    tol_unique: float | None = 1e-3,
+    outlier_distance_scale: float | None = 10.0,
+    compute_jacobians: bool = True,
+    decompose: bool = True,
+    left_eigvecs: bool = False,
+    marginal_tol: float = 1e-3,
+    dtype: Any = np.float64,
+) -> FixedPoints:
+    r"""Find fixed points (and slow points) of ``F(x, u)`` from many starts.
+
+    Minimises :math:`q(x) = \tfrac12\lVert F(x,u) - x\rVert^2` from every start with a JAXopt
+    solver ``vmap``-ped over starts (see the module docstring for the solvers and for how slow
+    points are reported), then drops distance outliers, deduplicates, and linearises.
+
+    Args:
+        F: one-step map on unbatched arrays, ``F(x: (d,), u: (m,)) -> (d,)`` (a ``OneStepMap``
+            or any JAX-traceable function; if ``initial_states`` is a pytree, ``F`` acts on that
+            pytree carry and the result is raveled). ``F`` is a static ``jit`` argument: pass the
+            same object again to reuse the compiled solver.
+        initial_states: ``(n, d)`` starts, or a pytree of ``(n, ...)`` leaves (a carry).
+        inputs: constant input, ``(m,)`` shared or ``(n, m)`` per start. ``None``: zero input of
+            ``F.input_size`` if ``F`` has one, else ``F`` is called with ``u=None``.
+        method: ``"lm"`` (Levenberg–Marquardt on the residual), ``"lbfgs"`` or ``"gd"`` (on q).
+        tol_q: ``q`` at or below which a point is a fixed point. Default ``1e-20`` in float64,
+            ``1e-12`` (FixedPointFinder's) in float32.
+        tol_grad: stop a start when ``‖∇q‖`` (LM: ``‖(J−I)^T r‖``) falls to this (a slow point
+            if ``q > tol_q``). Default ``1e-14`` in float64, ``1e-7`` in float32.
+        max_iters: solver iterations per start (default lm 200, lbfgs 2000, gd 5000).
+        chunk_iters: iterations per round between retirements of finished starts (default lm 5,
+            lbfgs 32, gd 128; rounds get up to 8x longer once fewer than 512 starts remain).
+        linear_solver: ``"lm"`` only: ``"cg"`` (matrix-free, default) or ``"cholesky"``
+            (materialised Jacobian).
+        cg_iters: ``"lm"`` with ``"cg"``: CG iterations per LM step.
+        mixed_precision: ``"lm"`` with ``"cg"`` in float64: run the CG products in float32.
+        grad_rtol: stop a start when ``‖∇q‖ <= grad_rtol · ‖F(x) − x‖`` (a local minimum of q).
+        polish_steps: Newton steps (LU of ``J − I``) for points with ``tol_q < q <= 1e-6`` after
+            the solver, kept where they lower ``q``.
+        tol_unique: deduplication distance (FixedPointFinder's ``1e-3``); ``None`` returns one
+            entry per start.
+        outlier_distance_scale: drop points farther than this times the starts' mean distance
+            from the starts' centroid (FixedPointFinder's ``10``); ``None`` keeps all.
+        compute_jacobians: compute ``∂F/∂x`` at each returned point.
+        decompose: eigen-decompose the Jacobians and classify stability (needs Jacobians).
+        left_eigvecs: also return left eigenvectors.
+        marginal_tol: band ``| |μ| − 1 | <= marginal_tol`` classed as marginal.
+        dtype: ``float64`` (default; enabled locally) or ``float32``.
+
+    Returns:
+        ``FixedPoints`` (host NumPy arrays).
+
+    Raises:
+        ValueError: ``initial_states`` not ``(n, d)`` with ``n >= 1`` or ``d`` not the map's state
+            size; ``inputs`` of the wrong shape or width; unknown ``method``; bad tolerances.
+        TypeError: non-float ``initial_states`` or an unsupported ``dtype``.
+
+    Example:
+        >>> from ctrnn_dyn.systems import SWITCH
+        >>> import numpy as np
+        >>> fps = find_fixed_points(SWITCH.map(), np.linspace(-0.5, 1.5, 21)[:, None])
+        >>> len(fps.fixed)
+        3
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if linear_solver not in LINEAR_SOLVERS:
+        raise ValueError(f"linear_solver must be one of {LINEAR_SOLVERS}, got {linear_solver!r}")
+    dt = _float_dtype(dtype)
+    x64 = dt == np.dtype(np.float64)
+    if tol_q is None:
+        tol_q = 1e-20 if x64 else 1e-12
+    if tol_grad is None:
+        tol_grad = 1e-14 if x64 else 1e-7
+    if max_iters is None:
+        max_iters = _DEFAULT_MAX_ITERS[method]
+    if chunk_iters is None:
+        chunk_iters = _DEFAULT_CHUNK[method]
+    for name, value in (("tol_q", tol_q), ("tol_grad", tol_grad), ("grad_rtol", grad_rtol)):
+        if not (np.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+    for name, value in (
+        ("max_iters", max_iters),
+        ("chunk_iters", chunk_iters),
+        ("cg_iters", cg_iters),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    if isinstance(polish_steps, bool) or not isinstance(polish_steps, int) or polish_steps < 0:
+        raise ValueError(f"polish_steps must be an int >= 0, got {polish_steps!r}")
+    if tol_unique is not None and not tol_unique > 0:
+        raise ValueError(f"tol_unique must be > 0 or None, got {tol_unique!r}")
+    if outlier_distance_scale is not None and not outlier_distance_scale > 0:
+        raise ValueError(
+            f"outlier_distance_scale must be > 0 or None, got {outlier_distance_scale!r}"
+        )
+    if decompose and not compute_jacobians:
+        raise ValueError("decompose=True needs compute_jacobians=True")
+
+    Fm, x0 = _prepare_map(F, initial_states)
+    if x0.ndim != 2:
+        raise ValueError(f"initial_states must have shape (n, d), got {x0.shape}")
+    n, d = x0.shape
+    if n < 1 or d < 1:
+        raise ValueError(f"initial_states must have shape (n, d) with n, d >= 1, got {x0.shape}")
+    state_size = getattr(F, "state_size", None)
+    if isinstance(state_size, int) and d != state_size:
+        raise ValueError(
+            f"initial_states has width {d} but F's state size is {state_size} "
+            f"(expected shape (n, {state_size}))"
+        )
+
+    ctx = jax.enable_x64(True) if x64 else contextlib.nullcontext()
+    with ctx:
+        u = _prepare_inputs(F, inputs, n, dt)
+        _check_map(Fm, d, u, dt)
+        finite = np.all(np.isfinite(x0), axis=1)
+        if not finite.all():
+            logger.warning("%d of %d starts are not finite; they are skipped", (~finite).sum(), n)
+        x_init = x0.astype(dt)
+        x_start = jnp.asarray(np.where(finite[:, None], x_init, 0.0), dt)
+        u_j = None if u is None else jnp.asarray(u)
+        x_fin, iters = _solve(
+            Fm,
+            x_start,
+            u_j,
+            finite,
+            method=method,
+            tol_q=float(tol_q),
+            tol_grad=float(tol_grad),
+            max_iters=int(max_iters),
+            chunk_iters=int(chunk_iters),
+            linear_solver=linear_solver,
+            cg_iters=int(cg_iters),
+            grad_rtol=float(grad_rtol),
+            mixed_precision=bool(mixed_precision and x64),
+        )
+        q = np.array(_speeds(x_fin, u_j, F=Fm))
+        x_fin = np.array(x_fin)
+        if polish_steps:
+            cand = np.flatnonzero(finite & np.isfinite(q) & (q > tol_q) & (q <= 1e-6))
+            if cand.size:
+                size = _bucket(cand.size, n)
+                idx = np.concatenate([cand, np.full(size - cand.size, cand[0])])
+                xs, qs = _newton_polish(
+                    *_take((jnp.asarray(x_fin), u_j), idx), F=Fm, n_steps=polish_steps
+                )
+                x_fin[cand] = np.asarray(xs[: cand.size])
+                q[cand] = np.asarray(qs[: cand.size])
+        x_fin = np.where(finite[:, None], x_fin, x_init)
+        q = np.where(finite, q, np.nan)
+        converged = finite & (q <= tol_q)
+        u_np = np.zeros((n, 0), dt) if u is None else np.asarray(u)
+        fps = FixedPoints(
+            x=x_fin,
+            u=u_np,
+            q=q,
+            converged=converged,
+            n_iters=iters.astype(np.int64),
+            x_init=x_init,
+            alpha=_alpha_of(F),
+        )
+        if outlier_distance_scale is not None:
+            fps = fps[_outlier_mask(fps.x, x_init, outlier_distance_scale) | ~finite]
+        if tol_unique is not None:
+            fps = fps.unique(tol_unique)
+        if compute_jacobians and len(fps):
+            fps = _add_linearisation(Fm, fps, u is None, decompose, left_eigvecs, marginal_tol)
+    logger.info(
+        "find_fixed_points: %d starts -> %d entries (%d fixed)",
+        n,
+        len(fps),
+        int(np.sum(fps.converged)),
+    )
+    return fps
+
+
+def _alpha_of(F: Any) -> Any:
+    alpha = getattr(F, "alpha", None)
+    if alpha is None:
+        return None
+    try:
+        return np.asarray(alpha, dtype=float)
+    except (TypeError, ValueError):
+        return None
+
+
+def _prepare_inputs(F: Any, inputs: Any, n: int, dt: np.dtype) -> np.ndarray | None:
+    width = getattr(F, "input_size", None)
+    width = width if isinstance(width, int) else None
+    if inputs is None:
+        return None if width is None else np.zeros((n, width), dt)
+    u = np.asarray(inputs)
+    if not (np.issubdtype(u.dtype, np.floating) or np.issubdtype(u.dtype, np.integer)):
+        raise TypeError(f"inputs must be a float array, got dtype {u.dtype}")
+    if u.ndim == 1:
+        u = np.broadcast_to(u, (n, u.shape[0]))
+    elif u.ndim != 2 or u.shape[0] != n:
+        raise ValueError(f"inputs must have shape (m,) or (n, m) = ({n}, m), got {u.shape}")
+    if width is not None and u.shape[1] != width:
+        raise ValueError(
+            f"inputs has width {u.shape[1]} but F expects {width} (shape (m,) or (n, {width}))"
+        )
+    if not np.all(np.isfinite(u)):
+        raise ValueError("inputs must be finite")
+    return np.ascontiguousarray(u, dtype=dt)
+
+
+def _check_map(F: Any, d: int, u: np.ndarray | None, dt: np.dtype) -> None:
+    x = jax.ShapeDtypeStruct((d,), dt)
+    uu = None if u is None else jax.ShapeDtypeStruct(u.shape[1:], dt)
+    try:
+        out = jax.eval_shape(F, x, uu)
+    except (ValueError, TypeError) as err:
+        raise ValueError(
+            f"F failed on a state of shape ({d},) (from initial_states) and an input of shape "
+            f"{None if u is None else u.shape[1:]} (from inputs): {err}"
+        ) from err
+    shape = getattr(out, "shape", None)
+    if shape != (d,):
+        raise ValueError(
+            f"F must map a state of shape ({d},) to shape ({d},), got {shape}; check the width "
+            "of initial_states"
+        )
+
+
+def _add_linearisation(F, fps, no_input, decompose, left, marginal_tol) -> FixedPoints:
+    ok = np.all(np.isfinite(fps.x), axis=1)
+    n, d = fps.x.shape
+    jac = np.full((n, d, d), np.nan, fps.x.dtype)
+    fields: dict[str, Any] = {}
+    if ok.any():
+        idx = np.flatnonzero(ok)
+        size = _bucket(idx.size, factor=2)
+        pad = np.concatenate([idx, np.full(size - idx.size, idx[0])])
+        x = jnp.asarray(fps.x[pad])
+        u = None if no_input else jnp.asarray(fps.u[pad])
+        jac[idx] = np.asarray(_jacobians(x, u, F=F))[: idx.size]
+        if decompose:
+            eigvals = np.full((n, d), np.nan + 0j)
+            eigvecs = np.full((n, d, d), np.nan + 0j)
+            lv = np.full((n, d, d), np.nan + 0j)
+            good = idx[np.all(np.isfinite(jac[idx]), axis=(1, 2))]
+            if good.size:
+                dec = _eig_host(jac[good], left)
+                eigvals[good], eigvecs[good] = dec.eigvals, dec.eigvecs
+                if left:
+                    lv[good] = dec.left_eigvecs
+            fields.update(eigvals=eigvals, eigvecs=eigvecs)
+            if left:
+                fields["left_eigvecs"] = lv
+    fields["jacobians"] = jac
+    if decompose:
+        if "eigvals" not in fields:
+            fields.update(
+                eigvals=np.full((n, d), np.nan + 0j), eigvecs=np.full((n, d, d), np.nan + 0j)
+            )
+        stab = linear.classify(fields["eigvals"], marginal_tol=marginal_tol)
+        fields.update(stability=stab.label, n_unstable=stab.n_unstable)
+    return dataclasses.replace(fps, **fields)

@@ -1,0 +1,501 @@
+"""ctrnn_dyn.fixed_points against independent ground truth (solve, brentq, scipy root, NumPy F)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.optimize
+from flax import linen as nn
+from helpers import count_compiles
+
+from ctrnn_dyn import linear
+from ctrnn_dyn.dynamics import one_step_map
+from ctrnn_dyn.fixed_points import FixedPoints, find_fixed_points, sample_initial_states
+from ctrnn_dyn.model import CTRNNCell
+from ctrnn_dyn.systems import OSCILLATOR, SWITCH
+
+# --------------------------------------------------------------------------------------------
+# shared maps (module scope: each F compiles once)
+# --------------------------------------------------------------------------------------------
+
+ALPHA = 0.2
+
+
+@pytest.fixture(scope="module")
+def switch_map():
+    return SWITCH.map()
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearNet:
+    """F(x) = (1 − α) x + α (K x + b) as a plain user function (no analytic .jacobian)."""
+
+    K: tuple
+    b: tuple
+    alpha: float = ALPHA
+
+    def __call__(self, x, u=None):
+        K = jnp.asarray(self.K, x.dtype)
+        b = jnp.asarray(self.b, x.dtype)
+        return (1.0 - self.alpha) * x + self.alpha * (K @ x + b)
+
+
+def _f32(a: np.ndarray) -> np.ndarray:
+    """Round to float32: the map's params are float32, so the NumPy F must use the same values."""
+    return np.asarray(a, np.float32).astype(np.float64)
+
+
+def _ctrnn(K: np.ndarray, K_in: np.ndarray, b: np.ndarray, alpha: float):
+    n = K.shape[0]
+    cell = CTRNNCell(hidden_features=n, output_features=1, alpha=alpha, noise_const=0.0)
+    params = {
+        "params": {
+            "recurrent_kernel": {"kernel": jnp.asarray(K), "bias": jnp.asarray(b)},
+            "input_kernel": {"kernel": jnp.asarray(K_in)},
+            "output_kernel": {"kernel": jnp.zeros((n, 1)), "bias": jnp.zeros(1)},
+        }
+    }
+    return one_step_map(cell, params)
+
+
+def _np_ctrnn(K, K_in, b, alpha):
+    """Independent NumPy F of SCIENCE.md §1 (float64)."""
+
+    def F(x, u):
+        return (1.0 - alpha) * x + alpha * (np.tanh(x) @ K + b + u @ K_in)
+
+    return F
+
+
+H_PAT = 12
+
+
+@pytest.fixture(scope="module")
+def pattern_net():
+    rng = np.random.default_rng(7)
+    xi = rng.choice([-1.0, 1.0], size=(2, H_PAT))
+    K = _f32((2.0 / H_PAT) * xi.T @ xi + rng.normal(0.0, 0.1 / np.sqrt(H_PAT), (H_PAT, H_PAT)))
+    K_in = _f32(rng.normal(size=(1, H_PAT)))
+    b = np.zeros(H_PAT)
+    return _ctrnn(K, K_in, b, ALPHA), _np_ctrnn(K, K_in, b, ALPHA), K
+
+
+@pytest.fixture(scope="module")
+def random_net():
+    rng = np.random.default_rng(11)
+    K = _f32(rng.normal(0.0, 1.5 / np.sqrt(H_PAT), (H_PAT, H_PAT)))
+    K_in = _f32(rng.normal(size=(1, H_PAT)))
+    b = _f32(rng.normal(0.0, 0.1, H_PAT))
+    return _ctrnn(K, K_in, b, ALPHA), _np_ctrnn(K, K_in, b, ALPHA), K
+
+
+# --------------------------------------------------------------------------------------------
+# ground truth: linear network, Beer's switch, the oscillator
+# --------------------------------------------------------------------------------------------
+
+
+def test_linear_network_fixed_point_is_solve_and_eigenvalues_are_numpys():
+    rng = np.random.default_rng(0)
+    K = rng.normal(0.0, 0.4, (3, 3))
+    b = rng.normal(size=3)
+    F = LinearNet(tuple(map(tuple, K)), tuple(b))
+    starts = rng.normal(0.0, 2.0, (10, 3))
+    fps = find_fixed_points(F, starts, left_eigvecs=True)
+    x_star = np.linalg.solve(np.eye(3) - K, b)
+    assert len(fps) == 1 and fps.converged.all()
+    np.testing.assert_allclose(fps.x[0], x_star, rtol=1e-12, atol=1e-12)
+    J_np = (1.0 - ALPHA) * np.eye(3) + ALPHA * K
+    np.testing.assert_allclose(fps.jacobians[0], J_np, rtol=1e-12, atol=1e-14)
+    ref = np.linalg.eigvals(J_np)
+    for m in ref:
+        assert np.min(np.abs(fps.eigvals[0] - m)) < 1e-12
+    np.testing.assert_allclose(
+        np.sort(np.abs(fps.eigvals[0]))[::-1], np.sort(np.abs(ref))[::-1], rtol=1e-12
+    )
+    L, R = fps.left_eigvecs[0], fps.eigvecs[0]
+    np.testing.assert_allclose(L.conj().T @ R, np.eye(3), atol=1e-10)
+    assert fps.u.shape == (1, 0)  # a user map without inputs
+
+
+def test_switch_has_exactly_three_fixed_points_matching_brentq(switch_map):
+    # SCIENCE.md §2: h = σ(8h − 4) at a fixed point of the rate switch.
+    def g(h):
+        return 1.0 / (1.0 + np.exp(-(8.0 * h - 4.0))) - h
+
+    brackets = ((-1, 0.3), (0.3, 0.7), (0.7, 2))
+    roots = [scipy.optimize.brentq(g, a, b, xtol=1e-15) for a, b in brackets]
+    starts = np.linspace(-0.5, 1.5, 21)[:, None]
+    fps = find_fixed_points(switch_map, starts)
+    assert len(fps) == 3 and fps.converged.all() and len(fps.slow) == 0
+    order = np.argsort(fps.x[:, 0])
+    np.testing.assert_allclose(fps.x[order, 0], roots, atol=1e-10)
+    np.testing.assert_array_equal(fps.n_unstable[order], [0, 1, 0])
+    assert list(fps.stability[order]) == ["stable node", "unstable node", "stable node"]
+    assert len(fps.stable) == 2
+    assert np.all(fps.q <= 1e-20)
+    # continuous time: λ = (μ − 1)/α = −1 + 8 σ'(8h − 4) for the rate switch (τ = 1)
+    # (the map holds dt/τ = 0.01 in float32, 2.2e-8 relative off, hence rtol 1e-7)
+    s = 1.0 / (1.0 + np.exp(-(8.0 * fps.x[order, 0] - 4.0)))
+    np.testing.assert_allclose(
+        fps.continuous_eigvals[order, 0].real, -1.0 + 8.0 * s * (1.0 - s), rtol=1e-7
+    )
+
+
+def test_oscillator_has_one_unstable_focus_at_half_half():
+    rng = np.random.default_rng(1)
+    fps = find_fixed_points(OSCILLATOR.map(), rng.uniform(-0.5, 1.5, (40, 2)))
+    fixed = fps.fixed
+    assert len(fixed) == 1
+    np.testing.assert_allclose(fixed.x[0], [0.5, 0.5], atol=1e-10)
+    assert fixed.stability[0] == "unstable focus" and fixed.n_unstable[0] == 2
+
+
+# --------------------------------------------------------------------------------------------
+# random and pattern networks vs an independent NumPy F and a scipy Newton multistart
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("net", ["pattern_net", "random_net"])
+def test_networks_against_numpy_and_scipy_multistart(net, request):
+    F, F_np, K = request.getfixturevalue(net)
+    rng = np.random.default_rng(5)
+    starts = rng.normal(0.0, 1.5, (32, H_PAT))
+    u = np.array([0.3])
+    fps = find_fixed_points(F, starts, u)
+    fixed = fps.fixed
+    assert len(fixed) >= 1
+    for x in fixed.x:  # re-evaluated by an independent NumPy F
+        r = F_np(x, u) - x
+        assert 0.5 * r @ r <= 1e-20
+    # scipy Newton (MINPACK hybrd) from the same starts
+    centroid = starts.mean(0)
+    scale = 10.0 * np.linalg.norm(starts - centroid, axis=1).mean()
+    scipy_roots = []
+    for x0 in starts:
+        sol = scipy.optimize.root(lambda x: F_np(x, u) - x, x0, method="hybr", tol=1e-14)
+        r = F_np(sol.x, u) - sol.x
+        if 0.5 * r @ r < 1e-20 and np.linalg.norm(sol.x - centroid) <= scale:
+            scipy_roots.append(sol.x)
+    assert scipy_roots, "scipy found nothing: a broken test setup"
+    for root in scipy_roots:
+        assert np.min(np.linalg.norm(fixed.x - root, axis=1)) < 1e-8, "a fixed point we missed"
+    # Jacobians equal jax.jacfwd and the analytic form at every returned point
+    with jax.enable_x64(True):
+        for x, J in zip(fixed.x, fixed.jacobians, strict=True):
+            J_fwd = jax.jacfwd(lambda v: F.__call__(v, jnp.asarray(u)))(jnp.asarray(x))
+            np.testing.assert_allclose(J, np.asarray(J_fwd), rtol=1e-12, atol=1e-13)
+            J_np = (1 - ALPHA) * np.eye(H_PAT) + ALPHA * K.T * (1 - np.tanh(x) ** 2)[None, :]
+            np.testing.assert_allclose(J, J_np, rtol=1e-12, atol=1e-13)
+
+
+# --------------------------------------------------------------------------------------------
+# classification through the finder: hand-made 2-D maps of every class
+# --------------------------------------------------------------------------------------------
+
+
+def _rot(r, theta):
+    return r * np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+
+
+CLASS_MAPS = {
+    "stable node": np.diag([0.5, 0.8]),
+    "stable focus": _rot(0.9, 0.4),
+    "saddle": np.array([[1.3, 0.2], [0.0, 0.6]]),
+    "unstable node": np.diag([1.2, 1.5]),
+    "unstable focus": _rot(1.1, 0.3),
+    "marginal": np.diag([1.0, 0.5]),
+}
+CENTRE = np.array([0.3, -0.2])
+
+
+def quad_map(x, u):
+    """F(x) = c + A (x − c) + 0.05 (x − c)^3 with A = u.reshape(2, 2): a fixed point at c whose
+    Jacobian is A (one compiled map for every class)."""
+    c = jnp.asarray(CENTRE, x.dtype)
+    A = u.reshape(2, 2)
+    return c + A @ (x - c) + 0.05 * (x - c) ** 3
+
+
+def test_classification_of_hand_made_maps_of_each_class():
+    labels = list(CLASS_MAPS)
+    # regular roots are found from an offset start; at the marginal map the root is degenerate
+    # along the neutral direction (residual O(δ³)), so that one starts on it
+    starts = np.tile(CENTRE + np.array([[0.05, -0.03]]), (len(labels), 1))
+    starts[labels.index("marginal")] = CENTRE
+    inputs = np.stack([CLASS_MAPS[k].ravel() for k in labels])
+    fps = find_fixed_points(quad_map, starts, inputs, tol_unique=None)
+    assert fps.converged.all()
+    np.testing.assert_allclose(fps.x, np.tile(CENTRE, (len(labels), 1)), atol=1e-10)
+    for i, label in enumerate(labels):
+        np.testing.assert_allclose(fps.jacobians[i], CLASS_MAPS[label], atol=1e-12)
+        assert fps.stability[i] == label
+    np.testing.assert_array_equal(fps.n_unstable, [0, 0, 1, 2, 2, 0])
+    assert set(np.flatnonzero(np.isin(fps.stability, ["stable node", "stable focus"]))) == {0, 1}
+
+
+# --------------------------------------------------------------------------------------------
+# Flax GRU / LSTM, pytree carries
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cell_cls", [nn.GRUCell, nn.LSTMCell])
+def test_flax_gru_and_lstm_through_one_step_map(cell_cls):
+    cell = cell_cls(features=4)
+    carry = cell.initialize_carry(jax.random.PRNGKey(0), (2,))
+    params = cell.init(jax.random.PRNGKey(1), carry, jnp.ones(2))
+    F = one_step_map(cell, params)
+    d = F.state_size
+    starts = np.random.default_rng(2).normal(0.0, 0.5, (8, d))
+    u = np.array([0.2, -0.4])
+    fps = find_fixed_points(F, starts, u)
+    assert len(fps.fixed) >= 1
+    with jax.enable_x64(True):
+        for x in fps.fixed.x:
+            x_next = np.asarray(F(jnp.asarray(x), jnp.asarray(u)))
+            assert 0.5 * np.sum((x_next - x) ** 2) <= 1e-20
+
+
+@pytest.mark.slow
+def test_lstm_pytree_carry_is_raveled():
+    """A user map on the LSTM's ``(c, h)`` carry gives the same points as ``one_step_map``."""
+    cell = nn.LSTMCell(features=4)
+    carry = cell.initialize_carry(jax.random.PRNGKey(0), (2,))
+    params = cell.init(jax.random.PRNGKey(1), carry, jnp.ones(2))
+    F = one_step_map(cell, params)
+    starts = np.random.default_rng(2).normal(0.0, 0.5, (8, F.state_size))
+    u = np.array([0.2, -0.4])
+    fps = find_fixed_points(F, starts, u)
+
+    def F_carry(c_h, u):
+        cast = jax.tree_util.tree_map(lambda a: a.astype(c_h[0].dtype), params)
+        new, _ = cell.apply(cast, c_h, u)
+        return new
+
+    fps2 = find_fixed_points(F_carry, (starts[:, :4], starts[:, 4:]), u)
+    assert len(fps2.fixed) == len(fps.fixed) >= 1
+    np.testing.assert_allclose(
+        fps2.fixed.x[np.lexsort(fps2.fixed.x.T)],
+        fps.fixed.x[np.lexsort(fps.fixed.x.T)],
+        atol=1e-9,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# container: indexing, unique, concatenate, pytree, save/load, summary
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def switch_all(switch_map):
+    starts = np.linspace(-0.5, 1.5, 21)[:, None]
+    return find_fixed_points(switch_map, starts, tol_unique=None, left_eigvecs=True)
+
+
+def test_all_starts_returned_in_order_and_unique_keeps_lowest_q(switch_all):
+    fps = switch_all
+    assert len(fps) == 21
+    np.testing.assert_array_equal(fps.x_init[:, 0], np.linspace(-0.5, 1.5, 21))
+    assert fps.converged.all() and np.all(fps.n_iters >= 0)
+    u = fps.unique(1e-3)
+    assert len(u) == 3
+    for x, q in zip(u.x, u.q, strict=True):
+        members = np.linalg.norm(fps.x - x, axis=1) <= 1e-3
+        assert q == fps.q[members].min()
+
+
+def test_indexing_masks_and_subsets(switch_all):
+    fps = switch_all
+    assert len(fps[0]) == 1 and fps[0].x.shape == (1, 1)
+    assert len(fps[2:5]) == 3
+    assert len(fps[[0, 3, 4]]) == 3
+    mask = fps.x[:, 0] > 0.5
+    sub = fps[mask]
+    assert len(sub) == int(mask.sum()) and sub.jacobians.shape == (len(sub), 1, 1)
+    with pytest.raises(IndexError):
+        fps[np.ones(3, bool)]
+    with pytest.raises(IndexError):
+        fps[21]
+    assert len(fps.fixed) == 21 and len(fps.slow) == 0
+    assert set(fps.stable.stability) == {"stable node"}
+
+
+def test_concatenate_and_pytree(switch_all):
+    fps = switch_all
+    both = FixedPoints.concatenate([fps[:3], fps[3:]])
+    for name in ("x", "q", "converged", "jacobians", "eigvals", "stability", "n_unstable"):
+        np.testing.assert_array_equal(getattr(both, name), getattr(fps, name))
+    leaves, treedef = jax.tree_util.tree_flatten(fps)
+    back = jax.tree_util.tree_unflatten(treedef, leaves)
+    np.testing.assert_array_equal(back.stability, fps.stability)
+    doubled = jax.tree_util.tree_map(lambda a: a, fps)
+    np.testing.assert_array_equal(doubled.x, fps.x)
+    no_jac = dataclasses.replace(fps[:2], jacobians=None)
+    assert FixedPoints.concatenate([no_jac, fps[2:]]).jacobians is None
+    with pytest.raises(ValueError, match="non-empty"):
+        FixedPoints.concatenate([])
+
+
+def test_save_load_round_trip_exact_and_corrupt_file_errors(switch_all, tmp_path):
+    fps = switch_all
+    path = tmp_path / "fps.npz"
+    fps.save(path)
+    back = FixedPoints.load(path)
+    for name in (
+        "x",
+        "u",
+        "q",
+        "converged",
+        "n_iters",
+        "x_init",
+        "jacobians",
+        "eigvals",
+        "eigvecs",
+        "left_eigvecs",
+        "n_unstable",
+        "stability",
+        "alpha",
+    ):
+        a, b = getattr(fps, name), getattr(back, name)
+        assert a.dtype == b.dtype, name
+        np.testing.assert_array_equal(a, b)
+    raw = path.read_bytes()
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="not a valid FixedPoints"):
+        FixedPoints.load(bad)
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"this is not a zip file")
+    with pytest.raises(ValueError, match="not a valid FixedPoints"):
+        FixedPoints.load(junk)
+    other = tmp_path / "other.npz"
+    np.savez(other, a=np.ones(3))
+    with pytest.raises(ValueError, match="missing fields"):
+        FixedPoints.load(other)
+    with pytest.raises(FileNotFoundError):
+        FixedPoints.load(tmp_path / "absent.npz")
+
+
+def test_summary_table(switch_all):
+    text = switch_all.unique(1e-3).summary()
+    assert "unstable node" in text and "stable node" in text
+    assert len(text.splitlines()) == 3 + 3
+
+
+# --------------------------------------------------------------------------------------------
+# options, validation, compile cache
+# --------------------------------------------------------------------------------------------
+
+
+def test_non_finite_starts_are_never_converged(switch_map):
+    starts = np.array([[0.1], [np.nan], [np.inf], [0.9]])
+    fps = find_fixed_points(switch_map, starts, tol_unique=None)
+    np.testing.assert_array_equal(fps.converged, [True, False, False, True])
+    assert np.isnan(fps.q[1]) and np.isnan(fps.q[2])
+    assert len(find_fixed_points(switch_map, starts)) == 2
+
+
+def test_bad_inputs_raise_clear_errors(switch_map, pattern_net):
+    F = pattern_net[0]
+    with pytest.raises(ValueError, match="initial_states must have shape"):
+        find_fixed_points(switch_map, np.ones(3))
+    with pytest.raises(ValueError, match="initial_states must have shape"):
+        find_fixed_points(switch_map, np.ones((2, 1, 1)))
+    with pytest.raises(ValueError, match="initial_states has width 3"):
+        find_fixed_points(F, np.ones((4, 3)))
+    with pytest.raises(ValueError, match="inputs has width 2"):
+        find_fixed_points(F, np.ones((4, H_PAT)), np.ones(2))
+    with pytest.raises(ValueError, match="inputs must have shape"):
+        find_fixed_points(F, np.ones((4, H_PAT)), np.ones((3, 1)))
+    with pytest.raises(ValueError, match="method must be one of"):
+        find_fixed_points(switch_map, np.ones((2, 1)), method="adam")
+    with pytest.raises(TypeError, match="dtype"):
+        find_fixed_points(switch_map, np.ones((2, 1)), dtype=np.int32)
+    with pytest.raises(ValueError, match="F must map a state"):
+        find_fixed_points(lambda x, u: x[:1], np.ones((2, 2)))
+    with pytest.raises(ValueError, match="tol_unique"):
+        find_fixed_points(switch_map, np.ones((2, 1)), tol_unique=0.0)
+
+
+def test_second_call_with_same_shapes_compiles_nothing(switch_map):
+    starts = np.linspace(-0.5, 1.5, 21)[:, None]
+    find_fixed_points(switch_map, starts)
+    with count_compiles() as events:
+        fps = find_fixed_points(switch_map, starts + 1e-3)
+    assert events == [] and len(fps) == 3
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"method": "lbfgs"}, marks=pytest.mark.slow),
+        {"method": "gd"},
+        {"method": "lm", "linear_solver": "cholesky"},
+        {"method": "lm", "mixed_precision": False},
+    ],
+)
+def test_other_solvers_find_the_switch(switch_map, options):
+    fps = find_fixed_points(switch_map, np.linspace(-0.5, 1.5, 21)[:, None], **options)
+    assert len(fps.fixed) == 3 and np.all(fps.fixed.q <= 1e-20)
+    with pytest.raises(ValueError, match="linear_solver"):
+        find_fixed_points(switch_map, np.ones((2, 1)), linear_solver="qr")
+
+
+def test_float32_on_request(switch_map):
+    fps = find_fixed_points(switch_map, np.linspace(-0.5, 1.5, 11)[:, None], dtype=np.float32)
+    assert fps.x.dtype == np.float32
+    assert len(fps.fixed) == 3 and np.all(fps.fixed.q <= 1e-12)
+
+
+def test_outliers_dropped(switch_map):
+    # starts near the middle root 0.5 and one at 1.4 (which ends on the upper root ≈ 0.979)
+    starts = np.concatenate([np.linspace(0.45, 0.55, 8)[:, None], [[1.4]]])
+    keep = find_fixed_points(switch_map, starts, outlier_distance_scale=None, tol_unique=None)
+    assert len(keep) == len(starts)
+    # FixedPointFinder's rule by hand: distance to the starts' centroid over their mean distance
+    centroid = starts.mean()
+    ratio = np.abs(keep.x[:, 0] - centroid) / np.abs(starts[:, 0] - centroid).mean()
+    scale = 0.5 * (ratio[-1] + ratio[:-1].max())  # between the upper root and the rest
+    assert ratio[-1] > ratio[:-1].max()
+    fps = find_fixed_points(switch_map, starts, outlier_distance_scale=scale, tol_unique=None)
+    np.testing.assert_array_equal(fps.x_init, starts[:-1])
+
+
+def test_slow_points_are_labelled_not_converged():
+    # F(x) = x − 0.1 (x² + 0.01): no root, q has a local minimum at x = 0 with q = 5e-7
+    def F(x, u):
+        return x - 0.1 * (x**2 + 0.01)
+
+    fps = find_fixed_points(F, np.array([[0.3], [-0.2]]), max_iters=50)
+    assert len(fps.fixed) == 0 and len(fps.slow) == 1
+    np.testing.assert_allclose(fps.slow.x[0], [0.0], atol=1e-6)
+    np.testing.assert_allclose(fps.slow.q[0], 0.5 * 1e-6, rtol=1e-6)
+    with pytest.raises(ValueError, match="stability was not computed"):
+        _ = dataclasses.replace(fps, stability=None).stable
+
+
+def test_sample_initial_states(key):
+    states = jnp.arange(2 * 5 * 3, dtype=jnp.float32).reshape(2, 5, 3)
+    s0 = sample_initial_states(states, 7, noise_scale=0.0, key=key)
+    flat = np.asarray(states).reshape(-1, 3)
+    assert s0.shape == (7, 3)
+    for row in np.asarray(s0):
+        assert np.any(np.all(flat == row, axis=1))
+    s1 = sample_initial_states(states, 7, noise_scale=0.5, key=key)
+    s2 = sample_initial_states(states, 7, noise_scale=0.5, key=key)
+    np.testing.assert_array_equal(np.asarray(s1), np.asarray(s2))
+    assert not np.allclose(np.asarray(s1), np.asarray(s0))
+    with pytest.raises(ValueError, match="states must have shape"):
+        sample_initial_states(jnp.ones(3), 2, noise_scale=0.1, key=key)
+    with pytest.raises(ValueError, match="n must be"):
+        sample_initial_states(states, 0, noise_scale=0.1, key=key)
+    with pytest.raises(ValueError, match="noise_scale"):
+        sample_initial_states(states, 2, noise_scale=-1.0, key=key)
+
+
+def test_linear_classify_is_consistent_with_container(switch_all):
+    res = linear.classify(switch_all.eigvals)
+    np.testing.assert_array_equal(res.label, switch_all.stability)
