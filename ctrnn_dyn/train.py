@@ -1,0 +1,782 @@
+r"""Training CT-RNNs with Optax: the loss, a pure per-network train step, and the train loop.
+
+Loss on a batch (inputs ``u`` ``(B,T,m)``, targets ``y*``, mask ``M`` ``(B,T,p)``):
+
+.. math::
+
+    L = \frac{\sum M\,(y - y^*)^2}{\sum M}
+        + \lambda_r\,\overline{r^2} + \lambda_w \sum_{K \in \{K_\mathrm{rec}, K_\mathrm{in},
+        K_\mathrm{out}\}} \lVert K \rVert_F^2
+
+(``loss="cross_entropy"`` replaces the masked MSE by the masked logistic loss
+``softplus(−y* y)`` for ±1 targets.)
+
+The forward pass is ``nn.RNN(cell)`` (``ctrnn_dyn.model.rnn``). For a
+:class:`~ctrnn_dyn.model.CTRNNCell` without a trainable ``alpha``, ``fast=True`` selects a
+re-implementation with the same numbers (tested against ``nn.RNN``, a NumPy loop and finite
+differences): the input projection ``u K_in + b_rec`` (and the noise) is one matmul hoisted out
+of the scan, the scan body is ``x ← (1−α)x + α f(x) K_rec + D_t``, the readout is one matmul
+after it, and a custom VJP runs the reverse scan for the state cotangents only and forms
+``∂L/∂K_rec = Σ_t f(x_t)ᵀ (α λ_{t+1})`` as one matmul afterwards. It is not the default: on the
+shared 2-core CPU where it was measured (``benchmarks/train_step.py``) it was no faster without
+noise and slower with noise (drawing the ``(T, B, n)`` noise in one call costs more than
+``nn.RNN``'s per-step draws), so ``fast=None`` means ``nn.RNN``.
+
+The noise of the fast path is ``ξ ~ N(0, I)`` of shape ``(T, B, n)`` drawn from ``key`` in one
+call, so it is distributed as the cell's noise but is not the same stream as ``nn.RNN``'s
+per-step ``noise_stream`` keys; with ``noise_const == 0`` the two paths agree to float rounding.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import linen as nn
+
+from ctrnn_dyn.model import CTRNNCell, rnn
+from ctrnn_dyn.tasks import Batch
+
+__all__ = [
+    "LossAux",
+    "TrainState",
+    "StepMetrics",
+    "History",
+    "TrainResult",
+    "forward",
+    "fast_forward",
+    "supports_fast_path",
+    "loss_fn",
+    "default_optimizer",
+    "init_params",
+    "init_state",
+    "make_train_step",
+    "make_eval_fn",
+    "train",
+]
+
+logger = logging.getLogger(__name__)
+
+LossKind = Literal["mse", "cross_entropy"]
+
+
+class LossAux(NamedTuple):
+    """Auxiliary outputs of :func:`loss_fn`.
+
+    Attributes:
+        mse: masked data term (MSE or cross-entropy), scalar.
+        outputs: network outputs ``(B, T, p)``.
+    """
+
+    mse: jax.Array
+    outputs: jax.Array
+
+
+class TrainState(NamedTuple):
+    """Per-network training state (a pytree; ``vmap`` it for an ensemble).
+
+    Attributes:
+        step: number of optimiser steps taken so far (int32 scalar).
+        params: network variables in the ``nn.RNN`` layout ``{"params": {"cell": ...}}``.
+        opt_state: the optimiser's state.
+        finite: False once a non-finite loss or gradient was met; from then on the step leaves
+            ``params`` and ``opt_state`` unchanged (the NaN guard).
+        nonfinite_step: index of the first step with a non-finite loss, or −1.
+    """
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+    finite: jax.Array
+    nonfinite_step: jax.Array
+
+
+class StepMetrics(NamedTuple):
+    """Metrics of one train step (scalars; stacked over steps in :class:`History`).
+
+    Attributes:
+        loss: total loss (data term + regularisers).
+        mse: masked data term.
+        grad_norm: global norm of the gradient (before clipping).
+        accuracy: ``task.accuracy`` on the step's batch.
+    """
+
+    loss: jax.Array
+    mse: jax.Array
+    grad_norm: jax.Array
+    accuracy: jax.Array
+
+
+class History(NamedTuple):
+    """Training history: NumPy arrays, one entry per train step (``step``, ``loss``, …) and one
+    per evaluation (``eval_step``, ``eval_loss``, ``eval_accuracy``).
+
+    ``step[i]`` is the number of steps taken *after* that update (1-based); the metrics are those
+    computed on that step's batch with the params before the update. Use :meth:`to_dataframe`
+    for a pandas table (evaluation columns joined on ``step``, NaN where not evaluated).
+    """
+
+    step: np.ndarray
+    loss: np.ndarray
+    mse: np.ndarray
+    grad_norm: np.ndarray
+    accuracy: np.ndarray
+    eval_step: np.ndarray
+    eval_loss: np.ndarray
+    eval_accuracy: np.ndarray
+
+    @classmethod
+    def empty(cls) -> History:
+        ints, floats = np.zeros(0, np.int64), np.zeros(0, np.float32)
+        return cls(ints, floats, floats, floats, floats, ints, floats, floats)
+
+    def to_dataframe(self):
+        """A ``pandas.DataFrame`` indexed by nothing, one row per step, eval columns joined."""
+        import pandas as pd
+
+        df = pd.DataFrame(
+            {
+                "step": self.step,
+                "loss": self.loss,
+                "mse": self.mse,
+                "grad_norm": self.grad_norm,
+                "accuracy": self.accuracy,
+            }
+        )
+        ev = pd.DataFrame(
+            {"step": self.eval_step, "eval_loss": self.eval_loss,
+             "eval_accuracy": self.eval_accuracy}
+        )
+        return df.merge(ev, on="step", how="left")
+
+    def _extend(self, metrics: list[StepMetrics], first_step: int) -> History:
+        if not metrics:
+            return self
+        host = jax.device_get(metrics)
+        n = len(host)
+        cols = {f: np.asarray([getattr(m, f) for m in host], np.float32)
+                for f in StepMetrics._fields}
+        steps = np.arange(first_step + 1, first_step + n + 1, dtype=np.int64)
+        return self._replace(
+            step=np.concatenate([self.step, steps]),
+            **{f: np.concatenate([getattr(self, f), cols[f]]) for f in StepMetrics._fields},
+        )
+
+    def _add_eval(self, step: int, loss: float, accuracy: float) -> History:
+        return self._replace(
+            eval_step=np.append(self.eval_step, np.int64(step)),
+            eval_loss=np.append(self.eval_loss, np.float32(loss)),
+            eval_accuracy=np.append(self.eval_accuracy, np.float32(accuracy)),
+        )
+
+    def truncate(self, step: int) -> History:
+        """Entries with ``step <= step`` only."""
+        k = self.step <= step
+        e = self.eval_step <= step
+        return History(
+            self.step[k], self.loss[k], self.mse[k], self.grad_norm[k], self.accuracy[k],
+            self.eval_step[e], self.eval_loss[e], self.eval_accuracy[e],
+        )
+
+
+class TrainResult(NamedTuple):
+    """Result of :func:`train`.
+
+    Attributes:
+        params: final (last good) params, ``nn.RNN`` layout.
+        opt_state: final optimiser state.
+        history: :class:`History`.
+        step: number of steps taken (after a non-finite stop: the step count reached).
+        nonfinite_step: first step with a non-finite loss, or ``None``.
+    """
+
+    params: Any
+    opt_state: Any
+    history: History
+    step: int = 0
+    nonfinite_step: int | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Forward passes
+# ---------------------------------------------------------------------------------------------
+
+
+def supports_fast_path(cell: nn.Module) -> bool:
+    """True for a :class:`CTRNNCell` with a fixed (non-trainable) ``alpha``."""
+    return isinstance(cell, CTRNNCell) and not cell.train_alpha
+
+
+def forward(cell: nn.Module, params: Any, inputs: jax.Array, *, key: jax.Array | None):
+    """Generic forward pass through ``nn.RNN(cell)``: returns ``(outputs, rates)`` ``(B,T,·)``.
+
+    For cells that return a single array (``RateCTRNNCell``), outputs and rates are the same.
+    """
+    rngs = {"noise_stream": key} if key is not None else {}
+    out = rnn(cell).apply(params, inputs, rngs=rngs)
+    if isinstance(out, tuple):
+        return out[0], out[1]
+    return out, out
+
+
+def _is_tanh(fn: Callable) -> bool:
+    return fn is jnp.tanh or fn is nn.tanh or fn is jax.numpy.tanh
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _ctrnn_scan(K: jax.Array, x0: jax.Array, D: jax.Array, alpha: jax.Array, act: Callable):
+    r"""States ``x_1..x_T`` ``(T,B,n)`` of ``x_{t+1} = (1−α) x_t + α f(x_t) K + D_t``.
+
+    ``D`` ``(T,B,n)`` already holds ``α(u_t K_in + b + σξ_t)``. ``alpha`` gets a zero cotangent
+    (the fast path is used only with a fixed ``alpha``).
+    """
+    return _ctrnn_scan_fwd(K, x0, D, alpha, act)[0]
+
+
+def _ctrnn_scan_fwd(K, x0, D, alpha, act):
+    c = 1.0 - alpha
+
+    def body(x, d):
+        x = c * x + (alpha * act(x)) @ K + d if alpha.ndim == 0 else (
+            c * x + (act(x) @ K) * alpha + d
+        )
+        return x, x
+
+    _, xs = jax.lax.scan(body, x0, D)
+    return xs, (K, x0, xs, alpha)
+
+
+def _ctrnn_scan_bwd(act, res, g_xs):
+    K, x0, xs, alpha = res
+    c = 1.0 - alpha
+    X_prev = jnp.concatenate([x0[None], xs[:-1]], axis=0)  # x_0 .. x_{T-1}
+    if _is_tanh(act):
+        R_prev = jnp.tanh(X_prev)
+        F_prev = 1.0 - R_prev * R_prev
+    else:
+        R_prev, F_prev = jax.jvp(act, (X_prev,), (jnp.ones_like(X_prev),))
+    KT = K.T
+
+    def body(lam_carry, inp):
+        g_t, fp_t = inp
+        lam = g_t + lam_carry  # total cotangent on x_{t+1}
+        drive = alpha * lam  # cotangent on the pre-activation drive f(x_t) K
+        return c * lam + fp_t * (drive @ KT), lam
+
+    lam0, Lam = jax.lax.scan(body, jnp.zeros_like(x0), (g_xs, F_prev), reverse=True)
+    n = K.shape[0]
+    G = (alpha * Lam).reshape(-1, n)
+    dK = R_prev.reshape(-1, n).T @ G
+    return dK, lam0, Lam, jnp.zeros_like(alpha)
+
+
+_ctrnn_scan.defvjp(_ctrnn_scan_fwd, _ctrnn_scan_bwd)
+
+
+def fast_forward(
+    cell: CTRNNCell, params: Any, inputs: jax.Array, *, noise: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
+    r"""Fast forward pass of ``nn.RNN(CTRNNCell)``: ``(outputs (B,T,p), rates (B,T,n))``.
+
+    Computes exactly the cell's equation with the carry initialised as ``nn.RNN`` does
+    (``cell.initialize_carry``):
+
+    .. math::
+
+        D_t = \alpha(u_t K_\mathrm{in} + b_\mathrm{rec} + \sigma\xi_t),\quad
+        x_{t+1} = (1-\alpha)x_t + \alpha f(x_t)K_\mathrm{rec} + D_t,\quad
+        y_{t+1} = f(x_{t+1}) K_\mathrm{out} + b_\mathrm{out}
+
+    (Euler–Maruyama mode: :math:`D_t = \alpha(u_tK_\mathrm{in} + b) + \sqrt{2\alpha}\sigma\xi_t`).
+
+    Args:
+        cell: a ``CTRNNCell`` with ``train_alpha=False``.
+        params: ``nn.RNN`` variables ``{"params": {"cell": ...}}`` (or the cell's own).
+        inputs: ``(B, T, m)``.
+        noise: standard-normal ``ξ`` of shape ``(T, B, n)`` (time-major), or ``None`` for no noise.
+
+    Returns:
+        ``(outputs, rates)`` with shapes ``(B, T, p)`` and ``(B, T, n)``.
+    """
+    if not supports_fast_path(cell):
+        raise TypeError("fast_forward needs a CTRNNCell with train_alpha=False")
+    tree = params["params"]
+    tree = tree.get("cell", tree)
+    if inputs.ndim != 3:
+        raise ValueError(f"inputs must have shape (B, T, m), got {inputs.shape}")
+    B, T, m = inputs.shape
+    dtype = cell.dtype or tree["recurrent_kernel"]["kernel"].dtype
+    K = cell.recurrent_weights({"params": tree}).astype(dtype)
+    K_in = tree["input_kernel"]["kernel"].astype(dtype)
+    if K_in.shape[0] != m:
+        raise ValueError(f"inputs have width {m} but the params expect {K_in.shape[0]} (m)")
+    b = tree["recurrent_kernel"]["bias"].astype(dtype)
+    alpha = jnp.asarray(cell.alpha, dtype)
+    u = jnp.swapaxes(inputs.astype(dtype), 0, 1)  # (T, B, m)
+    drive = u @ K_in + b
+    if noise is not None:
+        sigma = jnp.asarray(cell.noise_const, dtype)
+        if cell.noise_mode == "seed":
+            D = alpha * (drive + sigma * noise)
+        else:
+            D = alpha * drive + jnp.sqrt(2.0 * alpha) * sigma * noise
+    else:
+        D = alpha * drive
+    x0 = cell.initialize_carry(jax.random.key(0), (B, m)).astype(dtype)
+    xs = _ctrnn_scan(K, x0, D, alpha, cell.activation_fn)  # (T, B, n)
+    rates = cell.activation_fn(xs)
+    out = rates @ tree["output_kernel"]["kernel"].astype(dtype) + tree["output_kernel"]["bias"]
+    return jnp.swapaxes(out, 0, 1), jnp.swapaxes(rates, 0, 1)
+
+
+def _has_noise(cell: nn.Module) -> bool:
+    sigma = getattr(cell, "noise_const", 0.0)
+    return not (isinstance(sigma, int | float) and sigma == 0)
+
+
+def _kernels(params: Any) -> list[jax.Array]:
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    return [
+        v for path, v in leaves
+        if getattr(path[-1], "key", None) == "kernel"
+    ]
+
+
+def loss_fn(
+    params: Any,
+    cell: nn.Module,
+    batch: Batch,
+    *,
+    key: jax.Array | None,
+    rate_l2: float = 0.0,
+    weight_l2: float = 0.0,
+    loss: LossKind = "mse",
+    fast: bool | None = None,
+) -> tuple[jax.Array, LossAux]:
+    r"""Masked loss of ``cell`` with ``params`` on ``batch`` (see the module docstring).
+
+    Args:
+        params: ``nn.RNN`` variables ``{"params": {"cell": ...}}``.
+        cell: the RNN cell.
+        batch: :class:`~ctrnn_dyn.tasks.Batch` with ``(B,T,m)``, ``(B,T,p)``, ``(B,T,p)``.
+        key: PRNG key of the noise (``None`` only if the cell has no noise).
+        rate_l2: weight of the mean squared rate.
+        weight_l2: weight of the summed squared kernels.
+        loss: ``"mse"`` or ``"cross_entropy"`` (logistic loss on ±1 targets).
+        fast: use the fast CT-RNN path (``True``) or ``nn.RNN`` (``False``/``None``, default).
+
+    Returns:
+        ``(loss, LossAux(mse, outputs))``.
+    """
+    if fast is None:
+        fast = False  # measured: nn.RNN is as fast or faster on CPU (benchmarks/train_step.py)
+    if fast and not supports_fast_path(cell):
+        raise ValueError("fast=True needs a CTRNNCell with train_alpha=False")
+    if key is None and _has_noise(cell):
+        raise ValueError("key is required: the cell has noise (noise_const != 0)")
+    if fast:
+        noise = None
+        if _has_noise(cell):
+            B, T, _ = batch.inputs.shape
+            noise = jax.random.normal(key, (T, B, cell.hidden_features), jnp.float32)
+        outputs, rates = fast_forward(cell, params, batch.inputs, noise=noise)
+    else:
+        outputs, rates = forward(cell, params, batch.inputs, key=key)
+    mask = batch.mask
+    denom = jnp.maximum(jnp.sum(mask), 1.0)
+    if loss == "mse":
+        data = jnp.sum(mask * (outputs - batch.targets) ** 2) / denom
+    elif loss == "cross_entropy":
+        data = jnp.sum(mask * jax.nn.softplus(-batch.targets * outputs)) / denom
+    else:
+        raise ValueError(f"loss must be 'mse' or 'cross_entropy', got {loss!r}")
+    total = data
+    if rate_l2:
+        total = total + rate_l2 * jnp.mean(rates**2)
+    if weight_l2:
+        total = total + weight_l2 * sum(jnp.sum(k**2) for k in _kernels(params))
+    return total, LossAux(data, outputs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimiser, init, step
+# ---------------------------------------------------------------------------------------------
+
+
+def default_optimizer(
+    learning_rate: float | optax.Schedule = 1e-3,
+    *,
+    clip_norm: float = 1.0,
+    weight_decay: float = 1e-4,
+    b1: float = 0.9,
+    b2: float = 0.999,
+) -> optax.GradientTransformation:
+    """``optax.chain(optax.clip_by_global_norm(clip_norm), optax.adamw(learning_rate, ...))``."""
+    return optax.chain(
+        optax.clip_by_global_norm(clip_norm),
+        optax.adamw(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay),
+    )
+
+
+def _check_widths(cell: nn.Module, task: Any) -> None:
+    out = getattr(cell, "output_features", None)
+    if out is None:
+        out = getattr(cell, "hidden_features", None)
+    if out is not None and out != task.output_size:
+        raise ValueError(
+            f"cell.output_features = {out} does not match the task's output_size = "
+            f"{task.output_size}"
+        )
+
+
+def init_params(cell: nn.Module, task: Any, *, key: jax.Array) -> Any:
+    """Initial params ``rnn(cell).init(...)`` for ``task``'s input width (``nn.RNN`` layout)."""
+    _check_widths(cell, task)
+    k_p, k_n = jax.random.split(key)
+    dummy = jnp.zeros((1, task.n_steps, task.input_size), jnp.float32)
+    return rnn(cell).init({"params": k_p, "noise_stream": k_n}, dummy)
+
+
+def _check_params(cell: nn.Module, task: Any, params: Any) -> None:
+    try:
+        tree = params["params"]["cell"]
+    except (TypeError, KeyError):
+        raise ValueError(
+            "params must have the nn.RNN layout {'params': {'cell': ...}}"
+        ) from None
+    if isinstance(cell, CTRNNCell):
+        m = tree["input_kernel"]["kernel"].shape[0]
+        if m != task.input_size:
+            raise ValueError(
+                f"params' input kernel has width {m} but the task's input_size is "
+                f"{task.input_size}"
+            )
+
+
+def init_state(
+    cell: nn.Module,
+    task: Any,
+    optimizer: optax.GradientTransformation,
+    *,
+    key: jax.Array | None = None,
+    params: Any = None,
+) -> TrainState:
+    """Initial :class:`TrainState` (params from ``key`` unless ``params`` is given)."""
+    if params is None:
+        if key is None:
+            raise ValueError("init_state needs key= or params=")
+        params = init_params(cell, task, key=key)
+    _check_widths(cell, task)
+    _check_params(cell, task, params)
+    return TrainState(
+        step=jnp.asarray(0, jnp.int32),
+        params=params,
+        opt_state=optimizer.init(params),
+        finite=jnp.asarray(True),
+        nonfinite_step=jnp.asarray(-1, jnp.int32),
+    )
+
+
+def make_train_step(
+    cell: nn.Module,
+    task: Any,
+    optimizer: optax.GradientTransformation,
+    *,
+    batch_size: int,
+    rate_l2: float = 0.0,
+    weight_l2: float = 0.0,
+    loss: LossKind = "mse",
+    fast: bool | None = None,
+) -> Callable[[TrainState, jax.Array], tuple[TrainState, StepMetrics]]:
+    """A pure, un-jitted per-network train step ``step(state, key) -> (state, StepMetrics)``.
+
+    The step draws its batch and noise from ``fold_in(key, state.step)`` (split in two), so the
+    same ``key`` gives the same run whatever the chunking; ``key`` is the run's data key and stays
+    fixed across steps. It takes the loss gradient, applies ``optimizer``, and leaves params and
+    optimiser state unchanged once a non-finite loss, gradient or update has been met
+    (``state.finite``).
+    No Python side effects or host callbacks: ``jax.jit`` it, ``jax.vmap`` it over networks.
+
+    Raises:
+        ValueError: ``batch_size < 1`` or a task/cell width mismatch.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
+        raise TypeError(f"batch_size must be an int >= 1, got {type(batch_size).__name__}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    _check_widths(cell, task)
+    grad_fn = jax.value_and_grad(
+        functools.partial(loss_fn, cell=cell, rate_l2=rate_l2, weight_l2=weight_l2, loss=loss,
+                          fast=fast),
+        has_aux=True,
+    )
+
+    def step(state: TrainState, key: jax.Array) -> tuple[TrainState, StepMetrics]:
+        k_batch, k_noise = jax.random.split(jax.random.fold_in(key, state.step))
+        batch = task.sample(k_batch, batch_size)
+        (total, aux), grads = grad_fn(state.params, batch=batch, key=k_noise)
+        gnorm = optax.tree.norm(grads)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        ok = (state.finite & jnp.isfinite(total) & jnp.isfinite(gnorm)
+              & jnp.isfinite(optax.tree.norm(updates)))
+        keep = functools.partial(jax.tree_util.tree_map, lambda new, old: jnp.where(ok, new, old))
+        new_state = TrainState(
+            step=state.step + 1,
+            params=keep(params, state.params),
+            opt_state=keep(opt_state, state.opt_state),
+            finite=ok,
+            nonfinite_step=jnp.where(state.finite & ~ok, state.step, state.nonfinite_step),
+        )
+        metrics = StepMetrics(total, aux.mse, gnorm, task.accuracy(aux.outputs, batch))
+        return new_state, metrics
+
+    return step
+
+
+def make_eval_fn(
+    cell: nn.Module,
+    task: Any,
+    *,
+    batch_size: int,
+    n_batches: int = 4,
+    loss: LossKind = "mse",
+    fast: bool | None = None,
+) -> Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]:
+    """``eval(params, key) -> (mean data loss, mean accuracy)`` over ``n_batches`` held-out
+    batches drawn from ``fold_in(key, i)`` (the same batches every call with the same key)."""
+
+    def one(params, k):
+        k_batch, k_noise = jax.random.split(k)
+        batch = task.sample(k_batch, batch_size)
+        _, aux = loss_fn(params, cell, batch, key=k_noise, loss=loss, fast=fast)
+        return aux.mse, task.accuracy(aux.outputs, batch)
+
+    def evaluate(params, key):
+        keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n_batches))
+        losses, accs = jax.lax.map(lambda k: one(params, k), keys)
+        return losses.mean(), accs.mean()
+
+    return evaluate
+
+
+# ---------------------------------------------------------------------------------------------
+# Train loop
+# ---------------------------------------------------------------------------------------------
+
+
+def _key_data(key: jax.Array) -> np.ndarray:
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return np.asarray(jax.random.key_data(key))
+    return np.asarray(key)
+
+
+def _check_key(key: Any) -> jax.Array:
+    if key is None:
+        raise ValueError("key is required (e.g. key=jax.random.key(0))")
+    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
+    return key
+
+
+def train(
+    cell: nn.Module,
+    task: Any,
+    *,
+    key: jax.Array,
+    steps: int,
+    batch_size: int,
+    optimizer: optax.GradientTransformation | None = None,
+    learning_rate: float = 1e-3,
+    rate_l2: float = 0.0,
+    weight_l2: float = 0.0,
+    loss: LossKind = "mse",
+    params: Any = None,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int = 500,
+    resume: bool = False,
+    eval_every: int | None = None,
+    eval_task: Any = None,
+    eval_batches: int = 4,
+    eval_batch_size: int | None = None,
+    progress: bool | None = None,
+    sync_every: int = 100,
+    fast: bool | None = None,
+    run_config: dict | None = None,
+) -> TrainResult:
+    """Train ``cell`` on ``task`` for ``steps`` optimiser steps.
+
+    Keys: ``key`` is split into (init, data, eval) keys; step ``s`` draws its batch and noise
+    from ``fold_in(data_key, s)``, so the run is a pure function of ``key`` and the options, and
+    resuming from a checkpoint continues the same sequence bit for bit.
+
+    Args:
+        cell: RNN cell (``CTRNNCell`` uses the fast path).
+        task: a task from :mod:`ctrnn_dyn.tasks`.
+        key: PRNG key (required).
+        steps: total number of steps (a resumed run continues up to ``steps``).
+        batch_size: trials per step.
+        optimizer: Optax transformation; default :func:`default_optimizer` (``learning_rate``).
+        learning_rate: used only by the default optimiser.
+        rate_l2, weight_l2, loss: see :func:`loss_fn`.
+        params: initial params (default: ``rnn(cell).init`` from the init key).
+        checkpoint_dir: write ``checkpoint_dir/checkpoint`` every ``checkpoint_every`` steps
+            and at the end (atomic writes).
+        checkpoint_every: steps between checkpoints.
+        resume: continue from ``checkpoint_dir/checkpoint`` if it exists.
+        eval_every: evaluate on held-out batches every this many steps (and at the end);
+            ``None`` = only at the end.
+        eval_task: task for evaluation (default ``task``; e.g. a held-out split).
+        eval_batches, eval_batch_size: held-out batches per evaluation and their size.
+        progress: tqdm bar; ``None`` = only when stderr is a terminal.
+        sync_every: steps between host syncs (history, NaN check, progress).
+        fast: use the hoisted/custom-VJP CT-RNN path (default ``nn.RNN``; see loss_fn).
+        run_config: extra JSON-able settings stored in the checkpoint.
+
+    Returns:
+        :class:`TrainResult` ``(params, opt_state, history, step, nonfinite_step)``. On a
+        non-finite loss training stops, logs the step, and returns the last good params.
+
+    Raises:
+        ValueError: ``steps < 1``, ``batch_size < 1``, width mismatch, a bad or mismatched
+            checkpoint on resume.
+    """
+    from tqdm import tqdm
+
+    from ctrnn_dyn import checkpoint as ckpt
+
+    for name, value, low in (("steps", steps, 1), ("batch_size", batch_size, 1),
+                             ("checkpoint_every", checkpoint_every, 1),
+                             ("sync_every", sync_every, 1), ("eval_batches", eval_batches, 1)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise TypeError(f"{name} must be an int >= {low}, got {type(value).__name__}")
+        if value < low:
+            raise ValueError(f"{name} must be >= {low}, got {value}")
+    if eval_every is not None and (not isinstance(eval_every, int) or eval_every < 1):
+        raise ValueError(f"eval_every must be None or an int >= 1, got {eval_every!r}")
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs checkpoint_dir")
+    key = _check_key(key)
+    _check_widths(cell, task)
+    eval_task = task if eval_task is None else eval_task
+
+    optimizer = default_optimizer(learning_rate) if optimizer is None else optimizer
+    k_init, k_data, k_eval = jax.random.split(key, 3)
+    state = init_state(cell, task, optimizer, key=k_init, params=params)
+    history = History.empty()
+
+    config = {
+        "cell": ckpt.cell_config(cell),
+        "task": ckpt.task_config_or_none(task),
+        "batch_size": int(batch_size),
+        "run": run_config or {},
+    }
+    path = Path(checkpoint_dir) / ckpt.CHECKPOINT_NAME if checkpoint_dir is not None else None
+    if resume and path is not None and path.exists():
+        saved = ckpt.load(path)  # configuration checks first, then the typed restore
+        if saved.key is not None and not np.array_equal(saved.key, _key_data(key)):
+            raise ValueError(
+                f"checkpoint {path} was written with a different key; resume with the same key"
+            )
+        if saved.cell_config is not None and saved.cell_config != config["cell"]:
+            raise ValueError(
+                f"checkpoint {path} was written for a different cell: {saved.cell_config} "
+                f"!= {config['cell']}"
+            )
+        if saved.task_config is not None and config["task"] is not None and (
+            saved.task_config != config["task"]
+        ):
+            raise ValueError(
+                f"checkpoint {path} was written for a different task: {saved.task_config} "
+                f"!= {config['task']}"
+            )
+        saved = ckpt.load(path, params_like=state.params, opt_state_like=state.opt_state)
+        state = TrainState(
+            step=jnp.asarray(saved.step, jnp.int32),
+            params=saved.params,
+            opt_state=saved.opt_state,
+            finite=jnp.asarray(saved.nonfinite_step is None),
+            nonfinite_step=jnp.asarray(
+                -1 if saved.nonfinite_step is None else saved.nonfinite_step, jnp.int32
+            ),
+        )
+        history = saved.history
+        logger.info("resumed from %s at step %d", path, saved.step)
+
+    step_fn = jax.jit(
+        make_train_step(cell, task, optimizer, batch_size=batch_size, rate_l2=rate_l2,
+                        weight_l2=weight_l2, loss=loss, fast=fast)
+    )
+    eval_fn = jax.jit(
+        make_eval_fn(cell, eval_task, batch_size=eval_batch_size or batch_size,
+                     n_batches=eval_batches, loss=loss, fast=fast)
+    )
+
+    def save(s: TrainState, h: History) -> None:
+        if path is None:
+            return
+        ns = int(s.nonfinite_step)
+        ckpt.save(
+            path,
+            ckpt.Checkpoint(
+                params=s.params, opt_state=s.opt_state, step=int(s.step), history=h,
+                cell_config=config["cell"], task_config=config["task"],
+                key=_key_data(key), nonfinite_step=None if ns < 0 else ns,
+                extra={"batch_size": config["batch_size"], **config["run"]},
+            ),
+        )
+
+    start = int(state.step)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    bar = tqdm(total=steps, initial=min(start, steps), disable=not progress, desc="train",
+               unit="step")
+    buffer: list[StepMetrics] = []
+    buffer_start = start
+    nonfinite: int | None = None
+    if not bool(state.finite):
+        nonfinite = int(state.nonfinite_step)
+    s = start
+    try:
+        while s < steps and nonfinite is None:
+            state, metrics = step_fn(state, k_data)
+            buffer.append(metrics)
+            s += 1
+            eval_due = eval_every is not None and s % eval_every == 0
+            ckpt_due = s % checkpoint_every == 0
+            if s % sync_every == 0 or s == steps or eval_due or ckpt_due:
+                history = history._extend(buffer, buffer_start)
+                bar.update(len(buffer))
+                buffer, buffer_start = [], s
+                if not bool(state.finite):
+                    nonfinite = int(state.nonfinite_step)
+                    history = history.truncate(nonfinite)
+                    break
+                bar.set_postfix(loss=f"{history.loss[-1]:.4g}", acc=f"{history.accuracy[-1]:.3f}")
+                if eval_due or s == steps:
+                    ev_loss, ev_acc = eval_fn(state.params, k_eval)
+                    history = history._add_eval(s, float(ev_loss), float(ev_acc))
+                if ckpt_due or s == steps:
+                    save(state, history)
+    finally:
+        bar.close()
+    if nonfinite is not None:
+        logger.warning(
+            "non-finite loss at step %d: training stopped, keeping the last good params",
+            nonfinite,
+        )
+        save(state, history)
+    return TrainResult(
+        params=state.params,
+        opt_state=state.opt_state,
+        history=history,
+        step=int(state.step) if nonfinite is None else nonfinite,
+        nonfinite_step=nonfinite,
+    )
