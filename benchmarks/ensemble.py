@@ -1,0 +1,214 @@
+"""Networks trained per hour: vmapped ensembles vs one network after another (and a sweep).
+
+Configuration: the attract-or-oscillate study (modulo-3 task: 100 units, 100 inputs, T = 50,
+batch 256), with few steps per network (the per-step cost is that of a full run).
+
+Measured in the same process, interleaved, repeated (the CPU is shared: medians of ratios):
+
+* ``train()``   — one network after another with :func:`ctrnn_dyn.train.train`, as a user
+  would write it (each call builds and compiles its own step: end-to-end cost).
+* ``loop``      — one network after another with ONE compiled single-network step reused for
+  every network (jitted init, ``steps`` dispatches): the best one-by-one baseline.
+* ``ens E/c/v`` — :func:`ctrnn_dyn.ensemble.train_ensemble` with ``E`` networks in chunks of
+  ``c``, ``v`` networks vectorised together inside a chunk's program (``v = c``: plain vmap),
+  programs already compiled (steady state).
+
+``--sweep`` adds ``ctrnn-dyn sweep`` on a 2-worker LocalCluster and reports its overhead (wall
+time minus the workers' training time / 2, over the latter). Runs unchanged on a GPU.
+
+    python benchmarks/ensemble.py                    # E in 1 8 32 128
+    python benchmarks/ensemble.py --quick            # small, for a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from ctrnn_dyn import train as tr
+from ctrnn_dyn.ensemble import train_ensemble
+from ctrnn_dyn.model import CTRNNCell
+from ctrnn_dyn.tasks import ModuloThree
+
+
+def _block(tree):
+    return jax.block_until_ready(tree)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--hidden", type=int, default=100)
+    ap.add_argument("--inputs", type=int, default=100)
+    ap.add_argument("--n-steps", type=int, default=50, help="trial length T")
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=5, help="optimiser steps per network")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1, 8, 32, 128])
+    ap.add_argument("--chunks", type=int, nargs="+", default=None,
+                    help="chunk sizes to try (default: 1 2 4 8 32, capped at E)")
+    ap.add_argument("--vmap-sizes", type=int, nargs="+", default=None,
+                    help="also try these vmap_size values inside the largest chunk")
+    ap.add_argument("--loop-networks", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--train-calls", type=int, default=1,
+                    help="networks timed with train() per repeat (it compiles every call)")
+    ap.add_argument("--sweep", action="store_true", help="also time a 2-worker sweep")
+    ap.add_argument("--sweep-networks", type=int, default=32)
+    ap.add_argument("--sweep-chunk", type=int, default=8)
+    ap.add_argument("--sweep-only", action="store_true", help="only the sweep measurement")
+    ap.add_argument("--quick", action="store_true")
+    a = ap.parse_args()
+    if a.quick:
+        a.hidden, a.inputs, a.n_steps, a.batch = 16, 8, 30, 32
+        a.sizes, a.repeats, a.loop_networks = [1, 8], 2, 2
+
+    task = ModuloThree(stimulus_dim=a.inputs, n_steps=a.n_steps,
+                       last_onset=min(40, a.n_steps - 7))
+    cell = CTRNNCell(hidden_features=a.hidden, output_features=1, alpha=0.1, noise_const=0.0)
+    opt = tr.default_optimizer(1e-3)
+    S = a.steps
+    if a.sweep_only:
+        _sweep(a, None)
+        return
+    print(f"device: {jax.devices()[0].platform} x{len(jax.devices())}; "
+          f"H={a.hidden} m={a.inputs} T={a.n_steps} B={a.batch}, {S} steps/network")
+
+    # --- best one-by-one loop: one compiled step, reused ---------------------------------
+    step = jax.jit(tr.make_train_step(cell, task, opt, batch_size=a.batch))
+    init = jax.jit(lambda k: tr.init_state(cell, task, opt, key=k))
+    evaluate = jax.jit(tr.make_eval_fn(cell, task, batch_size=a.batch, n_batches=1))
+    keys = jax.random.split(jax.random.key(0), max(max(a.sizes), a.loop_networks))
+
+    def loop(n: int) -> tuple[float, float]:
+        t, c = time.perf_counter(), time.process_time()
+        for i in range(n):
+            k_init, k_data, k_eval = jax.random.split(keys[i], 3)
+            state = init(k_init)
+            for _ in range(S):
+                state, m = step(state, k_data)
+            _block((m, evaluate(state.params, k_eval)))
+        return (time.perf_counter() - t) / n, (time.process_time() - c) / n
+
+    loop(1)
+
+    def train_one() -> float:
+        t = time.perf_counter()
+        tr.train(cell, task, key=keys[0], steps=S, batch_size=a.batch, progress=False,
+                 eval_batches=1)
+        return time.perf_counter() - t
+
+    # --- ensemble variants -----------------------------------------------------------------
+    variants = []
+    for E in a.sizes:
+        chunks = sorted({min(c, E) for c in (a.chunks or [1, 2, 4, 8, 32])})
+        for c in chunks:
+            variants.append((E, c, None))
+        for v in a.vmap_sizes or []:
+            if v < max(chunks):
+                variants.append((E, max(chunks), v))
+
+    def ens(E, c, v) -> tuple[float, float]:
+        t, cpu = time.perf_counter(), time.process_time()
+        r = train_ensemble(cell, task, keys=keys[:E], steps=S, batch_size=a.batch,
+                           chunk_size=c, vmap_size=v, block_steps=S, eval_batches=1)
+        _block(r.history.loss)
+        return (time.perf_counter() - t) / E, (time.process_time() - cpu) / E
+
+    compile_s = {}
+    for _, c, v in variants:  # compile (cached per chunk shape)
+        if (c, v) not in compile_s:
+            t = time.perf_counter()
+            ens(c, c, v)
+            compile_s[(c, v)] = time.perf_counter() - t
+    t_train = [train_one() for _ in range(a.train_calls)]  # first call warms the caches
+
+    ratios: dict = {k: [] for k in variants}
+    cpu_ratios: dict = {k: [] for k in variants}
+    per_net: dict = {k: [] for k in variants}
+    loops, loops_cpu, trains = [], [], []
+    for rep in range(a.repeats):
+        tl, cl = loop(a.loop_networks)
+        loops.append(tl)
+        loops_cpu.append(cl)
+        trains.append(statistics.median([train_one() for _ in range(a.train_calls)]))
+        for k in variants:
+            te, ce = ens(*k)
+            per_net[k].append(te)
+            ratios[k].append(tl / te)
+            cpu_ratios[k].append(cl / ce)
+        print(f"  repeat {rep + 1}: loop {tl:.3f} s/network (cpu {cl:.3f} s), train() "
+              f"{trains[-1]:.2f} s/network", flush=True)
+
+    tl = statistics.median(loops)
+    tt = statistics.median(trains)
+    print(f"\none-by-one  train():        {tt:8.3f} s/network  {3600 / tt:9.0f} networks/h "
+          f"(includes a compile per call; first call {t_train[0]:.1f}s)")
+    print(f"one-by-one  compiled loop:  {tl:8.3f} s/network  {3600 / tl:9.0f} networks/h "
+          f"({tl / S * 1e3:.1f} ms/step)")
+    print("ensemble (steady state, programs compiled; 'x loop' = median over repeats of loop "
+          "time / ensemble time in the same repeat, wall clock and process CPU time):")
+    print(f"  {'E':>4} {'chunk':>5} {'vmap':>5} {'s/network':>10} {'networks/h':>11} "
+          f"{'x loop':>7} {'x loop cpu':>10} {'x train()':>9} {'compile s':>9}")
+    for k in variants:
+        E, c, v = k
+        te = statistics.median(per_net[k])
+        print(f"  {E:>4} {c:>5} {v or c:>5} {te:>10.3f} {3600 / te:>11.0f} "
+              f"{statistics.median(ratios[k]):>7.2f} {statistics.median(cpu_ratios[k]):>10.2f} "
+              f"{tt / te:>9.2f} {compile_s[(c, v)]:>9.1f}")
+
+    if a.sweep:
+        _sweep(a, tl)
+
+
+def _sweep(a, t_loop: float | None) -> None:
+    import pandas as pd
+
+    from ctrnn_dyn.sweep import run_sweep
+
+    n = a.sweep_networks
+    chunk = a.sweep_chunk
+    text = f"""
+task = "modulo3"
+seeds = {n}
+chunk_size = {chunk}
+[task_options]
+stimulus_dim = {a.inputs}
+n_steps = {a.n_steps}
+last_onset = {min(40, a.n_steps - 7)}
+[cell]
+hidden_features = {a.hidden}
+alpha = 0.1
+[train]
+steps = {a.steps}
+batch_size = {a.batch}
+block_steps = {a.steps}
+eval_batches = 1
+[scheduler]
+n_workers = 2
+"""
+    with tempfile.TemporaryDirectory() as d:
+        cfg = Path(d) / "sweep.toml"
+        cfg.write_text(text)
+        t = time.perf_counter()
+        r = run_sweep(cfg, Path(d) / "out", progress=False)
+        wall = time.perf_counter() - t
+        df = pd.read_parquet(r.table)
+    train_s = df.groupby("chunk")["train_time_s"].sum().sum()  # inside the workers
+    work_s = df.groupby("chunk")["wall_time_s"].sum().sum()
+    ideal = train_s / 2
+    print(f"\nsweep: {n} networks in {r.n_chunks} chunks of {chunk} on a 2-worker LocalCluster: "
+          f"{wall:.1f}s wall ({3600 * n / wall:.0f} networks/h incl. cluster start and "
+          f"compiles); inside the tasks: training {train_s:.1f}s, training + checkpoint + "
+          f"parquet {work_s:.1f}s (worker-seconds)")
+    print(f"  overhead = (wall - training/2) / (training/2) = {(wall - ideal) / ideal:.1%}; "
+          f"checkpoint+parquet alone = {(work_s - train_s) / train_s:.1%} of training")
+
+
+if __name__ == "__main__":
+    jnp.zeros(1).block_until_ready()
+    main()

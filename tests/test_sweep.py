@@ -1,0 +1,251 @@
+"""Sweeps: config validation, chunk planning, Dask runs with a killed worker, resume, failures,
+the SLURM job script, and the argparse entry points."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+from ctrnn_dyn import checkpoint as ckpt
+from ctrnn_dyn import sweep
+from ctrnn_dyn import train as tr
+from ctrnn_dyn.model import CTRNNCell
+from ctrnn_dyn.tasks import FlipFlop
+
+SMALL = """
+task = "flipflop"
+seeds = 3
+chunk_size = 3
+
+[task_options]
+n_bits = 1
+n_steps = 8
+
+[cell]
+hidden_features = 4
+alpha = 0.2
+
+[train]
+steps = 40
+batch_size = 8
+learning_rate = 0.01
+block_steps = 40
+eval_batches = 1
+
+[grid]
+"cell.alpha" = [0.2, 0.5]
+
+[scheduler]
+n_workers = 2
+retries = 1
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "sweep.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ctrnn-dyn")
+    sweep.add_sweep_parser(parser.add_subparsers(dest="command"))
+    return parser
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda t: 'bogus = 1\n' + t, "bogus"),
+        (lambda t: t.replace("hidden_features = 4", "hidden_features = 4\nwidth = 3"),
+         "cell.width"),
+        (lambda t: t.replace('"cell.alpha" = [0.2, 0.5]', '"cell.alpha" = []'),
+         "grid.cell.alpha"),
+        (lambda t: t.replace('"cell.alpha" = [0.2, 0.5]', '"cell.beta" = [1]'),
+         "grid.cell.beta"),
+        (lambda t: t.replace("steps = 40", "steps = 0"), "train.steps"),
+        (lambda t: t.replace("batch_size = 8", "batch_size = -2"), "train.batch_size"),
+        (lambda t: t.replace("chunk_size = 3", "chunk_size = 0"), "chunk_size"),
+        (lambda t: t.replace("seeds = 3", "seeds = 0"), "seeds"),
+        (lambda t: t.replace("seeds = 3", "seeds = []"), "seeds"),
+        (lambda t: t.replace("hidden_features = 4", "hidden_features = 0"),
+         "cell.hidden_features"),
+        (lambda t: t.replace("n_workers = 2", 'n_workers = 2\nkind = "pbs"'), "scheduler.kind"),
+        (lambda t: t.replace('task = "flipflop"', 'task = "nope"'), "task"),
+        (lambda t: t.replace("n_bits = 1", "n_bits = 1\ncolour = 2"), "task_options.colour"),
+        (lambda t: t.replace('"cell.alpha" = [0.2, 0.5]', '"cell.alpha" = [0.2, 1.5]'),
+         "configuration 1"),
+    ],
+)
+def test_bad_config_names_the_field_before_any_work(tmp_path, edit, field):
+    path = _write(tmp_path, edit(SMALL))
+    out = tmp_path / "out"
+    args = _parser().parse_args(["sweep", str(path), "--out", str(out)])
+    with pytest.raises(ValueError, match=f"sweep config: {field}"):
+        args.func(args)
+    assert not out.exists()  # nothing was started
+
+
+def test_unknown_scheduler_on_the_command_line(tmp_path):
+    path = _write(tmp_path, SMALL)
+    args = _parser().parse_args(["sweep", str(path), "--out", str(tmp_path / "o"),
+                                 "--scheduler", "kubernetes"])
+    with pytest.raises(ValueError, match="scheduler.kind"):
+        sweep.run_sweep_command(args)
+
+
+def test_cli_registry_form(tmp_path):
+    """``configure_sweep_parser`` plugs into ctrnn_dyn.cli's (parser -> handler) registry."""
+    parser = argparse.ArgumentParser(prog="ctrnn-dyn")
+    sub = parser.add_subparsers(dest="command").add_parser("sweep")
+    handler = sweep.configure_sweep_parser(sub)
+    args = parser.parse_args(["sweep", "x.toml", "--out", "o", "--scheduler", "slurm"])
+    assert handler is sweep.run_sweep_command
+    assert (args.config, args.out, args.scheduler) == ("x.toml", "o", "slurm")
+    with pytest.raises(FileNotFoundError, match="x.toml"):
+        handler(args)
+
+
+def test_plan_chunks_covers_every_network_once(tmp_path):
+    cfg = sweep.load_config(_write(tmp_path, SMALL.replace("chunk_size = 3", "chunk_size = 4")))
+    chunks = sweep.plan_chunks(cfg)
+    nets = [n for c in chunks for n in c.networks]
+    assert sorted(nets) == [(i, c, s) for i, (c, s) in
+                            enumerate((c, s) for c in range(2) for s in range(3))]
+    # alpha varies inside the (single) group: every chunk passes it per network
+    assert [len(c.networks) for c in chunks] == [4, 2]
+    assert all(list(c.varying) == ["cell.alpha"] for c in chunks)
+    assert chunks[0].varying["cell.alpha"] == [0.2, 0.2, 0.2, 0.5]
+    # deterministic names
+    assert [c.chunk_id for c in chunks] == [c.chunk_id for c in sweep.plan_chunks(cfg)]
+    # a non-batchable grid key splits the networks into groups
+    cfg2 = sweep.load_config(_write(tmp_path, SMALL.replace(
+        '"cell.alpha" = [0.2, 0.5]', '"cell.hidden_features" = [3, 5]'), "b.toml"))
+    chunks2 = sweep.plan_chunks(cfg2)
+    assert [c.static["cell"]["hidden_features"] for c in chunks2] == [3, 5]
+    assert all(c.varying == {} for c in chunks2)
+
+
+def test_slurm_job_script():
+    cluster = sweep.make_slurm_cluster({
+        "cores": 4, "memory": "8GB", "walltime": "02:00:00", "queue": "gpu",
+        "account": "lab42", "job_extra_directives": ["--exclusive"],
+    })
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    assert script.startswith("#!/")
+    for line in ("#SBATCH -p gpu", "#SBATCH -A lab42", "#SBATCH -n 1", "#SBATCH --cpus-per-task=4",
+                 "#SBATCH -t 02:00:00", "#SBATCH --exclusive"):
+        assert line in script, script
+    assert "--nthreads 4" in script or "--nworkers 1" in script
+    assert "distributed.cli.dask_worker" in script or "dask-worker" in script
+
+
+def _reference_losses(alpha: float, seeds: list[int]) -> dict[int, tuple[float, float]]:
+    """(final train loss, eval loss) of each seed trained alone: the train() conventions with
+    one jitted single-network step (keys split into init/data/eval)."""
+    task = FlipFlop(n_bits=1, n_steps=8)
+    cell = CTRNNCell(hidden_features=4, output_features=1, alpha=alpha, noise_const=0.0)
+    opt = tr.default_optimizer(0.01)
+    step = jax.jit(tr.make_train_step(cell, task, opt, batch_size=8))
+    ev = jax.jit(tr.make_eval_fn(cell, task, batch_size=8, n_batches=1))
+    out = {}
+    for seed in seeds:
+        k_init, k_data, k_eval = jax.random.split(jax.random.key(seed), 3)
+        state = tr.init_state(cell, task, opt, key=k_init)
+        for _ in range(40):
+            state, m = step(state, k_data)
+        out[seed] = (float(m.loss), float(ev(state.params, k_eval)[0]))
+    return out
+
+
+def test_sweep_survives_a_killed_worker_and_resumes(tmp_path):
+    """2 configurations x 3 seeds on a 2-worker LocalCluster (processes); one worker is killed
+    while it trains: the table still has exactly 6 correct rows; a re-run runs nothing."""
+    from distributed import Client, LocalCluster
+
+    path = _write(tmp_path, SMALL)
+    out = tmp_path / "out"
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                           dashboard_address=None)
+    client = Client(cluster)
+    result: dict = {}
+    try:
+        thread = threading.Thread(
+            target=lambda: result.update(r=sweep.run_sweep(path, out, client=client,
+                                                           progress=False)))
+        thread.start()
+        killed = None
+        deadline = time.time() + 120
+        while killed is None and time.time() < deadline and thread.is_alive():
+            busy = [w for w, tasks in client.processing().items() if tasks]
+            if busy:
+                time.sleep(1.0)  # let it get going (compiling / training)
+                pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+                os.kill(pid, signal.SIGKILL)
+                killed = pid
+            time.sleep(0.1)
+        thread.join(timeout=240)
+        assert not thread.is_alive()
+    finally:
+        client.close()
+        cluster.close()
+    assert killed is not None
+    r = result["r"]
+    assert r.failed == {}
+    assert r.n_chunks == 2 and len(r.ran) == 2
+    df = pd.read_parquet(out / "results.parquet")
+    assert len(df) == 6
+    assert sorted(zip(df["config_id"], df["seed"], strict=True)) == [
+        (c, s) for c in range(2) for s in range(3)]
+    assert (df["status"] == "ok").all()
+    assert df["network"].tolist() == list(range(6))
+    for alpha, group in df.groupby("cell.alpha"):
+        ref = _reference_losses(float(alpha), group["seed"].tolist())
+        for _, row in group.iterrows():
+            np.testing.assert_allclose(row["final_loss"], ref[row["seed"]][0], rtol=1e-4)
+            np.testing.assert_allclose(row["eval_loss"], ref[row["seed"]][1], rtol=1e-4)
+    assert (df["best_loss"] <= df["final_loss"] + 1e-7).all()
+    # checkpoints per chunk, the network axis first
+    saved = ckpt.load(df["checkpoint"].iloc[0])
+    leaf = saved.params["params"]["cell"]["recurrent_kernel"]["kernel"]
+    assert leaf.shape == (3, 4, 4)
+
+    again = sweep.run_sweep(path, out, progress=False)  # no cluster is even started
+    assert again.ran == () and len(again.skipped) == 2
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), df)
+
+
+def test_failing_chunk_is_retried_then_recorded(tmp_path, monkeypatch):
+    from distributed import Client, LocalCluster
+
+    log = tmp_path / "attempts.txt"
+
+    def boom(spec, out_dir):  # serialised to the worker: count attempts in a file
+        with open(log, "a") as fh:
+            fh.write(spec.chunk_id + "\n")
+        raise RuntimeError("solver exploded")
+
+    monkeypatch.setattr(sweep, "run_chunk", boom)
+    path = _write(tmp_path, SMALL.replace("seeds = 3", "seeds = 1").replace(
+        "chunk_size = 3", "chunk_size = 2").replace("retries = 1", "retries = 2"))
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        r = sweep.run_sweep(path, tmp_path / "out", client=client, progress=False)
+    assert len(log.read_text().split()) == 3  # first try + 2 retries
+    assert list(r.failed) == [sweep.plan_chunks(sweep.load_config(path))[0].chunk_id]
+    df = r.read()
+    assert len(df) == 2 and (df["status"] == "failed").all()
+    assert df["error"].str.contains("solver exploded").all()
+    assert df["final_loss"].isna().all()
