@@ -82,6 +82,7 @@ __all__ = [
     "run_chunk",
     "run_sweep",
     "make_slurm_cluster",
+    "slurm_job_script",
     "SWEEP_HELP",
     "add_sweep_parser",
     "configure_sweep_parser",
@@ -584,25 +585,38 @@ def _failed_rows(spec: ChunkSpec, error: str) -> list[dict]:
 # ---------------------------------------------------------------------------------------------
 
 
-def make_slurm_cluster(scheduler: Mapping[str, Any]):
-    """A ``dask_jobqueue.SLURMCluster`` from the ``[scheduler]`` table (not yet scaled).
-
-    Use ``cluster.job_script()`` to inspect the batch script it submits; the sweep scales it
-    to ``jobs`` jobs. Each job runs ``processes`` worker processes sharing ``cores`` cores and
-    ``memory``.
-    """
-    from dask_jobqueue import SLURMCluster
-
+def _slurm_kwargs(scheduler: Mapping[str, Any]) -> dict[str, Any]:
     s = {**_SCHEDULER_DEFAULTS, **scheduler}
     kwargs: dict[str, Any] = {
         "cores": s["cores"], "memory": s["memory"], "processes": s["processes"],
         "walltime": s["walltime"], "job_extra_directives": list(s["job_extra_directives"]),
-        "scheduler_options": {"dashboard_address": None},
     }
     for k in ("queue", "account", "python", "local_directory"):
         if s[k] is not None:
             kwargs[k] = s[k]
-    return SLURMCluster(**kwargs)
+    return kwargs
+
+
+def make_slurm_cluster(scheduler: Mapping[str, Any]):
+    """A ``dask_jobqueue.SLURMCluster`` from the ``[scheduler]`` table (not yet scaled).
+
+    The sweep scales it to ``jobs`` jobs. Each job runs ``processes`` worker processes sharing
+    ``cores`` cores and ``memory``; :func:`slurm_job_script` shows the batch script it submits.
+    """
+    from dask_jobqueue import SLURMCluster
+
+    # A free port: a fixed 8787 clashes with any other Dask scheduler on the login node.
+    return SLURMCluster(**_slurm_kwargs(scheduler),
+                        scheduler_options={"dashboard_address": ":0"})
+
+
+def slurm_job_script(scheduler: Mapping[str, Any],
+                     scheduler_address: str = "tcp://SCHEDULER:8786") -> str:
+    """The SLURM batch script one sweep job submits, built without starting a scheduler."""
+    from dask_jobqueue.slurm import SLURMJob
+
+    return SLURMJob(scheduler=scheduler_address, name="ctrnn-dyn-worker",
+                    **_slurm_kwargs(scheduler)).job_script()
 
 
 def _compilation_cache_plugin(path: str) -> Any:
@@ -635,7 +649,7 @@ def _client(scheduler: Mapping[str, Any]):
                                 " intra_op_parallelism_threads=1").strip()
         cluster = LocalCluster(n_workers=scheduler["n_workers"],
                                threads_per_worker=scheduler["threads_per_worker"],
-                               processes=True, dashboard_address=None, env=env)
+                               processes=True, dashboard_address=":0", env=env)
         return Client(cluster), cluster
     if kind == "slurm":
         cluster = make_slurm_cluster(scheduler)

@@ -136,20 +136,17 @@ def test_plan_chunks_covers_every_network_once(tmp_path):
 
 
 def test_slurm_job_script():
-    cluster = sweep.make_slurm_cluster({
+    script = sweep.slurm_job_script({
         "cores": 4, "memory": "8GB", "walltime": "02:00:00", "queue": "gpu",
         "account": "lab42", "job_extra_directives": ["--exclusive"],
-    })
-    try:
-        script = cluster.job_script()
-    finally:
-        cluster.close()
+    }, "tcp://10.0.0.1:8786")
     assert script.startswith("#!/")
     for line in ("#SBATCH -p gpu", "#SBATCH -A lab42", "#SBATCH -n 1", "#SBATCH --cpus-per-task=4",
                  "#SBATCH -t 02:00:00", "#SBATCH --exclusive"):
         assert line in script, script
     assert "--nthreads 4" in script or "--nworkers 1" in script
     assert "distributed.cli.dask_worker" in script or "dask-worker" in script
+    assert "tcp://10.0.0.1:8786" in script
 
 
 def _reference_losses(alpha: float, seeds: list[int]) -> dict[int, tuple[float, float]]:
@@ -178,7 +175,7 @@ def test_sweep_survives_a_killed_worker_and_resumes(tmp_path):
     path = _write(tmp_path, SMALL)
     out = tmp_path / "out"
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           dashboard_address=None)
+                           dashboard_address=":0")
     client = Client(cluster)
     result: dict = {}
     try:
@@ -241,7 +238,7 @@ def test_failing_chunk_is_retried_then_recorded(tmp_path, monkeypatch):
     path = _write(tmp_path, SMALL.replace("seeds = 3", "seeds = 1").replace(
         "chunk_size = 3", "chunk_size = 2").replace("retries = 1", "retries = 2"))
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
         r = sweep.run_sweep(path, tmp_path / "out", client=client, progress=False)
     assert len(log.read_text().split()) == 3  # first try + 2 retries
     assert list(r.failed) == [sweep.plan_chunks(sweep.load_config(path))[0].chunk_id]
