@@ -84,7 +84,31 @@ def dale_signs(hidden_features: int, excitatory_fraction: float) -> np.ndarray:
     return np.where(np.arange(hidden_features) < n_exc, 1.0, -1.0)
 
 
-class CTRNNCell(nn.RNNCellBase):
+class _VectorCell(nn.RNNCellBase):
+    """Shared by the CT-RNN cells: a flat ``(*batch, n)`` carry and per-neuron parameters."""
+
+    @nn.nowrap
+    def initialize_carry(self, rng: PRNGKey, input_shape: tuple[int, ...]) -> jax.Array:
+        """Initial state ``(*batch, n)`` from ``carry_init`` (seed: ones for the voltage cell,
+        zeros for the rate cell)."""
+        return self.carry_init(
+            rng, tuple(input_shape[:-1]) + (self.hidden_features,), self.param_dtype
+        )
+
+    @property
+    def num_feature_axes(self) -> int:
+        return 1
+
+    def _per_neuron_param(self, name: str, value: Any) -> jax.Array:
+        """A trainable ``(n,)`` parameter initialised from a scalar or per-neuron ``value``."""
+        return self.param(
+            name,
+            lambda _key, shape: jnp.broadcast_to(jnp.asarray(value, self.param_dtype), shape),
+            (self.hidden_features,),
+        )
+
+
+class CTRNNCell(_VectorCell):
     r"""The seed's (ctrnn-jax) continuous-time RNN cell, Euler-discretised.
 
     One call maps the voltage ``x_t`` and the input ``u_t`` to
@@ -233,17 +257,7 @@ class CTRNNCell(nn.RNNCellBase):
         )(task_input)
 
         if self.train_alpha:
-            alpha = jnp.clip(
-                self.param(
-                    "alpha",
-                    lambda _key, shape: jnp.broadcast_to(
-                        jnp.asarray(self.alpha, self.param_dtype), shape
-                    ),
-                    (self.hidden_features,),
-                ),
-                1e-4,
-                1.0,
-            )
+            alpha = jnp.clip(self._per_neuron_param("alpha", self.alpha), 1e-4, 1.0)
         else:
             alpha = _as_array(self.alpha, hidden_input.dtype)
 
@@ -263,19 +277,8 @@ class CTRNNCell(nn.RNNCellBase):
         key = self.make_rng("noise_stream")
         return jnp.asarray(self.noise_const, dtype) * jax.random.normal(key, shape, dtype)
 
-    @nn.nowrap
-    def initialize_carry(self, rng: PRNGKey, input_shape: tuple[int, ...]) -> jax.Array:
-        """Initial voltage ``(*batch, n)`` from ``carry_init`` (seed: ones)."""
-        return self.carry_init(
-            rng, tuple(input_shape[:-1]) + (self.hidden_features,), self.param_dtype
-        )
 
-    @property
-    def num_feature_axes(self) -> int:
-        return 1
-
-
-class RateCTRNNCell(nn.RNNCellBase):
+class RateCTRNNCell(_VectorCell):
     r"""The seed's rate-form CT-RNN (its ``SimpleCTRNNCell``; Beer 1995's circuits).
 
     .. math::
@@ -338,16 +341,7 @@ class RateCTRNNCell(nn.RNNCellBase):
         _check_input("carry", carry, self.hidden_features, "hidden_features")
         _check_input("task_input", task_input, self.hidden_features, "hidden_features")
         if self.train_tau:
-            tau = jnp.maximum(
-                self.param(
-                    "tau",
-                    lambda _key, shape: jnp.broadcast_to(
-                        jnp.asarray(self.tau, self.param_dtype), shape
-                    ),
-                    (self.hidden_features,),
-                ),
-                jnp.asarray(self.dt),
-            )
+            tau = jnp.maximum(self._per_neuron_param("tau", self.tau), jnp.asarray(self.dt))
         else:
             tau = jnp.asarray(self.tau)
         dt_tau = jnp.asarray(self.dt) / tau
@@ -364,17 +358,6 @@ class RateCTRNNCell(nn.RNNCellBase):
         )
         h_next = (1.0 - dt_tau) * carry + dt_tau * (drive + task_input)
         return h_next, h_next
-
-    @nn.nowrap
-    def initialize_carry(self, rng: PRNGKey, input_shape: tuple[int, ...]) -> jax.Array:
-        """Initial state ``(*batch, n)`` from ``carry_init`` (seed: zeros)."""
-        return self.carry_init(
-            rng, tuple(input_shape[:-1]) + (self.hidden_features,), self.param_dtype
-        )
-
-    @property
-    def num_feature_axes(self) -> int:
-        return 1
 
 
 class CheckedRNN(nn.RNN):
