@@ -333,7 +333,8 @@ class LimitCycle(NamedTuple):
         converged: the Newton residual fell below tolerance.
         residual: final ``‖Φ(x, T) - x‖``.
         kind: ``"invariant circle"``, ``"periodic orbit"``, or why none was found:
-            ``"fixed point"``, ``"divergent"``, ``"no recurrence"``, ``"newton failed"``.
+            ``"fixed point"``, ``"divergent"``, ``"no recurrence"``, ``"newton failed"``,
+            ``"inaccurate circle"`` (multiplier along the flow not within ``trivial_tol`` of 1).
         trivial_multiplier: the multiplier nearest 1 (along the flow; ``nan`` for a discrete
             periodic orbit); its distance from 1 measures the interpolation error.
         n_newton: Newton iterations used.
@@ -427,6 +428,7 @@ def find_limit_cycle(
     max_newton: int = 30,
     fixed_point_tol: float = 1e-9,
     recurrence_tol: float = 1e-7,
+    trivial_tol: float = 1e-3,
     precision: str = "float64",
 ) -> LimitCycle:
     r"""Find the limit cycle reached from ``x0`` and its Floquet multipliers.
@@ -461,6 +463,10 @@ def find_limit_cycle(
         tol: Newton tolerance on ``‖residual‖`` (relative to ``max(1, max|x|)``).
         max_newton: Newton iteration cap.
         fixed_point_tol: below this speed ``‖F(x) - x‖`` the settled state is a fixed point.
+        trivial_tol: an invariant circle is accepted only if its multiplier along the flow is
+            within this distance of 1; otherwise the interpolated time-``T`` map is too coarse
+            (a few samples per period, or a genuinely discrete map) and ``converged=False``
+            with ``kind="inaccurate circle"``.
         recurrence_tol: exact-return tolerance for integer periods.
         precision: ``"float64"`` (default) or ``"float32"``.
 
@@ -556,6 +562,9 @@ def find_limit_cycle(
         i_triv = int(np.argmin(np.abs(mu - 1.0)))
         others = np.delete(mu, i_triv)
         orbit = np.asarray(xs)[: math.ceil(T) + 1]  # the orbit of the converged x
+        if abs(mu[i_triv] - 1.0) > trivial_tol:
+            logger.info("find_limit_cycle: multiplier along the flow %s is not 1", mu[i_triv])
+            return _failed_cycle(x_star, "inaccurate circle", dt, residual=res_norm, n_newton=it)
     return LimitCycle(
         x=x_star,
         period=T,

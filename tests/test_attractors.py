@@ -479,3 +479,20 @@ def test_docstring_examples_run():
     for mod in (ctrnn_dyn.attractors, ctrnn_dyn.pca):
         result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.attempted > 0 and result.failed == 0
+
+
+def test_coarsely_sampled_circle_is_flagged_not_reported():
+    """A discrete map rotating non-uniformly (~8 steps a turn): cubic interpolation between
+    samples cannot represent its time-T map, so the multiplier along the flow misses 1 (by ~3%
+    here) and the cycle must not be reported as converged or stable."""
+
+    def F(x, u=None):
+        r = jnp.sqrt(x[0] ** 2 + x[1] ** 2)
+        a = jnp.arctan2(x[1], x[0])
+        r2, a2 = r + 0.5 * (1.0 - r), a + 1.0 + 0.6 * jnp.sin(a)
+        return jnp.stack([r2 * jnp.cos(a2), r2 * jnp.sin(a2)])
+
+    lc = find_limit_cycle(F, jnp.array([0.3, 0.1]), jnp.zeros(0))
+    assert lc.kind == "inaccurate circle" and not lc.converged and not lc.stable
+    loose = find_limit_cycle(F, jnp.array([0.3, 0.1]), jnp.zeros(0), trivial_tol=1.0)
+    assert loose.converged and abs(loose.trivial_multiplier - 1.0) > 1e-3
