@@ -990,20 +990,15 @@ def classify_dynamics(
     period = np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, 0)
     n_zero = np.sum(np.abs(exponents) <= zt[:, None], axis=1)
 
-    codes = np.empty(arr.shape[0], np.int64)
-    for b in range(arr.shape[0]):  # over starts (a handful of verdicts), not time steps
-        lam1 = exponents[b, 0]
-        finite = np.all(np.isfinite(x_end[b])) and np.all(np.isfinite(exponents[b]))
-        if not finite or maxabs[b] > divergence_bound:
-            codes[b] = 4
-        elif speed[b] < speed_tol:
-            codes[b] = 0
-        elif lam1 > zt[b]:
-            codes[b] = 3
-        elif lam1 >= -zt[b]:
-            codes[b] = 1 if n_zero[b] == 1 else 2
-        else:
-            codes[b] = 1 if period[b] > 1 else 0
+    lam1 = exponents[:, 0]
+    finite = np.all(np.isfinite(x_end), axis=1) & np.all(np.isfinite(exponents), axis=1)
+    # First matching verdict wins: divergent, fixed point, chaotic, cycle/torus on a zero mode;
+    # otherwise contracting onto a periodic orbit of the map or a fixed point.
+    codes = np.select(
+        [~finite | (maxabs > divergence_bound), speed < speed_tol, lam1 > zt, lam1 >= -zt],
+        [4, 0, 3, np.where(n_zero == 1, 1, 2)],
+        default=np.where(period > 1, 1, 0),
+    ).astype(np.int64)
     labels = tuple(LABELS[c] for c in codes)
     return DynamicsClassification(
         labels=labels,

@@ -182,6 +182,7 @@ def one_step_map(cell: nn.Module, params: Any) -> OneStepMap:
     if isinstance(cell, CTRNNCell):
         cell = cell.clone(noise_const=0.0, parent=None)
     width = _input_width(cell, variables["params"])
+    # Only the carry's structure and shapes are used (to ravel it), so any key will do.
     carry = cell.initialize_carry(jax.random.PRNGKey(0), (width or 1,))
     flat, unravel = ravel_pytree(carry)
     alpha = cell.alpha_values(variables) if isinstance(cell, CTRNNCell | RateCTRNNCell) else None

@@ -514,8 +514,9 @@ def run_chunk(spec: ChunkSpec, out_dir: str | os.PathLike) -> list[dict]:
         block_steps=tr["block_steps"], eval_batches=tr["eval_batches"],
     )
     t_train = time.perf_counter() - t0
+    # Analysis starts are keyed by the chunk's first network, so they are reproducible per chunk.
     n_fp, n_stable, cls = _analyse(cell, task, result, hp, spec.analysis,
-                                   jax.random.fold_in(jax.random.key(0), 7))
+                                   jax.random.fold_in(keys[0], 7))
     ckpt.save(ckpt_path, ckpt.Checkpoint(
         params=result.params, opt_state=result.opt_state, step=tr["steps"],
         history=result.history, cell_config=ckpt.cell_config(cell),
