@@ -16,25 +16,53 @@ Measured in the same process, interleaved, repeated (the CPU is shared: medians 
 ``--sweep`` adds ``ctrnn-dyn sweep`` on a 2-worker LocalCluster and reports its overhead (wall
 time minus the workers' training time / 2, over the latter). Runs unchanged on a GPU.
 
+On a CPU the script exposes the cores as JAX devices before JAX starts
+(``--xla_force_host_platform_device_count``, ``--host-devices``, default: all cores), so that
+``train_ensemble``'s default ``devices="auto"`` shards the network axis over them; the
+one-by-one baselines run on the default device as a user's loop would. ``--host-devices 1``
+measures the ensemble on one device (``sharded`` column "no").
+
     python benchmarks/ensemble.py                    # E in 1 8 32 128
     python benchmarks/ensemble.py --quick            # small, for a smoke test
 """
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import tempfile
-import time
-from pathlib import Path
+import os
+import sys
 
-import jax
-import jax.numpy as jnp
 
-from ctrnn_dyn import train as tr
-from ctrnn_dyn.ensemble import train_ensemble
-from ctrnn_dyn.model import CTRNNCell
-from ctrnn_dyn.tasks import ModuloThree
+def _expose_host_devices(argv: list[str]) -> int:
+    """Set XLA's host device count from ``--host-devices N`` (default: CPU cores); must run
+    before JAX is imported."""
+    n = os.cpu_count() or 1
+    for i, arg in enumerate(argv):
+        if arg == "--host-devices" and i + 1 < len(argv):
+            n = int(argv[i + 1])
+        elif arg.startswith("--host-devices="):
+            n = int(arg.split("=", 1)[1])
+    flags = os.environ.get("XLA_FLAGS", "")
+    os.environ["CTRNN_BENCH_ORIGINAL_XLA_FLAGS"] = flags
+    if "xla_force_host_platform_device_count" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
+    return n
+
+
+_expose_host_devices(sys.argv)
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from ctrnn_dyn import train as tr  # noqa: E402
+from ctrnn_dyn.ensemble import train_ensemble  # noqa: E402
+from ctrnn_dyn.model import CTRNNCell  # noqa: E402
+from ctrnn_dyn.tasks import ModuloThree  # noqa: E402
 
 
 def _block(tree):
@@ -61,6 +89,12 @@ def main() -> None:
     ap.add_argument("--sweep-networks", type=int, default=32)
     ap.add_argument("--sweep-chunk", type=int, default=8)
     ap.add_argument("--sweep-only", action="store_true", help="only the sweep measurement")
+    ap.add_argument("--host-devices", type=int, default=os.cpu_count() or 1,
+                    help="CPU cores exposed as JAX devices (set before JAX starts)")
+    ap.add_argument("--unsharded", action="store_true",
+                    help="also time each ensemble on one device (devices=None)")
+    ap.add_argument("--fast", action="store_true", default=None,
+                    help="use the fast CT-RNN forward pass (custom VJP) everywhere")
     ap.add_argument("--quick", action="store_true")
     a = ap.parse_args()
     if a.quick:
@@ -75,13 +109,15 @@ def main() -> None:
     if a.sweep_only:
         _sweep(a, None)
         return
-    print(f"device: {jax.devices()[0].platform} x{len(jax.devices())}; "
+    n_dev = len(jax.devices())
+    print(f"device: {jax.devices()[0].platform} x{n_dev}; "
           f"H={a.hidden} m={a.inputs} T={a.n_steps} B={a.batch}, {S} steps/network")
 
     # --- best one-by-one loop: one compiled step, reused ---------------------------------
-    step = jax.jit(tr.make_train_step(cell, task, opt, batch_size=a.batch))
+    step = jax.jit(tr.make_train_step(cell, task, opt, batch_size=a.batch, fast=a.fast))
     init = jax.jit(lambda k: tr.init_state(cell, task, opt, key=k))
-    evaluate = jax.jit(tr.make_eval_fn(cell, task, batch_size=a.batch, n_batches=1))
+    evaluate = jax.jit(tr.make_eval_fn(cell, task, batch_size=a.batch, n_batches=1,
+                                         fast=a.fast))
     keys = jax.random.split(jax.random.key(0), max(max(a.sizes), a.loop_networks))
 
     def loop(n: int) -> tuple[float, float]:
@@ -98,33 +134,39 @@ def main() -> None:
 
     def train_one() -> float:
         t = time.perf_counter()
-        tr.train(cell, task, key=keys[0], steps=S, batch_size=a.batch, progress=False,
+        tr.train(cell, task, key=keys[0], steps=S, batch_size=a.batch, progress=False, fast=a.fast,
                  eval_batches=1)
         return time.perf_counter() - t
 
     # --- ensemble variants -----------------------------------------------------------------
+    # (E, chunk, vmap_size, devices): "auto" shards over the devices when E >= their number
     variants = []
     for E in a.sizes:
-        chunks = sorted({min(c, E) for c in (a.chunks or [1, 2, 4, 8, 32])})
+        sharded = 1 < n_dev <= E
+        chunks = sorted({min(-(-c // n_dev) * n_dev if sharded else c, E)
+                         for c in (a.chunks or [1, 2, 4, 8, 32])})
         for c in chunks:
-            variants.append((E, c, None))
+            variants.append((E, c, None, "auto"))
+            if a.unsharded and sharded:
+                variants.append((E, c, None, None))
         for v in a.vmap_sizes or []:
             if v < max(chunks):
-                variants.append((E, max(chunks), v))
+                variants.append((E, max(chunks), v, "auto"))
 
-    def ens(E, c, v) -> tuple[float, float]:
+    def ens(E, c, v, dev) -> tuple[float, float]:
         t, cpu = time.perf_counter(), time.process_time()
         r = train_ensemble(cell, task, keys=keys[:E], steps=S, batch_size=a.batch,
-                           chunk_size=c, vmap_size=v, block_steps=S, eval_batches=1)
+                           chunk_size=c, vmap_size=v, block_steps=S, eval_batches=1, fast=a.fast,
+                           devices=dev)
         _block(r.history.loss)
         return (time.perf_counter() - t) / E, (time.process_time() - cpu) / E
 
     compile_s = {}
-    for _, c, v in variants:  # compile (cached per chunk shape)
-        if (c, v) not in compile_s:
+    for _, c, v, dev in variants:  # compile (cached per chunk shape)
+        if (c, v, dev) not in compile_s:
             t = time.perf_counter()
-            ens(c, c, v)
-            compile_s[(c, v)] = time.perf_counter() - t
+            ens(c, c, v, dev)
+            compile_s[(c, v, dev)] = time.perf_counter() - t
     t_train = [train_one() for _ in range(a.train_calls)]  # first call warms the caches
 
     ratios: dict = {k: [] for k in variants}
@@ -152,14 +194,16 @@ def main() -> None:
           f"({tl / S * 1e3:.1f} ms/step)")
     print("ensemble (steady state, programs compiled; 'x loop' = median over repeats of loop "
           "time / ensemble time in the same repeat, wall clock and process CPU time):")
-    print(f"  {'E':>4} {'chunk':>5} {'vmap':>5} {'s/network':>10} {'networks/h':>11} "
-          f"{'x loop':>7} {'x loop cpu':>10} {'x train()':>9} {'compile s':>9}")
+    print(f"  {'E':>4} {'chunk':>5} {'vmap':>5} {'sharded':>7} {'s/network':>10} "
+          f"{'networks/h':>11} {'x loop':>7} {'x loop cpu':>10} {'x train()':>9} "
+          f"{'compile s':>9}")
     for k in variants:
-        E, c, v = k
+        E, c, v, dev = k
         te = statistics.median(per_net[k])
-        print(f"  {E:>4} {c:>5} {v or c:>5} {te:>10.3f} {3600 / te:>11.0f} "
+        shard = f"x{n_dev}" if dev == "auto" and 1 < n_dev <= E else "no"
+        print(f"  {E:>4} {c:>5} {v or c:>5} {shard:>7} {te:>10.3f} {3600 / te:>11.0f} "
               f"{statistics.median(ratios[k]):>7.2f} {statistics.median(cpu_ratios[k]):>10.2f} "
-              f"{tt / te:>9.2f} {compile_s[(c, v)]:>9.1f}")
+              f"{tt / te:>9.2f} {compile_s[(c, v, dev)]:>9.1f}")
 
     if a.sweep:
         _sweep(a, tl)
@@ -191,6 +235,9 @@ eval_batches = 1
 [scheduler]
 n_workers = 2
 """
+    # the sweep's workers are processes of their own, one core each: not the host devices
+    # exposed to this process
+    os.environ["XLA_FLAGS"] = os.environ.get("CTRNN_BENCH_ORIGINAL_XLA_FLAGS", "")
     with tempfile.TemporaryDirectory() as d:
         cfg = Path(d) / "sweep.toml"
         cfg.write_text(text)

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -68,6 +70,15 @@ def _quantiles(q: np.ndarray) -> str:
     return "min {:.1e} med {:.1e} p90 {:.1e} max {:.1e}".format(*qs)
 
 
+def _n_stable(x: np.ndarray, K: np.ndarray, alpha: float) -> int:
+    """Points with all |μ| < 1 for ``J = (1−α)I + α (K ⊙ f'(x)[:, None])ᵀ`` (NumPy, float64)."""
+    n = 0
+    for xi in x:
+        J = (1.0 - alpha) * np.eye(xi.size) + alpha * (K * (1.0 - np.tanh(xi) ** 2)[:, None]).T
+        n += int(np.max(np.abs(np.linalg.eigvals(J))) < 1.0)
+    return n
+
+
 def _all_found(reference: np.ndarray, found: np.ndarray, tol: float) -> tuple[bool, int]:
     if reference.size == 0:
         return True, 0
@@ -102,7 +113,8 @@ def main() -> None:
     if not args.no_torch:
         import torch
 
-        from benchmarks._torch_fpf import torch_fpf
+        sys.path.insert(0, str(Path(__file__).resolve().parent))  # python benchmarks/… or -m
+        from _torch_fpf import torch_fpf
 
         torch.set_num_threads(args.threads)
         torch.set_flush_denormal(True)
@@ -137,7 +149,8 @@ def main() -> None:
         ref_x = fpf_u.fixed.x
         print(
             f"FPF (torch, float32): {torch_time:.3f} s  iters {res.n_iters}  "
-            f"q {_quantiles(res.q)}  unique converged {len(fpf_u.fixed)}"
+            f"q {_quantiles(res.q)}  unique converged {len(fpf_u.fixed)}, "
+            f"stable {_n_stable(ref_x, K, args.alpha)}"
         )
 
     for method in args.methods.split(","):

@@ -19,27 +19,24 @@ Everything else (sizes, ``steps``, ``batch_size``, the loss and its regularisers
 
 Layout and speed. The ``E`` networks are trained in chunks of ``chunk_size``; each chunk is one
 compiled program that runs ``block_steps`` steps of the vectorised step inside a ``lax.scan``
-(one host round-trip per block). Under ``vmap`` every per-network matmul becomes a batched
-matmul with the network axis as its batch dimension and every per-network ``(T, B, n)``
-intermediate grows ``E``-fold; on a CPU the chunk's working set must stay within the caches for
-the vectorised step to beat a loop, which is what ``chunk_size`` controls (see
-``benchmarks/ensemble.py``). With several devices the network axis of every chunk is sharded
-over them with :mod:`jax.sharding` (``devices=``).
+(one host round-trip per block). With several devices (the default ``devices="auto"``) the
+network axis of every chunk is sharded over them with :mod:`jax.sharding`.
 
-Why a plain ``vmap`` of a large network can be slower than a loop on a CPU (measured with
-``benchmarks/ensemble.py``, 100 units, 100 inputs, T = 50, batch 256): one network's step is
-already made of large GEMMs (the hoisted input projection is a ``(T·B, m) × (m, n)`` matmul,
-the recurrent one ``(B, n) × (n, n)`` per time step) that keep XLA:CPU busy, so batching adds
-no arithmetic efficiency; the batched small matmuls inside the scan cost the same as a loop of
-them. What ``vmap`` does add is an ``E``-fold working set: every ``(T, B, ·)`` intermediate
-(the task's inputs, the input projection, the states, their cotangents — 5 MB per network
-here) becomes ``E × 5 MB``, which leaves the caches and is freshly allocated every step (at
-``E = 32``: the vmapped input projection took 2.1× and the vmapped task sampler 11× the time
-of the same per-network ops in a loop). Vectorising pays when the per-network step is small
-(overhead-bound): at 8 units / batch 8 the ensemble trains 2.5–3.6× more networks per second
-than a compiled loop; the crossover is around ``B·T·n·(n+m) ≈ 5e6``. Hence ``vmap_size``:
-vectorise small networks, loop (inside one compiled program) over large ones on a CPU; on a
-GPU, vectorise.
+Where the speed comes from on a CPU (measured with ``benchmarks/ensemble.py``: 100 units,
+100 inputs, T = 50, batch 256). One network's step is a chain of small dependent matmuls —
+per time step ``(B, n) × (n, n)`` forward and two of them backward — that XLA:CPU runs on one
+core at about the speed of a loop of the same matmuls; vectorising them (``vmap``) turns them
+into batched matmuls of the same per-network cost and multiplies every ``(T, B, ·)``
+intermediate ``E``-fold, so on one device an ensemble is only about as fast as a compiled loop
+(0.9–1.1×). The gains are (1) parallelism: independent networks on separate cores, which one
+small network cannot use — expose the cores as devices before JAX starts
+(``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>``) and the default
+``devices="auto"`` shards the chunk over them; (2) less work per network: a task with an
+``input_basis`` (the modulo-3 task's three colour vectors) is trained on its ``(B, T, 3)``
+codes with ``basis @ K_in`` as the input kernel (:func:`ctrnn_dyn.train.loss_fn`), removing a
+third of the step's arithmetic for ensemble and loop alike. ``vmap_size`` bounds the number of
+networks vectorised together inside a program on one device (``"auto"``: one at a time for
+large networks on a single CPU device); on a GPU, vectorise everything.
 """
 
 from __future__ import annotations
@@ -372,7 +369,7 @@ def train_ensemble(
     chunk_size: int | None = None,
     block_steps: int = 100,
     vmap_size: int | None | str = "auto",
-    devices: Sequence[Any] | Mesh | None = None,
+    devices: Sequence[Any] | Mesh | str | None = "auto",
     eval_batches: int = 4,
     eval_batch_size: int | None = None,
     fast: bool | None = None,
@@ -400,7 +397,8 @@ def train_ensemble(
         learning_rate: learning rate of the default optimiser when not in ``hparams``.
         rate_l2, weight_l2, loss: see :func:`ctrnn_dyn.train.loss_fn` (shared).
         chunk_size: networks vectorised in one program (default: all ``E``); the ensemble is
-            trained chunk after chunk. With ``devices`` it must be a multiple of their number.
+            trained chunk after chunk. With explicit ``devices`` it must be a multiple of their
+            number (with ``"auto"`` it is rounded up; the padding networks are discarded).
         block_steps: steps per compiled block (one host sync per block).
         vmap_size: networks vectorised together inside a chunk's program; the program loops
             (``lax.map``) over the chunk's groups of ``vmap_size``. ``None`` = the whole chunk
@@ -410,7 +408,11 @@ def train_ensemble(
             (``B·T·n·(n+m) >= 5e6``), where vectorising only multiplies the working set
             (see the module docstring).
         devices: shard the network axis over these devices (or a 1-axis ``Mesh`` named
-            ``"networks"``); ``None`` = the default device.
+            ``"networks"``); ``None`` = the default device; ``"auto"`` (default) = all of
+            ``jax.devices()`` when there are several and ``E`` is at least their number. On a
+            CPU, expose the cores as devices before JAX starts
+            (``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>``): independent
+            networks then run in parallel, which a single small network cannot.
         eval_batches, eval_batch_size: held-out batches after training (as in ``train``).
         fast: force/forbid the fast CT-RNN forward pass (default automatic).
         progress: show a tqdm bar over steps.
@@ -429,6 +431,14 @@ def train_ensemble(
     steps = _check_int("steps", steps, 1)
     batch_size = _check_int("batch_size", batch_size, 1)
     block_steps = _check_int("block_steps", block_steps, 1)
+    if isinstance(devices, str):
+        if devices != "auto":
+            raise ValueError(f"devices must be 'auto', None, a sequence of jax devices or a "
+                             f"Mesh, got {devices!r}")
+        devices = jax.devices() if 1 < len(jax.devices()) <= n_net else None
+        auto_devices = True
+    else:
+        auto_devices = False
     if vmap_size == "auto":
         vmap_size = _auto_vmap_size(cell, task, batch_size, devices)
     elif vmap_size is not None:
@@ -437,6 +447,8 @@ def train_ensemble(
     chunk = n_net if chunk_size is None else _check_int("chunk_size", chunk_size, 1)
     chunk = min(chunk, n_net)
     mesh = _mesh(devices)
+    if mesh is not None and auto_devices:
+        chunk = -(-chunk // mesh.size) * mesh.size
     if mesh is not None and chunk % mesh.size:
         raise ValueError(
             f"chunk_size ({chunk}) must be a multiple of the number of devices ({mesh.size})"

@@ -8,6 +8,12 @@ Every task is a small frozen dataclass of its parameters with
 * ``accuracy(outputs, batch) -> scalar`` — the task's score on a batch of network outputs
   ``(B, T, p)`` (documented per task), jittable.
 
+Optionally, a task whose inputs are combinations of a few fixed vectors (``inputs = codes @
+basis``) also has ``input_basis`` ``(k, m)`` and ``sample_codes(key, batch_size)``: the same
+trials as ``sample`` with ``inputs`` replaced by the ``(B, T, k)`` codes. Training then projects
+the ``k`` basis vectors through the input kernel once per step instead of every ``(B, T)``
+input (:func:`ctrnn_dyn.train.loss_fn`'s ``input_basis``).
+
 Time convention: the CT-RNN reads its output *after* the update, so ``outputs[:, t]`` is the
 network's response having seen ``inputs[:, :t+1]``; targets are aligned with that.
 
@@ -464,25 +470,45 @@ class ModuloThree:
         return (dataclasses.replace(self, combinations=train),
                 dataclasses.replace(self, combinations=test))
 
-    def batch_for(self, colours: jax.Array, onsets: jax.Array) -> Batch:
-        """Trials for given colour triples ``(B, 3)`` (ints) and onsets ``(B, 3)``."""
+    @property
+    def input_basis(self) -> np.ndarray:
+        """``(3, stimulus_dim)``: the colour vectors; ``inputs = codes @ input_basis``."""
+        return self.colours
+
+    def codes_for(self, colours: jax.Array, onsets: jax.Array) -> Batch:
+        """As :meth:`batch_for` with ``inputs`` the ``(B, T, 3)`` one-hot colour codes."""
         colours = jnp.asarray(colours)
         onsets = jnp.asarray(onsets)
-        vecs = jnp.asarray(self.colours)[colours]  # (B, 3, d)
         t = jnp.arange(self.n_steps)
         shown = (t[None, None, :] >= onsets[..., None]) & (
             t[None, None, :] < onsets[..., None] + self.stimulus_steps
-        )  # (B, 3, T)
-        inputs = jnp.einsum("bkt,bkd->btd", shown.astype(jnp.float32), vecs)
+        )  # (B, 3, T): stimulus k on at time t
+        which = jax.nn.one_hot(colours, 3, dtype=jnp.float32)  # (B, 3 stimuli, 3 colours)
+        codes = jnp.einsum("bkt,bkc->btc", shown.astype(jnp.float32), which)
         label = jnp.where(colours.sum(axis=1) % 3 == 0, 1.0, -1.0)
         resp = (t >= self.n_steps - self.response_steps).astype(jnp.float32)
         targets = (label[:, None] * resp[None, :])[..., None]
         mask = jnp.broadcast_to(resp[None, :, None], targets.shape)
-        return Batch(inputs, targets, mask)
+        return Batch(codes, targets, mask)
+
+    def batch_for(self, colours: jax.Array, onsets: jax.Array) -> Batch:
+        """Trials for given colour triples ``(B, 3)`` (ints) and onsets ``(B, 3)``."""
+        coded = self.codes_for(colours, onsets)
+        # stimuli never overlap (min_gap >= stimulus_steps): each code row has at most one 1,
+        # so this product is exact
+        inputs = jnp.einsum("btc,cd->btd", coded.inputs, jnp.asarray(self.input_basis))
+        return coded._replace(inputs=inputs)
+
+    def sample_codes(self, key: jax.Array, batch_size: int) -> Batch:
+        """The trials of ``sample(key, batch_size)`` with ``inputs`` the ``(B, T, 3)`` codes."""
+        return self.codes_for(*self._draw(key, _check_batch_size(batch_size)))
 
     def sample(self, key: jax.Array, batch_size: int) -> Batch:
         """``batch_size`` trials; see the class docstring."""
-        batch_size = _check_batch_size(batch_size)
+        return self.batch_for(*self._draw(key, _check_batch_size(batch_size)))
+
+    def _draw(self, key: jax.Array, batch_size: int) -> tuple[jax.Array, jax.Array]:
+        """Colour triples ``(B, 3)`` and sorted onsets ``(B, 3)``."""
         k_c, k_t = jax.random.split(key)
         combos = jnp.asarray(self.combinations, jnp.int32)
         colours = combos[jax.random.randint(k_c, (batch_size,), 0, combos.shape[0])]
@@ -491,7 +517,7 @@ class ModuloThree:
             lambda k: jnp.sort(jax.random.choice(k, self._n_slots, (3,), replace=False))
         )(keys)
         onsets = self.first_onset + slots + jnp.arange(3) * (self.min_gap - 1)
-        return self.batch_for(colours, onsets)
+        return colours, onsets
 
     def accuracy(self, outputs: jax.Array, batch: Batch) -> jax.Array:
         """Fraction of trials whose mask-averaged output has the label's sign."""

@@ -54,6 +54,7 @@ __all__ = [
     "forward",
     "fast_forward",
     "supports_fast_path",
+    "uses_input_basis",
     "loss_fn",
     "default_optimizer",
     "init_params",
@@ -350,6 +351,35 @@ def _kernels(params: Any) -> list[jax.Array]:
     ]
 
 
+def uses_input_basis(cell: nn.Module, task: Any) -> bool:
+    """True when training samples ``task.sample_codes`` and projects ``task.input_basis``
+    (a :class:`CTRNNCell` and a task that has both; see :mod:`ctrnn_dyn.tasks`)."""
+    return (isinstance(cell, CTRNNCell) and getattr(task, "input_basis", None) is not None
+            and hasattr(task, "sample_codes"))
+
+
+def _project_input_kernel(cell: nn.Module, params: Any, basis: jax.Array) -> Any:
+    """``params`` with the input kernel ``K_in`` ``(m, n)`` replaced by ``basis @ K_in``
+    ``(k, n)``."""
+    if not isinstance(cell, CTRNNCell):
+        raise ValueError(f"input_basis needs a CTRNNCell, got {type(cell).__name__}")
+    tree = params["params"]["cell"]
+    k_in = tree["input_kernel"]["kernel"]
+    basis = jnp.asarray(basis, k_in.dtype)
+    if basis.ndim != 2 or basis.shape[1] != k_in.shape[0]:
+        raise ValueError(f"input_basis must have shape (k, {k_in.shape[0]}), got {basis.shape}")
+    cell_tree = {**tree, "input_kernel": {**tree["input_kernel"], "kernel": basis @ k_in}}
+    return {**params, "params": {**params["params"], "cell": cell_tree}}
+
+
+def _sampler(cell: nn.Module, task: Any) -> tuple[Callable, Any]:
+    """``(sample, input_basis)``: the task's code sampler and basis when
+    :func:`uses_input_basis`, else ``(task.sample, None)``."""
+    if uses_input_basis(cell, task):
+        return task.sample_codes, np.asarray(task.input_basis)
+    return task.sample, None
+
+
 def loss_fn(
     params: Any,
     cell: nn.Module,
@@ -360,6 +390,7 @@ def loss_fn(
     weight_l2: float = 0.0,
     loss: LossKind = "mse",
     fast: bool | None = None,
+    input_basis: jax.Array | None = None,
 ) -> tuple[jax.Array, LossAux]:
     r"""Masked loss of ``cell`` with ``params`` on ``batch`` (see the module docstring).
 
@@ -372,6 +403,10 @@ def loss_fn(
         weight_l2: weight of the summed squared kernels.
         loss: ``"mse"`` or ``"cross_entropy"`` (logistic loss on ±1 targets).
         fast: use the fast CT-RNN path (``True``) or ``nn.RNN`` (``False``/``None``, default).
+        input_basis: ``(k, m)``: ``batch.inputs`` are ``(B, T, k)`` codes of the inputs
+            ``codes @ input_basis`` (a task's ``sample_codes``); the forward pass then uses
+            ``codes @ (input_basis @ K_in)`` — the same drive, with ``k`` instead of ``B·T``
+            rows projected through ``K_in``. Needs a :class:`CTRNNCell`.
 
     Returns:
         ``(loss, LossAux(mse, outputs))``.
@@ -382,14 +417,16 @@ def loss_fn(
         raise ValueError("fast=True needs a CTRNNCell with train_alpha=False")
     if key is None and _has_noise(cell):
         raise ValueError("key is required: the cell has noise (noise_const != 0)")
+    net_params = params if input_basis is None else _project_input_kernel(cell, params,
+                                                                          input_basis)
     if fast:
         noise = None
         if _has_noise(cell):
             B, T, _ = batch.inputs.shape
             noise = jax.random.normal(key, (T, B, cell.hidden_features), jnp.float32)
-        outputs, rates = fast_forward(cell, params, batch.inputs, noise=noise)
+        outputs, rates = fast_forward(cell, net_params, batch.inputs, noise=noise)
     else:
-        outputs, rates = forward(cell, params, batch.inputs, key=key)
+        outputs, rates = forward(cell, net_params, batch.inputs, key=key)
     mask = batch.mask
     denom = jnp.maximum(jnp.sum(mask), 1.0)
     if loss == "mse":
@@ -513,15 +550,16 @@ def make_train_step(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     _check_widths(cell, task)
+    sample, basis = _sampler(cell, task)
     grad_fn = jax.value_and_grad(
         functools.partial(loss_fn, cell=cell, rate_l2=rate_l2, weight_l2=weight_l2, loss=loss,
-                          fast=fast),
+                          fast=fast, input_basis=basis),
         has_aux=True,
     )
 
     def step(state: TrainState, key: jax.Array) -> tuple[TrainState, StepMetrics]:
         k_batch, k_noise = jax.random.split(jax.random.fold_in(key, state.step))
-        batch = task.sample(k_batch, batch_size)
+        batch = sample(k_batch, batch_size)
         (total, aux), grads = grad_fn(state.params, batch=batch, key=k_noise)
         gnorm = optax.tree.norm(grads)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -553,11 +591,13 @@ def make_eval_fn(
 ) -> Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]:
     """``eval(params, key) -> (mean data loss, mean accuracy)`` over ``n_batches`` held-out
     batches drawn from ``fold_in(key, i)`` (the same batches every call with the same key)."""
+    sample, basis = _sampler(cell, task)
 
     def one(params, k):
         k_batch, k_noise = jax.random.split(k)
-        batch = task.sample(k_batch, batch_size)
-        _, aux = loss_fn(params, cell, batch, key=k_noise, loss=loss, fast=fast)
+        batch = sample(k_batch, batch_size)
+        _, aux = loss_fn(params, cell, batch, key=k_noise, loss=loss, fast=fast,
+                         input_basis=basis)
         return aux.mse, task.accuracy(aux.outputs, batch)
 
     def evaluate(params, key):

@@ -97,12 +97,16 @@ _SHARDED = textwrap.dedent("""
     keys = jax.random.split(jax.random.key(7), 4)
     kw = dict(keys=keys, steps=4, batch_size=8, block_steps=2, eval_batches=1,
               hparams={"learning_rate": [1e-2, 2e-2, 5e-3, 1e-3]})
-    plain = train_ensemble(cell, task, **kw)
+    plain = train_ensemble(cell, task, devices=None, **kw)
     sharded = train_ensemble(cell, task, devices=jax.devices(), **kw)
-    np.testing.assert_allclose(sharded.history.loss, plain.history.loss, rtol=1e-5, atol=1e-7)
-    for a, b in zip(jax.tree_util.tree_leaves(sharded.params),
-                    jax.tree_util.tree_leaves(plain.params)):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    # default devices="auto": all devices; chunk_size 3 is rounded up to 4 (one padding network)
+    auto = train_ensemble(cell, task, chunk_size=3, **kw)
+    for other in (sharded, auto):
+        np.testing.assert_allclose(other.history.loss, plain.history.loss, rtol=1e-5, atol=1e-7)
+        for a, b in zip(jax.tree_util.tree_leaves(other.params),
+                        jax.tree_util.tree_leaves(plain.params)):
+            assert a.shape == b.shape
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     print("SHARDED-OK")
 """)
 

@@ -242,6 +242,22 @@ def test_modulo3_trials_vs_numpy(key):
     assert 0.2 < np.mean(y[:, -1, 0] > 0) < 0.47  # 9 of 27 combinations are +1
 
 
+def test_modulo3_codes_are_the_same_trials(key):
+    """``sample_codes`` = ``sample`` with one-hot colour codes; codes @ basis = inputs exactly."""
+    task = ModuloThree(stimulus_dim=7)
+    u, y, m = _np(task.sample(key, 64))
+    c, y_c, m_c = _np(task.sample_codes(key, 64))
+    assert c.shape == (64, 50, 3)
+    np.testing.assert_array_equal(task.input_basis, task.colours)
+    assert set(np.unique(c)) <= {0.0, 1.0} and np.all(c.sum(axis=-1) <= 1)
+    expected = np.zeros_like(u)  # NumPy: the colour vector of the code that is on, else 0
+    for b, t in zip(*np.nonzero(c.sum(axis=-1)), strict=True):
+        expected[b, t] = task.colours[int(np.argmax(c[b, t]))]
+    np.testing.assert_array_equal(u, expected)
+    np.testing.assert_array_equal(y_c, y)
+    np.testing.assert_array_equal(m_c, m)
+
+
 def test_modulo3_train_test_split(key):
     test_combos = ((0, 0, 0), (0, 1, 2), (1, 1, 0))
     train, test = ModuloThree().split(test_combos)

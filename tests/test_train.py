@@ -10,7 +10,7 @@ import pytest
 from flax import linen as nn
 
 from ctrnn_dyn.model import CTRNNCell
-from ctrnn_dyn.tasks import Batch, FlipFlop, PerceptualDecision
+from ctrnn_dyn.tasks import Batch, FlipFlop, ModuloThree, PerceptualDecision
 from ctrnn_dyn.train import (
     History,
     default_optimizer,
@@ -20,6 +20,7 @@ from ctrnn_dyn.train import (
     loss_fn,
     make_train_step,
     train,
+    uses_input_basis,
 )
 
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
@@ -95,6 +96,29 @@ def test_fast_loss_and_grad_equal_nn_rnn(kw, key):
     for a, b in zip(jax.tree_util.tree_leaves(g_fast), jax.tree_util.tree_leaves(g_ref),
                     strict=True):
         assert _max_rel(a, b) < 1e-5
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_input_basis_loss_and_grad_equal_full_inputs(fast, key):
+    """Codes through ``basis @ K_in`` give the loss and gradient of the full inputs."""
+    task = ModuloThree(stimulus_dim=20, n_steps=30, last_onset=20)
+    cell = CTRNNCell(hidden_features=12, output_features=1, alpha=0.3, noise_const=0.0)
+    assert uses_input_basis(cell, task) and not uses_input_basis(cell, _small_task())
+    params = init_params(cell, task, key=key)
+    full, coded = task.sample(jax.random.key(1), 16), task.sample_codes(jax.random.key(1), 16)
+
+    def value_grad(batch, basis):
+        return jax.value_and_grad(
+            lambda p: loss_fn(p, cell, batch, key=None, rate_l2=0.1, weight_l2=0.01, fast=fast,
+                              input_basis=basis)[0]
+        )(params)
+
+    (l_c, g_c), (l_f, g_f) = value_grad(coded, task.input_basis), value_grad(full, None)
+    assert float(l_c) == pytest.approx(float(l_f), rel=1e-6)
+    for a, b in zip(jax.tree_util.tree_leaves(g_c), jax.tree_util.tree_leaves(g_f), strict=True):
+        assert a.shape == b.shape and _max_rel(a, b) < 1e-5
+    with pytest.raises(ValueError, match=r"input_basis must have shape \(k, 20\)"):
+        loss_fn(params, cell, coded, key=None, input_basis=np.ones((3, 19)))
 
 
 @pytest.mark.parametrize("mode", ["seed", "euler_maruyama"])
