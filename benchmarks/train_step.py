@@ -213,6 +213,39 @@ def fmt(row: dict) -> str:
     return s
 
 
+def floor_breakdown(H: int, B: int, T: int, reps: int, have_torch: bool) -> dict:
+    """Lower bounds of one JAX train step measured in isolation (medians, ms): drawing the
+    ``(T, B, H)`` standard-normal noise (threefry, one call); the ``2T`` dependent
+    ``(B, H) × (H, H)`` matmuls that forward and backward scans cannot avoid (one per step each
+    way, run back to back in a ``lax.scan``); the weight gradient as one ``(H, T·B) × (T·B, H)``
+    matmul; and, for comparison, PyTorch's ``randn`` of the same size (1 thread)."""
+    key = jax.random.key(0)
+    noise = jax.jit(lambda k: jax.random.normal(k, (T, B, H), jnp.float32))
+    K = jax.random.normal(key, (H, H), jnp.float32) / np.sqrt(H)
+    x0 = jax.random.normal(key, (B, H), jnp.float32)
+    X = jax.random.normal(key, (T * B, H), jnp.float32)
+
+    @jax.jit
+    def chain(K, x0):
+        return jax.lax.scan(lambda x, _: (jnp.tanh(x @ K), None), x0, None, length=2 * T)[0]
+
+    grad_k = jax.jit(lambda X: X.T @ X)
+    row = {
+        "noise_ms": 1e3 * median_time(lambda: noise(key).block_until_ready(), reps, 2),
+        "matmul_chain_ms": 1e3 * median_time(lambda: chain(K, x0).block_until_ready(), reps, 2),
+        "weight_grad_ms": 1e3 * median_time(lambda: grad_k(X).block_until_ready(), reps, 2),
+    }
+    row["floor_ms"] = row["noise_ms"] + row["matmul_chain_ms"] + row["weight_grad_ms"]
+    if have_torch:
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        row["torch_randn_ms"] = 1e3 * median_time(lambda: torch.randn(T, B, H), reps, 2)
+        torch.set_num_threads(threads)
+    return row
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="headline point only, fewer reps")
@@ -241,6 +274,14 @@ def main(argv: list[str] | None = None) -> dict:
     head = measure(128, 64, 200, reps, peak, have_torch, extra=True)
     out["headline"] = head
     print("headline:", fmt(head))
+    fl = floor_breakdown(128, 64, 200, reps, have_torch)
+    out["floor"] = fl
+    print(f"floor at the headline point (ms, each part alone): noise draw {fl['noise_ms']:.2f}, "
+          f"{2 * 200} dependent 64x128x128 matmuls {fl['matmul_chain_ms']:.2f}, weight gradient "
+          f"{fl['weight_grad_ms']:.2f}; sum {fl['floor_ms']:.2f} ms = JAX step / "
+          f"{head['jax_ms'] / fl['floor_ms']:.2f}"
+          + (f"; torch randn alone {fl['torch_randn_ms']:.2f} ms, torch step / 3 = "
+             f"{head['torch_ms'] / 3:.2f} ms" if have_torch else ""))
     if not args.quick:
         for H in (64, 128, 256, 512):
             for T in (50, 200, 800):

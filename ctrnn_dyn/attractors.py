@@ -631,7 +631,8 @@ class LineAttractor(NamedTuple):
             :math:`\lambda = (\mu - 1)/\alpha` nearest 0 (i.e. the multiplier nearest 1).
         gap: ``(N,)`` the next eigenvalue's :math:`|\lambda|` (separation of time scales).
         alignment: ``(N,)`` :math:`|\cos|` between the slow eigenvector and the manifold's
-            local tangent (central differences of the points sorted along ``direction``).
+            local tangent (secant across ``±max(1, N // 20)`` neighbours of the points sorted
+            along ``direction``; central differences for ``N < 40``).
         order: ``(N,)`` indices that sort the points along the line.
         reason: ``"line attractor"`` or the first criterion that failed.
     """
@@ -794,12 +795,15 @@ def line_attractor(
     order = np.argsort(proj)
     length = float(proj.max() - proj.min())
 
-    # local tangent by central differences along the sorted points
+    # local tangent: secant across +-k neighbours of the points sorted along the line (k = 1:
+    # central differences). k grows with N so that the secant spans about a tenth of the line:
+    # with dense points, neighbours' off-line scatter (slow points sit within a tolerance of the
+    # manifold) would otherwise swamp their spacing and the verdict would depend on how many
+    # points the finder returned.
     sorted_pts = points[order]
-    tang = np.empty_like(sorted_pts)
-    tang[1:-1] = sorted_pts[2:] - sorted_pts[:-2]
-    tang[0] = sorted_pts[1] - sorted_pts[0]
-    tang[-1] = sorted_pts[-1] - sorted_pts[-2]
+    k = max(1, N // 20)
+    pos = np.arange(N)
+    tang = sorted_pts[np.minimum(pos + k, N - 1)] - sorted_pts[np.maximum(pos - k, 0)]
     norms = np.linalg.norm(tang, axis=1, keepdims=True)
     tang = np.where(norms > 0, tang / np.where(norms > 0, norms, 1.0), direction)
     tangents = np.empty_like(tang)
