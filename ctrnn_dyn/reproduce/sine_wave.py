@@ -142,7 +142,7 @@ def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0) -> Reproduct
             "omega": w, "input": levels[i, 0], "found": True, "q": fps.q[best],
             "n_distinct_fixed_points": n_distinct, "n_unstable": int(fps.n_unstable[best]),
             "stability": str(fps.stability[best]), "rotation_per_step": rot,
-            "unstable_pair_modulus": mod, "rotation_over_omega": rot / w,
+            "unstable_pair_modulus": mod, "rotation_over_omega": rot / float(w),
             "leading_multipliers": fps.eigvals[best][:4],
         })
     ratios = np.array([p.get("rotation_over_omega", np.nan) for p in per_level])
