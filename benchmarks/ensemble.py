@@ -42,12 +42,12 @@ def _expose_host_devices(argv: list[str]) -> int:
         elif arg.startswith("--host-devices="):
             n = int(arg.split("=", 1)[1])
     flags = os.environ.get("XLA_FLAGS", "")
-    os.environ["CTRNN_BENCH_ORIGINAL_XLA_FLAGS"] = flags
     if "xla_force_host_platform_device_count" not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
     return n
 
 
+_ORIGINAL_XLA_FLAGS = os.environ.get("XLA_FLAGS", "")
 _expose_host_devices(sys.argv)
 
 import argparse  # noqa: E402
@@ -237,7 +237,7 @@ n_workers = 2
 """
     # the sweep's workers are processes of their own, one core each: not the host devices
     # exposed to this process
-    os.environ["XLA_FLAGS"] = os.environ.get("CTRNN_BENCH_ORIGINAL_XLA_FLAGS", "")
+    os.environ["XLA_FLAGS"] = _ORIGINAL_XLA_FLAGS
     with tempfile.TemporaryDirectory() as d:
         cfg = Path(d) / "sweep.toml"
         cfg.write_text(text)

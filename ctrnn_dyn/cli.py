@@ -95,19 +95,16 @@ def _plot_history(history: Any, path: Path, title: str) -> None:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(9, 3.5))
-    ax_l.semilogy(history.step, history.loss, lw=0.8, label="train")
-    if len(history.eval_step):
-        ax_l.semilogy(history.eval_step, history.eval_loss, "o-", ms=3, label="held-out")
-    ax_l.set_xlabel("step")
-    ax_l.set_ylabel("loss")
-    ax_l.legend()
-    ax_a.plot(history.step, history.accuracy, lw=0.8, label="train")
-    if len(history.eval_step):
-        ax_a.plot(history.eval_step, history.eval_accuracy, "o-", ms=3, label="held-out")
-    ax_a.set_xlabel("step")
-    ax_a.set_ylabel("accuracy")
-    ax_a.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    panels = (("loss", history.loss, history.eval_loss, "semilogy"),
+              ("accuracy", history.accuracy, history.eval_accuracy, "plot"))
+    for ax, (name, train_y, eval_y, kind) in zip(axes, panels, strict=True):
+        getattr(ax, kind)(history.step, train_y, lw=0.8, label="train")
+        if len(history.eval_step):
+            getattr(ax, kind)(history.eval_step, eval_y, "o-", ms=3, label="held-out")
+        ax.set_xlabel("step")
+        ax.set_ylabel(name)
+        ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

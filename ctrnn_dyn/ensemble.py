@@ -28,7 +28,7 @@ per time step ``(B, n) × (n, n)`` forward and two of them backward — that XLA
 core at about the speed of a loop of the same matmuls; vectorising them (``vmap``) turns them
 into batched matmuls of the same per-network cost and multiplies every ``(T, B, ·)``
 intermediate ``E``-fold, so on one device an ensemble is only about as fast as a compiled loop
-(0.9–1.1×). The gains are (1) parallelism: independent networks on separate cores, which one
+(1.0–1.2×). The gains are (1) parallelism: independent networks on separate cores, which one
 small network cannot use — expose the cores as devices before JAX starts
 (``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>``) and the default
 ``devices="auto"`` shards the chunk over them; (2) less work per network: a task with an

@@ -291,8 +291,10 @@ class PerceptualDecision:
             _check_int(name, getattr(self, name), 1)
         _check_int("stim_start", self.stim_start, 0)
         _evidence_windows(self.n_steps, self.stim_start, self.stim_steps, self.response_steps)
-        if len(self.coherences) == 0 or self.noise_std < 0:
-            raise ValueError("coherences must be non-empty and noise_std >= 0")
+        if len(self.coherences) == 0:
+            raise ValueError("coherences must be a non-empty sequence of evidence strengths")
+        if not self.noise_std >= 0:
+            raise ValueError(f"noise_std must be >= 0, got {self.noise_std!r}")
         object.__setattr__(self, "coherences", tuple(float(c) for c in self.coherences))
 
     def sample(self, key: jax.Array, batch_size: int) -> Batch:

@@ -81,6 +81,8 @@ def test_ensemble_validation():
 
         ensemble.train_ensemble(_cell(), TASK, keys=keys, steps=1, batch_size=2,
                                 optimizer=optax.sgd(1e-2), hparams={"learning_rate": [1, 2]})
+    with pytest.raises(ValueError, match="devices must be 'auto'"):
+        ensemble.train_ensemble(_cell(), TASK, keys=keys, steps=1, batch_size=2, devices="gpu")
     with pytest.raises(ValueError, match="multiple of the number of devices"):
         ensemble.train_ensemble(_cell(), TASK, keys=keys, steps=1, batch_size=2, chunk_size=1,
                                 devices=[jax.devices()[0], jax.devices()[0]])

@@ -328,36 +328,6 @@ def test_attract_or_oscillate_told_apart_by_analysis(tmp_path_factory):
     assert r.all_checks_pass, r.checks
 
 
-def test_circle_rotation_of_an_analytic_invariant_circle():
-    """A map with an attracting unit circle turning 0.7 rad per step (radius relaxing as
-    r <- r + 0.5 (1 - r)), embedded in 5-D by an orthogonal matrix: rotation 0.7, period
-    2 pi / 0.7, whatever the embedding."""
-    import jax.numpy as jnp
-
-    from ctrnn_dyn.reproduce.attract_or_oscillate import circle_rotation
-
-    Q = np.linalg.qr(np.random.default_rng(0).standard_normal((5, 5)))[0]
-
-    def F(x, u):
-        z = jnp.asarray(Q).T @ x
-        r, th = jnp.hypot(z[0], z[1]), jnp.arctan2(z[1], z[0])
-        r, th = r + 0.5 * (1.0 - r), th + 0.7
-        z = jnp.concatenate([jnp.stack([r * jnp.cos(th), r * jnp.sin(th)]), 0.3 * z[2:]])
-        return jnp.asarray(Q) @ z
-
-    x0 = Q @ np.array([1.0, 0.0, 0.0, 0.0, 0.0])
-    rot = circle_rotation(F, x0, np.zeros(1), n_steps=2000)
-    # first return: 9 steps turn 6.3 rad; the V-vertex refinement is exact for |sin| ~ linear
-    assert rot["period_steps"] == pytest.approx(2 * np.pi / 0.7, rel=1e-3)
-    assert rot["rotation_per_step"] == pytest.approx(0.7, rel=1e-3)
-    assert rot["projected_turns"] == pytest.approx(1.0, rel=1e-3)
-    assert rot["return_distance_ratio"] < 0.05
-
-    # a fixed point has no return
-    none = circle_rotation(lambda x, u: 0.5 * x, x0, np.zeros(1), n_steps=200)
-    assert none["period_steps"] is None
-
-
 def test_modulo3_fixed_training_set_is_the_seed_authors():
     """15 trials of each rejecting colour triple, 30 of each accepting one: 540 trials, half of
     them labelled +1; FixedTrials draws distinct trials of that set."""

@@ -67,6 +67,16 @@ def test_unknown_task_name():
         get_task("nope")
 
 
+@pytest.mark.parametrize("cls", [PerceptualDecision, ContextIntegration])
+def test_bad_evidence_parameters_name_the_field(cls):
+    with pytest.raises(ValueError, match="coherences"):
+        cls(coherences=())
+    with pytest.raises(ValueError, match="noise_std must be >= 0"):
+        cls(noise_std=-0.1)
+    with pytest.raises(ValueError, match="noise_std"):
+        cls(noise_std=float("nan"))
+
+
 def test_accuracy_shape_check(key):
     b = FlipFlop().sample(key, 2)
     with pytest.raises(ValueError, match="outputs"):

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ctrnn_dyn import plot
-from ctrnn_dyn.attractors import classify_dynamics, find_limit_cycle
+from ctrnn_dyn.attractors import circle_rotation, classify_dynamics, find_limit_cycle
 from ctrnn_dyn.dynamics import simulate
 from ctrnn_dyn.fixed_points import find_fixed_points, sample_initial_states
 from ctrnn_dyn.pca import TrajectoryPCA
@@ -57,8 +57,7 @@ from ctrnn_dyn.reproduce._common import (
 )
 from ctrnn_dyn.tasks import ALL_COLOUR_COMBINATIONS, Batch, ModuloThree
 
-__all__ = ["NAME", "run", "settings", "EXPECTED", "FixedTrials", "training_trials",
-           "circle_rotation"]
+__all__ = ["NAME", "run", "settings", "EXPECTED", "FixedTrials", "training_trials"]
 
 NAME = "attract_or_oscillate"
 #: The seed author's finding: the mechanism each alpha leads to.
@@ -172,52 +171,6 @@ def training_trials(task: ModuloThree, per_triple: dict, *, key: jax.Array,
     return Batch(*(jnp.concatenate(leaves) for leaves in zip(*parts, strict=True)))
 
 
-def circle_rotation(F, x0, u, *, n_steps: int = 2000, max_period: int = 500) -> dict:
-    r"""Period and rotation of an attracting closed curve (an invariant circle) of the map ``F``.
-
-    A discrete map's invariant circle need not close after a whole number of steps, and when
-    one step moves far along it the time-``T`` interpolation of
-    :func:`~ctrnn_dyn.attractors.find_limit_cycle` cannot refine it ("inaccurate circle").
-    Here, on the orbit ``x_1 … x_N`` from ``x0`` (already on the attractor), the mean return
-    distance :math:`d(L) = \langle\lVert x_{t+L} - x_t\rVert\rangle_t` has its first deep
-    minimum (below 10% of its maximum) at the period: ``L_0`` refined by the vertex of the
-    V-shaped :math:`d` through ``L_0 - 1, L_0, L_0 + 1`` (distance grows linearly with the
-    phase offset), :math:`P = L_0 + (d_- - d_+)/(2 (\max(d_-, d_+) - d_0))`; the rotation per
-    step is :math:`2\pi/P`. As a diagnostic, the angle of the orbit in its two leading principal
-    axes (about its mean) is unwrapped: its slope times ``P`` is :math:`2\pi` times the number
-    of turns the projection makes per period.
-
-    Returns:
-        ``{"period_steps" (None when no return within ``max_period`` steps),
-        "rotation_per_step", "return_distance_ratio" (d(P) over max d), "projected_turns"}``.
-    """
-    with jax.enable_x64(True):
-        X = np.asarray(simulate(F, jnp.asarray(x0, jnp.float64),
-                                jnp.asarray(u, jnp.float64), n_steps=n_steps))
-    max_period = min(max_period, n_steps // 2)
-    d = np.array([np.linalg.norm(X[L:] - X[:-L], axis=1).mean() for L in range(1, max_period)])
-    d = np.concatenate([[0.0], d])  # d[L] for L = 0 … max_period - 1
-    deep = np.flatnonzero((d[1:-1] <= d[:-2]) & (d[1:-1] <= d[2:])
-                          & (d[1:-1] < 0.1 * d.max())) + 1
-    Xc = X - X.mean(0)
-    _, _, vt = np.linalg.svd(Xc, full_matrices=False)
-    Z = Xc @ vt[:2].T
-    slope = abs(float(np.polyfit(np.arange(n_steps), np.unwrap(np.arctan2(Z[:, 1], Z[:, 0])),
-                                 1)[0]))
-    if len(deep) == 0:
-        return {"period_steps": None, "rotation_per_step": None,
-                "return_distance_ratio": None, "projected_turns": None}
-    L0 = int(deep[0])
-    dm, d0, dp = d[L0 - 1], d[L0], d[L0 + 1]
-    period = L0 + (dm - dp) / (2 * (max(dm, dp) - d0))
-    return {
-        "period_steps": float(period),
-        "rotation_per_step": float(2 * np.pi / period),
-        "return_distance_ratio": float(d0 / d.max()),
-        "projected_turns": float(slope * period / (2 * np.pi)),
-    }
-
-
 def _one_network(alpha: float, cfg: dict, key: jax.Array) -> dict:
     """Train one network at ``alpha`` on the fixed trial set and analyse it."""
     k_train, k_trials, k_starts, k_fp, k_data, k_test = jax.random.split(key, 6)
@@ -259,7 +212,8 @@ def _one_network(alpha: float, cfg: dict, key: jax.Array) -> dict:
             break
     # the oscillation's rotation per step, measured on the settled orbit of a cycling start
     osc = [i for i, lab in enumerate(verdict.labels) if lab in ("limit cycle", "quasi-periodic")]
-    rotation = (circle_rotation(net.F, verdict.final_state[osc[0]], zero) if osc else None)
+    rotation = (circle_rotation(net.F, verdict.final_state[osc[0]], zero)._asdict() if osc
+                else None)
     # the settled oscillation itself (points, for the picture: one step jumps along it)
     u0 = np.zeros(task.input_size, np.float32)
     circle = (np.asarray(jax.jit(lambda x: simulate(net.F, x, u0, n_steps=1000))(
