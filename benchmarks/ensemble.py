@@ -8,9 +8,11 @@ Measured in the same process, interleaved, repeated (the CPU is shared: medians 
 * ``train()``   — one network after another with :func:`ctrnn_dyn.train.train`, as a user
   would write it (each call builds and compiles its own step: end-to-end cost).
 * ``loop``      — one network after another with ONE compiled single-network step reused for
-  every network (jitted init, ``steps`` dispatches): the best one-by-one baseline.
+  every network (jitted init, ``steps`` dispatches), timed with the ``nn.RNN`` forward pass
+  and with the fast one; the faster of the two in each repeat is the baseline.
 * ``ens E/c/v`` — :func:`ctrnn_dyn.ensemble.train_ensemble` with ``E`` networks in chunks of
-  ``c``, ``v`` networks vectorised together inside a chunk's program (``v = c``: plain vmap),
+  ``c``, ``v`` networks vectorised together on a device (``vmap_size="auto"``: 1 on a CPU at
+  this size, each device loops over its share of the chunk; on a GPU the whole share),
   programs already compiled (steady state).
 
 ``--sweep`` adds ``ctrnn-dyn sweep`` on a 2-worker LocalCluster and reports its overhead (wall
@@ -60,7 +62,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from ctrnn_dyn import train as tr  # noqa: E402
-from ctrnn_dyn.ensemble import train_ensemble  # noqa: E402
+from ctrnn_dyn.ensemble import _auto_vmap_size, train_ensemble  # noqa: E402
 from ctrnn_dyn.model import CTRNNCell  # noqa: E402
 from ctrnn_dyn.tasks import ModuloThree  # noqa: E402
 
@@ -80,7 +82,8 @@ def main() -> None:
     ap.add_argument("--chunks", type=int, nargs="+", default=None,
                     help="chunk sizes to try (default: 1 2 4 8 32, capped at E)")
     ap.add_argument("--vmap-sizes", type=int, nargs="+", default=None,
-                    help="also try these vmap_size values inside the largest chunk")
+                    help="also try these vmap_size values inside the largest chunk (0: plain "
+                         "vmap; default rows use vmap_size='auto')")
     ap.add_argument("--loop-networks", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--train-calls", type=int, default=1,
@@ -113,24 +116,37 @@ def main() -> None:
     print(f"device: {jax.devices()[0].platform} x{n_dev}; "
           f"H={a.hidden} m={a.inputs} T={a.n_steps} B={a.batch}, {S} steps/network")
 
-    # --- best one-by-one loop: one compiled step, reused ---------------------------------
-    step = jax.jit(tr.make_train_step(cell, task, opt, batch_size=a.batch, fast=a.fast))
+    # --- best one-by-one loop: one compiled step, reused; with nn.RNN and with the fast
+    # forward pass (faster for one network here), the faster of the two is the baseline ------
     init = jax.jit(lambda k: tr.init_state(cell, task, opt, key=k))
-    evaluate = jax.jit(tr.make_eval_fn(cell, task, batch_size=a.batch, n_batches=1,
-                                         fast=a.fast))
     keys = jax.random.split(jax.random.key(0), max(max(a.sizes), a.loop_networks))
+    loop_paths = [a.fast] if a.fast is not None else [False, True]
 
-    def loop(n: int) -> tuple[float, float]:
-        t, c = time.perf_counter(), time.process_time()
-        for i in range(n):
-            k_init, k_data, k_eval = jax.random.split(keys[i], 3)
-            state = init(k_init)
-            for _ in range(S):
-                state, m = step(state, k_data)
-            _block((m, evaluate(state.params, k_eval)))
-        return (time.perf_counter() - t) / n, (time.process_time() - c) / n
+    def compiled_loop(fast: bool):
+        step = jax.jit(tr.make_train_step(cell, task, opt, batch_size=a.batch, fast=fast))
+        evaluate = jax.jit(tr.make_eval_fn(cell, task, batch_size=a.batch, n_batches=1,
+                                           fast=fast))
 
-    loop(1)
+        def loop(n: int) -> tuple[float, float]:
+            t, c = time.perf_counter(), time.process_time()
+            for i in range(n):
+                k_init, k_data, k_eval = jax.random.split(keys[i], 3)
+                state = init(k_init)
+                for _ in range(S):
+                    state, m = step(state, k_data)
+                _block((m, evaluate(state.params, k_eval)))
+            return (time.perf_counter() - t) / n, (time.process_time() - c) / n
+
+        loop(1)
+        return loop
+
+    loop_fns = {fast: compiled_loop(fast) for fast in loop_paths}
+
+    def loop(n: int) -> tuple[float, float, dict]:
+        """The fastest one-by-one path in this repeat: (s/network, cpu s/network, all)."""
+        times = {fast: fn(n) for fast, fn in loop_fns.items()}
+        best = min(times.values())
+        return best[0], best[1], times
 
     def train_one() -> float:
         t = time.perf_counter()
@@ -146,12 +162,12 @@ def main() -> None:
         chunks = sorted({min(-(-c // n_dev) * n_dev if sharded else c, E)
                          for c in (a.chunks or [1, 2, 4, 8, 32])})
         for c in chunks:
-            variants.append((E, c, None, "auto"))
+            variants.append((E, c, "auto", "auto"))
             if a.unsharded and sharded:
-                variants.append((E, c, None, None))
-        for v in a.vmap_sizes or []:
+                variants.append((E, c, "auto", None))
+        for v in a.vmap_sizes or []:  # 0: plain vmap of the whole chunk
             if v < max(chunks):
-                variants.append((E, max(chunks), v, "auto"))
+                variants.append((E, max(chunks), v or None, "auto"))
 
     def ens(E, c, v, dev) -> tuple[float, float]:
         t, cpu = time.perf_counter(), time.process_time()
@@ -173,25 +189,33 @@ def main() -> None:
     cpu_ratios: dict = {k: [] for k in variants}
     per_net: dict = {k: [] for k in variants}
     loops, loops_cpu, trains = [], [], []
+    per_path: dict = {fast: [] for fast in loop_paths}
     for rep in range(a.repeats):
-        tl, cl = loop(a.loop_networks)
+        tl, cl, times = loop(a.loop_networks)
         loops.append(tl)
         loops_cpu.append(cl)
+        for fast, (t_path, _) in times.items():
+            per_path[fast].append(t_path)
         trains.append(statistics.median([train_one() for _ in range(a.train_calls)]))
         for k in variants:
             te, ce = ens(*k)
             per_net[k].append(te)
             ratios[k].append(tl / te)
             cpu_ratios[k].append(cl / ce)
-        print(f"  repeat {rep + 1}: loop {tl:.3f} s/network (cpu {cl:.3f} s), train() "
+        paths = ", ".join(f"{_path_name(f)} {t:.3f}" for f, (t, _) in times.items())
+        print(f"  repeat {rep + 1}: loop {tl:.3f} s/network (cpu {cl:.3f} s; {paths}), train() "
               f"{trains[-1]:.2f} s/network", flush=True)
 
     tl = statistics.median(loops)
     tt = statistics.median(trains)
     print(f"\none-by-one  train():        {tt:8.3f} s/network  {3600 / tt:9.0f} networks/h "
           f"(includes a compile per call; first call {t_train[0]:.1f}s)")
-    print(f"one-by-one  compiled loop:  {tl:8.3f} s/network  {3600 / tl:9.0f} networks/h "
-          f"({tl / S * 1e3:.1f} ms/step)")
+    for fast, ts in per_path.items():
+        t_path = statistics.median(ts)
+        print(f"one-by-one  loop, {_path_name(fast):>7}: {t_path:8.3f} s/network  "
+              f"{3600 / t_path:9.0f} networks/h ({t_path / S * 1e3:.1f} ms/step)")
+    print(f"one-by-one  best loop:      {tl:8.3f} s/network  {3600 / tl:9.0f} networks/h "
+          f"(the faster path in each repeat: the 'x loop' baseline)")
     print("ensemble (steady state, programs compiled; 'x loop' = median over repeats of loop "
           "time / ensemble time in the same repeat, wall clock and process CPU time):")
     print(f"  {'E':>4} {'chunk':>5} {'vmap':>5} {'sharded':>7} {'s/network':>10} "
@@ -200,13 +224,20 @@ def main() -> None:
     for k in variants:
         E, c, v, dev = k
         te = statistics.median(per_net[k])
-        shard = f"x{n_dev}" if dev == "auto" and 1 < n_dev <= E else "no"
-        print(f"  {E:>4} {c:>5} {v or c:>5} {shard:>7} {te:>10.3f} {3600 / te:>11.0f} "
+        sharded = dev == "auto" and 1 < n_dev <= E
+        shard = f"x{n_dev}" if sharded else "no"
+        shown = _auto_vmap_size(cell, task, a.batch) if v == "auto" else v
+        shown = shown or (c // n_dev if sharded else c)  # None: the device's share, vmapped
+        print(f"  {E:>4} {c:>5} {shown:>5} {shard:>7} {te:>10.3f} {3600 / te:>11.0f} "
               f"{statistics.median(ratios[k]):>7.2f} {statistics.median(cpu_ratios[k]):>10.2f} "
               f"{tt / te:>9.2f} {compile_s[(c, v, dev)]:>9.1f}")
 
     if a.sweep:
         _sweep(a, tl)
+
+
+def _path_name(fast: bool | None) -> str:
+    return "fast" if fast else "nn.RNN"
 
 
 def _sweep(a, t_loop: float | None) -> None:

@@ -103,12 +103,29 @@ _SHARDED = textwrap.dedent("""
     sharded = train_ensemble(cell, task, devices=jax.devices(), **kw)
     # default devices="auto": all devices; chunk_size 3 is rounded up to 4 (one padding network)
     auto = train_ensemble(cell, task, chunk_size=3, **kw)
-    for other in (sharded, auto):
+    # each device loops over its own networks (shard_map + lax.map), singly and in pairs
+    looped = train_ensemble(cell, task, devices=jax.devices(), vmap_size=1, **kw)
+    paired = train_ensemble(cell, task, devices=jax.devices(), vmap_size=2, **kw)
+    for other in (sharded, auto, looped, paired):
         np.testing.assert_allclose(other.history.loss, plain.history.loss, rtol=1e-5, atol=1e-7)
         for a, b in zip(jax.tree_util.tree_leaves(other.params),
                         jax.tree_util.tree_leaves(plain.params)):
             assert a.shape == b.shape
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    # each device trains only its own networks: the block program has no collectives (a
+    # lax.map over the sharded axis, partitioned by SPMD, all-gathers and trains every network
+    # on every device)
+    import re, jax.numpy as jnp
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+    from ctrnn_dyn import ensemble
+    programs = list(ensemble._PROGRAMS.values())[-1]  # the looped, vmap_size=2 run's
+    net = NamedSharding(Mesh(np.asarray(jax.devices()), ("networks",)), PartitionSpec("networks"))
+    lrs = jax.device_put(np.ones(4, np.float32), net)
+    states, k_data, _ = programs.init(jax.device_put(keys, net), {"learning_rate": lrs})
+    hlo = programs.block.lower(states, k_data, {}, jnp.asarray(2, jnp.int32), size=2).compile()
+    found = re.findall(r"all-gather|all-reduce|all-to-all|collective-permute|reduce-scatter",
+                       hlo.as_text())
+    assert not found, found
     print("SHARDED-OK")
 """)
 
