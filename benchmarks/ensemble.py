@@ -62,7 +62,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from ctrnn_dyn import train as tr  # noqa: E402
-from ctrnn_dyn.ensemble import _auto_vmap_size, train_ensemble  # noqa: E402
+from ctrnn_dyn.ensemble import train_ensemble  # noqa: E402
 from ctrnn_dyn.model import CTRNNCell  # noqa: E402
 from ctrnn_dyn.tasks import ModuloThree  # noqa: E402
 
@@ -226,8 +226,7 @@ def main() -> None:
         te = statistics.median(per_net[k])
         sharded = dev == "auto" and 1 < n_dev <= E
         shard = f"x{n_dev}" if sharded else "no"
-        shown = _auto_vmap_size(cell, task, a.batch) if v == "auto" else v
-        shown = shown or (c // n_dev if sharded else c)  # None: the device's share, vmapped
+        shown = v if v == "auto" else v or (c // n_dev if sharded else c)  # None: whole share
         print(f"  {E:>4} {c:>5} {shown:>5} {shard:>7} {te:>10.3f} {3600 / te:>11.0f} "
               f"{statistics.median(ratios[k]):>7.2f} {statistics.median(cpu_ratios[k]):>10.2f} "
               f"{tt / te:>9.2f} {compile_s[(c, v, dev)]:>9.1f}")

@@ -213,6 +213,10 @@ def fmt(row: dict) -> str:
     return s
 
 
+#: The issue's headline point (hidden units, batch, time steps).
+HEADLINE = (128, 64, 200)
+
+
 def floor_breakdown(H: int, B: int, T: int, reps: int, have_torch: bool) -> dict:
     """Lower bounds of one JAX train step measured in isolation (medians, ms): drawing the
     ``(T, B, H)`` standard-normal noise (threefry, one call); the ``2T`` dependent
@@ -271,13 +275,14 @@ def main(argv: list[str] | None = None) -> dict:
         row = measure(H, B, T, reps, peak, have_torch)
         print("point:", fmt(row))
         return {"peak_gflops": peak, "point": row}
-    head = measure(128, 64, 200, reps, peak, have_torch, extra=True)
+    H, B, T = HEADLINE
+    head = measure(H, B, T, reps, peak, have_torch, extra=True)
     out["headline"] = head
     print("headline:", fmt(head))
-    fl = floor_breakdown(128, 64, 200, reps, have_torch)
+    fl = floor_breakdown(H, B, T, reps, have_torch)
     out["floor"] = fl
     print(f"floor at the headline point (ms, each part alone): noise draw {fl['noise_ms']:.2f}, "
-          f"{2 * 200} dependent 64x128x128 matmuls {fl['matmul_chain_ms']:.2f}, weight gradient "
+          f"{2 * T} dependent {B}x{H}x{H} matmuls {fl['matmul_chain_ms']:.2f}, weight gradient "
           f"{fl['weight_grad_ms']:.2f}; sum {fl['floor_ms']:.2f} ms = JAX step / "
           f"{head['jax_ms'] / fl['floor_ms']:.2f}"
           + (f"; torch randn alone {fl['torch_randn_ms']:.2f} ms, torch step / 3 = "
@@ -285,7 +290,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.quick:
         for H in (64, 128, 256, 512):
             for T in (50, 200, 800):
-                r = head if (H, T) == (128, 200) else measure(H, 64, T, 3, peak,
+                r = head if (H, 64, T) == HEADLINE else measure(H, 64, T, 3, peak,
                                                                have_torch)
                 out["grid"].append(r)
                 print("grid:", fmt(r), flush=True)

@@ -32,6 +32,7 @@ from ctrnn_dyn.pca import TrajectoryPCA as TrajectoryPCA
 from ctrnn_dyn.tasks import TASKS as TASKS
 from ctrnn_dyn.tasks import Batch as Batch
 from ctrnn_dyn.tasks import ContextIntegration as ContextIntegration
+from ctrnn_dyn.tasks import FixedTrials as FixedTrials
 from ctrnn_dyn.tasks import FlipFlop as FlipFlop
 from ctrnn_dyn.tasks import ModuloThree as ModuloThree
 from ctrnn_dyn.tasks import PerceptualDecision as PerceptualDecision

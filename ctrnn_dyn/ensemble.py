@@ -18,12 +18,12 @@ Per-network hyper-parameters (``hparams``) carry the network axis where the math
 Everything else (sizes, ``steps``, ``batch_size``, the loss and its regularisers) is shared.
 
 Layout and speed. The ``E`` networks are trained in chunks of ``chunk_size``; each chunk is one
-compiled program that runs ``block_steps`` steps of the vectorised step inside a ``lax.scan``
-(one host round-trip per block). With several devices (the default ``devices="auto"``) the
-network axis of every chunk is sharded over them with :mod:`jax.sharding`, and the block is
-written per device with :func:`jax.shard_map`: each device steps only its own networks, with
-no communication (a ``lax.map`` over a sharded axis left to the SPMD partitioner is
-all-gathered, so every device would train every network).
+compiled program that runs ``block_steps`` steps of the vectorised step inside a
+``lax.fori_loop`` (one host round-trip per block). With several devices (the default
+``devices="auto"``) the network axis of every chunk is sharded over them with
+:mod:`jax.sharding`, and the block is written per device with :func:`jax.shard_map`: each
+device steps only its own networks, with no communication (a ``lax.map`` over a sharded axis
+left to the SPMD partitioner is all-gathered, so every device would train every network).
 
 Where the speed comes from on a CPU (measured with ``benchmarks/ensemble.py``: 100 units,
 100 inputs, T = 50, batch 256). One network's step is a chain of small dependent matmuls —
@@ -36,12 +36,13 @@ small network cannot use — expose the cores as devices before JAX starts
 (``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>``) and the default
 ``devices="auto"`` shards the chunk over them, each core looping over its networks at about
 the speed of a single-network process on that core (1.9× a compiled loop on 2 cores); (2) less
-work per network: a task with an
-``input_basis`` (the modulo-3 task's three colour vectors) is trained on its ``(B, T, 3)``
-codes with ``basis @ K_in`` as the input kernel (:func:`ctrnn_dyn.train.loss_fn`), removing a
-third of the step's arithmetic for ensemble and loop alike. ``vmap_size`` bounds the number of
-networks vectorised together inside a program on one device (``"auto"``: one at a time for
-large networks on a single CPU device); on a GPU, vectorise everything.
+work per network: a task with an ``input_basis`` (the modulo-3 task's three colour vectors) is
+trained on its ``(B, T, 3)`` codes with ``basis @ K_in`` as the input kernel
+(:func:`ctrnn_dyn.train.loss_fn`), removing a third of the step's arithmetic for ensemble and
+loop alike. ``vmap_size`` bounds the number of networks vectorised together on a device
+(``"auto"``: one at a time for large networks on a CPU); on a GPU, vectorise everything (on one
+H200 an ensemble of 1024 trains 26× more networks per hour than a compiled loop:
+``benchmarks/results/ensemble_h200.txt``).
 """
 
 from __future__ import annotations
@@ -437,7 +438,8 @@ def train_ensemble(
             (``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>``): independent
             networks then run in parallel, which a single small network cannot.
         eval_batches, eval_batch_size: held-out batches after training (as in ``train``).
-        fast: force/forbid the fast CT-RNN forward pass (default automatic).
+        fast: ``True`` for the fast CT-RNN forward pass; ``None``/``False`` (default):
+            ``nn.RNN`` (see :func:`ctrnn_dyn.train.loss_fn`).
         progress: show a tqdm bar over steps.
 
     Returns:

@@ -333,8 +333,8 @@ def test_modulo3_fixed_training_set_is_the_seed_authors():
     them labelled +1; FixedTrials draws distinct trials of that set."""
     import jax
 
-    from ctrnn_dyn.reproduce.attract_or_oscillate import FixedTrials, training_trials
-    from ctrnn_dyn.tasks import ModuloThree, set_label
+    from ctrnn_dyn.reproduce.attract_or_oscillate import training_trials
+    from ctrnn_dyn.tasks import FixedTrials, ModuloThree, set_label
 
     task = ModuloThree()
     data = training_trials(task, {"rejecting": 15, "accepting": 30}, key=jax.random.PRNGKey(0))
@@ -361,3 +361,10 @@ def test_modulo3_fixed_training_set_is_the_seed_authors():
     assert fixed.input_basis is None and coded.input_basis.shape == (3, 100)
     np.testing.assert_array_equal(np.asarray(c.inputs) @ colours, np.asarray(b.inputs))
     np.testing.assert_array_equal(np.asarray(c.targets), np.asarray(b.targets))
+    with pytest.raises(ValueError, match="sample_codes needs"):
+        fixed.sample_codes(jax.random.PRNGKey(1), 4)
+    with pytest.raises(ValueError, match=r"codes must hold the same \(N, T\) trials"):
+        FixedTrials(data, task, codes._replace(inputs=codes.inputs[:10], targets=codes.targets[:10],
+                                               mask=codes.mask[:10]))
+    with pytest.raises(ValueError, match="data must be a Batch"):
+        FixedTrials(data._replace(mask=data.mask[:5]), task)

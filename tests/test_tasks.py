@@ -266,6 +266,8 @@ def test_modulo3_codes_are_the_same_trials(key):
     np.testing.assert_array_equal(u, expected)
     np.testing.assert_array_equal(y_c, y)
     np.testing.assert_array_equal(m_c, m)
+    np.testing.assert_array_equal(np.asarray(task.decode_codes(task.sample_codes(key, 64)).inputs),
+                                  expected)
 
 
 def test_modulo3_train_test_split(key):

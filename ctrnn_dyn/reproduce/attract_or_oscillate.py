@@ -24,7 +24,7 @@ also depends on *when* it came) stays on the chance plateau (MSE 1.0; accuracy a
 :math:`\alpha = 0.1` network, a leaky integrator that holds the colour sum regardless of
 timing, learns either way. The seed author trained on a *fixed* set — 15 trials per rejecting
 colour triple and 30 per accepting one (540 trials), 2500 epochs at a learning rate of 1e-4 —
-and so do we (:class:`FixedTrials`, :func:`training_trials`; learning rate 1e-3 for
+and so do we (:class:`~ctrnn_dyn.tasks.FixedTrials`, :func:`training_trials`; learning rate 1e-3 for
 :math:`\alpha = 1`, 6000 steps). The network first fits the trials it sees and then, in about
 half of the runs, generalises to fresh trials; the others memorise (training-set accuracy
 about 1, fresh trials about 0.5), which is why several networks are trained.
@@ -55,9 +55,9 @@ from ctrnn_dyn.reproduce._common import (
     train_network,
     write_reproduction,
 )
-from ctrnn_dyn.tasks import ALL_COLOUR_COMBINATIONS, Batch, ModuloThree
+from ctrnn_dyn.tasks import ALL_COLOUR_COMBINATIONS, Batch, FixedTrials, ModuloThree
 
-__all__ = ["NAME", "run", "settings", "EXPECTED", "FixedTrials", "training_trials"]
+__all__ = ["NAME", "run", "settings", "EXPECTED", "training_trials"]
 
 NAME = "attract_or_oscillate"
 #: The seed author's finding: the mechanism each alpha leads to.
@@ -95,67 +95,6 @@ def settings(quick: bool) -> dict:
     }
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class FixedTrials:
-    r"""A fixed, finite set of trials of ``task``, revisited (as the seed author trained).
-
-    ``sample(key, B)`` draws ``B`` distinct trials of :attr:`data` uniformly (one minibatch of
-    an epoch-like pass); ``accuracy`` is ``task``'s. Training on fresh trials every step
-    (``ModuloThree.sample``) gives an ``α = 1`` network no gradient signal: the label is a
-    third-order function of the three colours (no single colour or pair predicts it), and the
-    loss stays at the chance plateau (MSE 1.0). With a finite set the network first fits the
-    trials it sees, and the general solution emerges from that.
-
-    Attributes:
-        data: the trials, a :class:`~ctrnn_dyn.tasks.Batch` ``(N, T, m)``.
-        task: the task they were drawn from (``input_size``, ``output_size``, ``n_steps``,
-            ``accuracy``).
-    """
-
-    data: Batch
-    task: ModuloThree
-    codes: Batch | None = None
-
-    @property
-    def input_size(self) -> int:
-        return self.task.input_size
-
-    @property
-    def output_size(self) -> int:
-        return self.task.output_size
-
-    @property
-    def n_steps(self) -> int:
-        return self.task.n_steps
-
-    @property
-    def input_basis(self) -> np.ndarray | None:
-        """The colour vectors when :attr:`codes` are given (training then projects the three
-        colours through the input kernel once per step; see :mod:`ctrnn_dyn.tasks`)."""
-        return None if self.codes is None else self.task.input_basis
-
-    def _rows(self, key: jax.Array, batch_size: int) -> jax.Array:
-        n = self.data.inputs.shape[0]
-        if not 1 <= batch_size <= n:
-            raise ValueError(f"batch_size must be in [1, {n}], got {batch_size}")
-        return jax.random.choice(key, n, (batch_size,), replace=False)
-
-    def sample(self, key: jax.Array, batch_size: int) -> Batch:
-        """``batch_size`` distinct trials of :attr:`data`, uniformly without replacement."""
-        idx = self._rows(key, batch_size)
-        return Batch(self.data.inputs[idx], self.data.targets[idx], self.data.mask[idx])
-
-    def sample_codes(self, key: jax.Array, batch_size: int) -> Batch:
-        """The trials of ``sample(key, batch_size)`` with inputs the ``(B, T, 3)`` codes."""
-        if self.codes is None:
-            raise ValueError("FixedTrials was built without codes")
-        idx = self._rows(key, batch_size)
-        return Batch(self.codes.inputs[idx], self.codes.targets[idx], self.codes.mask[idx])
-
-    def accuracy(self, outputs: jax.Array, batch: Batch) -> jax.Array:
-        return self.task.accuracy(outputs, batch)
-
-
 def training_trials(task: ModuloThree, per_triple: dict, *, key: jax.Array,
                     codes: bool = False) -> Batch:
     """The seed author's fixed training set: ``per_triple["accepting"]`` trials of each colour
@@ -175,8 +114,8 @@ def _one_network(alpha: float, cfg: dict, key: jax.Array) -> dict:
     """Train one network at ``alpha`` on the fixed trial set and analyse it."""
     k_train, k_trials, k_starts, k_fp, k_data, k_test = jax.random.split(key, 6)
     task = ModuloThree()
-    data = training_trials(task, cfg["train_trials_per_triple"], key=k_data)
     codes = training_trials(task, cfg["train_trials_per_triple"], key=k_data, codes=True)
+    data = task.decode_codes(codes)
     tag = str(alpha)
     net = train_network(FixedTrials(data, task, codes), hidden=cfg["hidden"], alpha=alpha,
                         noise=cfg["noise"], steps=cfg["steps"][tag],
