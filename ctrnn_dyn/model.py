@@ -32,9 +32,13 @@ from flax import linen as nn
 from flax.linen import initializers
 from flax.typing import Dtype, Initializer, PRNGKey
 
-__all__ = ["CTRNNCell", "RateCTRNNCell", "CheckedRNN", "rnn", "NOISE_MODES", "dale_signs"]
+__all__ = [
+    "CTRNNCell", "RateCTRNNCell", "CheckedRNN", "rnn", "step_noise", "NOISE_MODES", "dale_signs",
+]
 
 NOISE_MODES = ("seed", "euler_maruyama")
+#: ``nn.RNN``'s rng splitting in the seed: shared params, a fresh noise key per time step.
+SPLIT_RNGS = {"params": False, "noise_stream": True}
 
 
 def _is_concrete(value: Any) -> bool:
@@ -383,5 +387,62 @@ def rnn(cell: nn.RNNCellBase, **rnn_kwargs: Any) -> nn.RNN:
     """
     if not isinstance(cell, nn.RNNCellBase):
         raise TypeError(f"cell must be a flax.linen RNNCellBase, got {type(cell).__name__}")
-    rnn_kwargs.setdefault("split_rngs", {"params": False, "noise_stream": True})
+    rnn_kwargs.setdefault("split_rngs", dict(SPLIT_RNGS))
     return CheckedRNN(cell, **rnn_kwargs)
+
+
+class _StepKeys(nn.RNNCellBase):
+    """Yields the key that a cell in ``nn.RNN``'s ``"cell"`` slot gets from its first
+    ``make_rng("noise_stream")`` at each time step (the raw key data, shape ``(2,)``)."""
+
+    @nn.compact
+    def __call__(self, carry: jax.Array, _: jax.Array):
+        key = self.make_rng("noise_stream")
+        typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+        return carry, jax.random.key_data(key) if typed else key
+
+    @nn.nowrap
+    def initialize_carry(self, rng: PRNGKey, input_shape: tuple[int, ...]) -> jax.Array:
+        return jnp.zeros(())
+
+    @property
+    def num_feature_axes(self) -> int:
+        return 1
+
+
+def step_noise(
+    key: jax.Array, n_steps: int, shape: tuple[int, ...], dtype: Dtype = jnp.float32
+) -> jax.Array:
+    r"""The standard-normal ``ξ_t`` that ``rnn(CTRNNCell(...))`` draws with ``key``, all at once.
+
+    ``rnn(cell).apply(params, u, rngs={"noise_stream": key})`` draws, at step ``t``,
+    ``ξ_t = normal(k_t, (*batch, n))`` with ``k_t`` the step's ``make_rng("noise_stream")`` key.
+    This derives the ``n_steps`` keys ``k_t`` with the same ``nn.RNN`` rng splitting (a scan
+    over keys only) and then draws every ``ξ_t`` in one vectorised call (threefry keys, the
+    default), which a CPU spreads over its cores instead of one small draw per step inside the
+    recurrence; other key implementations draw step by step. The values are bit-identical to
+    the cell's (tested).
+
+    Args:
+        key: the ``noise_stream`` key (typed or raw).
+        n_steps: number of time steps ``T``.
+        shape: the per-step noise shape ``(*batch, n)``.
+        dtype: float dtype of ``ξ``.
+
+    Returns:
+        ``ξ`` of shape ``(T, *batch, n)`` (time-major).
+    """
+    _check_positive_int("n_steps", n_steps)
+    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    impl = jax.random.key_impl(key) if typed else None
+    scan = nn.RNN(_StepKeys(), split_rngs=dict(SPLIT_RNGS), time_major=True)
+    data = scan.apply({}, jnp.zeros((n_steps, 1)), rngs={"noise_stream": key})  # (T, *key)
+
+    def draw(d: jax.Array) -> jax.Array:
+        k = jax.random.wrap_key_data(d, impl=impl) if typed else d
+        return jax.random.normal(k, tuple(shape), dtype)
+
+    name = str(impl) if typed else jax.config.jax_default_prng_impl
+    if "threefry" in name:  # threefry draws are the same vectorised or not
+        return jax.vmap(draw)(data)
+    return jax.lax.map(draw, data)  # rbg-style draws may differ under vmap

@@ -22,9 +22,9 @@ shared 2-core CPU where it was measured (``benchmarks/train_step.py``) it was no
 noise and slower with noise (drawing the ``(T, B, n)`` noise in one call costs more than
 ``nn.RNN``'s per-step draws), so ``fast=None`` means ``nn.RNN``.
 
-The noise of the fast path is ``ξ ~ N(0, I)`` of shape ``(T, B, n)`` drawn from ``key`` in one
-call, so it is distributed as the cell's noise but is not the same stream as ``nn.RNN``'s
-per-step ``noise_stream`` keys; with ``noise_const == 0`` the two paths agree to float rounding.
+The fast path draws its noise with :func:`ctrnn_dyn.model.step_noise`: the very ``ξ_t`` that
+``nn.RNN``'s per-step ``noise_stream`` keys give the cell, so with the same ``key`` the two paths
+agree to float rounding with noise too.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import numpy as np
 import optax
 from flax import linen as nn
 
-from ctrnn_dyn.model import CTRNNCell, rnn
+from ctrnn_dyn.model import CTRNNCell, rnn, step_noise
 from ctrnn_dyn.tasks import Batch
 
 __all__ = [
@@ -423,7 +423,7 @@ def loss_fn(
         noise = None
         if _has_noise(cell):
             B, T, _ = batch.inputs.shape
-            noise = jax.random.normal(key, (T, B, cell.hidden_features), jnp.float32)
+            noise = step_noise(key, T, (B, cell.hidden_features))
         outputs, rates = fast_forward(cell, net_params, batch.inputs, noise=noise)
     else:
         outputs, rates = forward(cell, net_params, batch.inputs, key=key)

@@ -7,7 +7,7 @@ import pytest
 from flax import linen as nn
 from helpers import NP_ACTIVATIONS, numpy_ctrnn_rollout, numpy_rate_rollout
 
-from ctrnn_dyn.model import CTRNNCell, RateCTRNNCell, dale_signs, rnn
+from ctrnn_dyn.model import CTRNNCell, RateCTRNNCell, dale_signs, rnn, step_noise
 from ctrnn_dyn.systems import SYSTEMS
 
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "sigmoid": nn.sigmoid}
@@ -154,6 +154,31 @@ def test_noise_same_key_same_rollout_different_key_different(key):
     c = net.apply(params, inputs, rngs={"noise_stream": k2})[0]
     np.testing.assert_array_equal(a, b)
     assert np.max(np.abs(np.asarray(a) - np.asarray(c))) > 1e-4
+
+
+@pytest.mark.parametrize(
+    "make_key",
+    [lambda: jax.random.key(11), lambda: jax.random.PRNGKey(11),
+     lambda: jax.random.key(11, impl="rbg")],
+    ids=["threefry", "raw", "rbg"],
+)
+def test_step_noise_is_the_cells_noise_bit_for_bit(make_key):
+    """With zero weights, alpha = 1, sigma = 1 and the identity as f, the rates the cell returns
+    are its noise draws exactly: ``x_{t+1} = 0·x_t + 1·(0 + 1·ξ_t)``."""
+    B, T, n = 5, 7, 4
+    cell = CTRNNCell(n, 1, alpha=1.0, noise_const=1.0, activation_fn=lambda x: x)
+    key = make_key()
+    _, rates = rnn(cell).apply(_zero_params(n, 2, 1), jnp.zeros((B, T, 2)),
+                               rngs={"noise_stream": key})
+    xi = step_noise(key, T, (B, n))
+    assert xi.shape == (T, B, n)
+    np.testing.assert_array_equal(np.asarray(rates), np.swapaxes(np.asarray(xi), 0, 1))
+    np.testing.assert_array_equal(np.asarray(jax.jit(step_noise, static_argnums=(1, 2))(
+        key, T, (B, n))), np.asarray(xi))
+    other = step_noise(jax.random.fold_in(key, 1), T, (B, n))
+    assert not np.array_equal(np.asarray(other), np.asarray(xi))
+    with pytest.raises(ValueError, match="n_steps must be >= 1"):
+        step_noise(key, 0, (B, n))
 
 
 def test_dale_and_mask_constrain_the_effective_kernel(key):

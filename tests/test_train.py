@@ -134,6 +134,28 @@ def test_fast_forward_with_noise_matches_numpy_loop(mode, key):
     np.testing.assert_allclose(np.asarray(r), r_ref, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("mode", ["seed", "euler_maruyama"])
+def test_fast_path_draws_the_same_noise_as_nn_rnn(mode, key):
+    """Same key: the fast path's loss and gradient equal nn.RNN's with noise on."""
+    cell = CTRNNCell(hidden_features=12, output_features=3, alpha=0.3, noise_const=0.5,
+                     noise_mode=mode)
+    task = _small_task(T=15)
+    params = init_params(cell, task, key=key)
+    batch = task.sample(jax.random.key(1), 8)
+
+    def value_grad(fast, k):
+        return jax.value_and_grad(
+            lambda p: loss_fn(p, cell, batch, key=k, fast=fast)[0])(params)
+
+    (l_ref, g_ref), (l_fast, g_fast) = value_grad(False, key), value_grad(True, key)
+    assert float(l_fast) == pytest.approx(float(l_ref), rel=1e-6)
+    for a, b in zip(jax.tree_util.tree_leaves(g_fast), jax.tree_util.tree_leaves(g_ref),
+                    strict=True):
+        assert _max_rel(a, b) < 1e-5
+    l_other, _ = value_grad(True, jax.random.key(5))  # the noise matters at this sigma
+    assert abs(float(l_other) - float(l_ref)) > 1e-4 * float(l_ref)
+
+
 def rnn_init(cell, u, key):
     from ctrnn_dyn.model import rnn
 
