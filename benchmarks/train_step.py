@@ -76,9 +76,10 @@ def make_batch(H: int, B: int, T: int) -> Batch:
     return FlipFlop(n_bits=3, n_steps=T, p_pulse=0.1).sample(jax.random.key(42), B)
 
 
-def jax_step_fixed_batch(H: int, B: int, T: int, fast: bool | None = None):
+def jax_step_fixed_batch(H: int, B: int, T: int, fast: bool | None = None,
+                         sigma: float = SIGMA):
     """Jitted (params, opt_state) update on a fixed batch, fresh noise per call."""
-    cell = CTRNNCell(hidden_features=H, output_features=P_OUT, alpha=ALPHA, noise_const=SIGMA)
+    cell = CTRNNCell(hidden_features=H, output_features=P_OUT, alpha=ALPHA, noise_const=sigma)
     task = FlipFlop(n_bits=3, n_steps=T)
     opt = default_optimizer(LR, clip_norm=CLIP, weight_decay=WD)
     params = init_params(cell, task, key=jax.random.key(0))
@@ -125,7 +126,7 @@ def jax_full_step(H: int, B: int, T: int):
     return run
 
 
-def torch_step(H: int, B: int, T: int, threads: int | None = None):
+def torch_step(H: int, B: int, T: int, threads: int | None = None, sigma: float = SIGMA):
     import torch
 
     g = torch.Generator().manual_seed(0)
@@ -150,8 +151,10 @@ def torch_step(H: int, B: int, T: int, threads: int | None = None):
         x = torch.ones(B, H)
         ys = []
         for t in range(T):
-            xi = torch.randn(B, H)
-            x = (1 - ALPHA) * x + ALPHA * (torch.tanh(x) @ K + b + u[:, t] @ K_in + SIGMA * xi)
+            drive = torch.tanh(x) @ K + b + u[:, t] @ K_in
+            if sigma:
+                drive = drive + sigma * torch.randn(B, H)
+            x = (1 - ALPHA) * x + ALPHA * drive
             ys.append(torch.tanh(x) @ K_out + b_out)
         y = torch.stack(ys, dim=1)
         loss = (mask * (y - y_star) ** 2).sum() / mask.sum()
@@ -169,7 +172,9 @@ def measure(H: int, B: int, T: int, reps: int, peak: float, have_torch: bool,
 
     The PyTorch baseline is the faster of 1 thread and 2 threads (``extra``, headline point only;
     on a shared 2-core machine the second thread can make eager PyTorch much slower), else 1
-    thread.
+    thread. At the headline point (``extra``) both sides are also timed without noise
+    (``sigma = 0``, 1-thread PyTorch): the ratio the step reaches when the noise draw is out of
+    the comparison.
     """
     import os
 
@@ -178,10 +183,12 @@ def measure(H: int, B: int, T: int, reps: int, peak: float, have_torch: bool,
             "matmul": _matmul_run()}
     if extra:
         runs["jax_fast_path"] = jax_step_fixed_batch(H, B, T, fast=True)
+        runs["jax_noise_free"] = jax_step_fixed_batch(H, B, T, sigma=0.0)
     if have_torch:
         runs["torch_1thread"] = torch_step(H, B, T, threads=1)
         if extra:
             runs["torch_default"] = torch_step(H, B, T, threads=min(2, os.cpu_count() or 1))
+            runs["torch_noise_free"] = torch_step(H, B, T, threads=1, sigma=0.0)
     times = {k: [] for k in runs}
     for fn in runs.values():
         fn()
@@ -210,6 +217,11 @@ def fmt(row: dict) -> str:
         s += (f"  torch {row['torch_ms']:9.2f} ms (1 thread {row['torch_1thread_ms']:.2f}, "
               f"2 threads {row.get('torch_default_ms', float('nan')):.2f})  "
               f"speedup x{row['speedup']:.2f}")
+    if "jax_noise_free_ms" in row:
+        s += f"\n    without noise: jax {row['jax_noise_free_ms']:.2f} ms"
+        if "torch_noise_free_ms" in row:
+            s += (f", torch (1 thread) {row['torch_noise_free_ms']:.2f} ms, speedup "
+                  f"x{row['torch_noise_free_ms'] / row['jax_noise_free_ms']:.2f}")
     return s
 
 
