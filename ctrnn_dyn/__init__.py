@@ -2,8 +2,12 @@
 
 Plotting lives in ``ctrnn_dyn.plot``, checkpoints in ``ctrnn_dyn.checkpoint``, sweeps in
 ``ctrnn_dyn.sweep`` and figure reproductions in ``ctrnn_dyn.reproduce`` (imported on demand).
+
+Importing the package makes JAX's random draws on the CPU faster with the same bits: see
+:mod:`ctrnn_dyn.threefry` (``CTRNN_DYN_UNROLLED_THREEFRY=0`` turns this off).
 """
 
+from ctrnn_dyn import threefry as _threefry
 from ctrnn_dyn.attractors import DynamicsClassification as DynamicsClassification
 from ctrnn_dyn.attractors import LimitCycle as LimitCycle
 from ctrnn_dyn.attractors import LineAttractor as LineAttractor
@@ -41,5 +45,7 @@ from ctrnn_dyn.tasks import get_task as get_task
 from ctrnn_dyn.train import TrainResult as TrainResult
 from ctrnn_dyn.train import default_optimizer as default_optimizer
 from ctrnn_dyn.train import make_train_step as make_train_step
+
+_threefry._install_unless_disabled()
 
 __version__ = "0.1.0"

@@ -17,10 +17,13 @@ re-implementation with the same numbers (tested against ``nn.RNN``, a NumPy loop
 differences): the input projection ``u K_in + b_rec`` (and the noise) is one matmul hoisted out
 of the scan, the scan body is ``x ← (1−α)x + α f(x) K_rec + D_t``, the readout is one matmul
 after it, and a custom VJP runs the reverse scan for the state cotangents only and forms
-``∂L/∂K_rec = Σ_t f(x_t)ᵀ (α λ_{t+1})`` as one matmul afterwards. It is not the default: on the
-shared 2-core CPU where it was measured (``benchmarks/train_step.py``) it was no faster without
-noise and slower with noise (drawing the ``(T, B, n)`` noise in one call costs more than
-``nn.RNN``'s per-step draws), so ``fast=None`` means ``nn.RNN``.
+``∂L/∂K_rec = Σ_t f(x_t)ᵀ (α λ_{t+1})`` as one matmul afterwards. It is not the default
+(``fast=None`` means ``nn.RNN``): on the shared 2-core CPU where it was measured it is about as
+fast as ``nn.RNN`` without noise, faster with noise only since :mod:`ctrnn_dyn.threefry` made
+the draws cheap (``benchmarks/train_step.py``: 36 against 43 ms at H = 128, B = 64, T = 200),
+slower inside an ensemble's per-device loop (its ``(T, B, n)`` intermediates compete for the
+shared cache; ``benchmarks/ensemble.py --fast``), and switching would move every committed run
+by float rounding.
 
 The fast path draws its noise with :func:`ctrnn_dyn.model.step_noise`: the very ``ξ_t`` that
 ``nn.RNN``'s per-step ``noise_stream`` keys give the cell, so with the same ``key`` the two paths
