@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ctrnn_dyn import threefry
 from ctrnn_dyn.model import CTRNNCell
 from ctrnn_dyn.tasks import Batch, FlipFlop
 from ctrnn_dyn.train import default_optimizer, init_params, loss_fn, make_train_step
@@ -278,7 +279,10 @@ def main(argv: list[str] | None = None) -> dict:
         have_torch = False
         print("torch not installed: JAX side only (pip install '.[bench]')")
     reps = args.reps or (5 if args.quick else 7)
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; reps={reps} (medians)")
+    lowering = ("unrolled (ctrnn_dyn.threefry)" if threefry.cpu_lowering_installed()
+                else f"JAX's rolled loop ({threefry.ENV_SWITCH}=0)")
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; reps={reps} (medians); "
+          f"threefry CPU lowering: {lowering}")
     peak = matmul_peak(reps)
     print(f"matmul peak (1024^2 f32 jnp matmul): {peak:.1f} GFLOP/s")
     out = {"peak_gflops": peak, "headline": None, "grid": [], "efficiency": None}

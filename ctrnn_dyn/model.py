@@ -33,7 +33,8 @@ from flax.linen import initializers
 from flax.typing import Dtype, Initializer, PRNGKey
 
 __all__ = [
-    "CTRNNCell", "RateCTRNNCell", "CheckedRNN", "rnn", "step_noise", "NOISE_MODES", "dale_signs",
+    "CTRNNCell", "RateCTRNNCell", "CheckedRNN", "rnn", "step_noise", "NOISE_MODES", "SPLIT_RNGS",
+    "dale_signs",
 ]
 
 NOISE_MODES = ("seed", "euler_maruyama")
@@ -418,10 +419,10 @@ def step_noise(
     ``rnn(cell).apply(params, u, rngs={"noise_stream": key})`` draws, at step ``t``,
     ``ξ_t = normal(k_t, (*batch, n))`` with ``k_t`` the step's ``make_rng("noise_stream")`` key.
     This derives the ``n_steps`` keys ``k_t`` with the same ``nn.RNN`` rng splitting (a scan
-    over keys only) and then draws every ``ξ_t`` in one vectorised call (threefry keys, the
-    default), which a CPU spreads over its cores instead of one small draw per step inside the
-    recurrence; other key implementations draw step by step. The values are bit-identical to
-    the cell's (tested).
+    over keys only) and draws every ``ξ_t`` in one vectorised call (threefry keys, the default;
+    other key implementations draw step by step, since their vectorised draws differ). The
+    values are bit-identical to the cell's (tested), so a forward pass that takes its noise as
+    an array (:func:`ctrnn_dyn.train.fast_forward`) reproduces ``nn.RNN``'s run.
 
     Args:
         key: the ``noise_stream`` key (typed or raw).
@@ -431,9 +432,22 @@ def step_noise(
 
     Returns:
         ``ξ`` of shape ``(T, *batch, n)`` (time-major).
+
+    Raises:
+        ValueError / TypeError: ``key`` not a PRNG key (typed, or raw ``uint32`` of shape
+            ``(2,)``), ``n_steps < 1``, ``shape`` not a tuple of ints ``>= 0``.
     """
     _check_positive_int("n_steps", n_steps)
-    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    typed = jnp.issubdtype(getattr(key, "dtype", None), jax.dtypes.prng_key)
+    if not typed and (getattr(key, "dtype", None) != jnp.uint32 or np.shape(key) != (2,)):
+        raise TypeError(
+            f"key must be a PRNG key (jax.random.key(...) or a uint32 array of shape (2,)), "
+            f"got {type(key).__name__} with shape {np.shape(key)}"
+        )
+    if not isinstance(shape, tuple | list) or not all(
+        isinstance(d, int | np.integer) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise ValueError(f"shape must be a tuple of ints >= 0 (*batch, n), got {shape!r}")
     impl = jax.random.key_impl(key) if typed else None
     scan = nn.RNN(_StepKeys(), split_rngs=dict(SPLIT_RNGS), time_major=True)
     data = scan.apply({}, jnp.zeros((n_steps, 1)), rngs={"noise_stream": key})  # (T, *key)

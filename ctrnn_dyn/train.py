@@ -20,7 +20,8 @@ after it, and a custom VJP runs the reverse scan for the state cotangents only a
 ``∂L/∂K_rec = Σ_t f(x_t)ᵀ (α λ_{t+1})`` as one matmul afterwards. It is not the default
 (``fast=None`` means ``nn.RNN``): on the shared 2-core CPU where it was measured it is about as
 fast as ``nn.RNN`` without noise, faster with noise only since :mod:`ctrnn_dyn.threefry` made
-the draws cheap (``benchmarks/train_step.py``: 36 against 43 ms at H = 128, B = 64, T = 200),
+the draws cheap (``benchmarks/train_step.py``: 33–36 against 42–46 ms at H = 128, B = 64,
+T = 200),
 slower inside an ensemble's per-device loop (its ``(T, B, n)`` intermediates compete for the
 shared cache; ``benchmarks/ensemble.py --fast``), and switching would move every committed run
 by float rounding.

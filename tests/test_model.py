@@ -181,6 +181,20 @@ def test_step_noise_is_the_cells_noise_bit_for_bit(make_key):
         step_noise(key, 0, (B, n))
 
 
+@pytest.mark.parametrize(
+    "args, error, match",
+    [((7, 3, (2, 4)), TypeError, "key must be a PRNG key"),
+     ((np.zeros(3, np.uint32), 3, (2, 4)), TypeError, r"key must be a PRNG key.*shape \(3,\)"),
+     ((None, 3, (2, 4)), TypeError, "key must be a PRNG key"),
+     ((jax.random.key(0), 3, 4), ValueError, r"shape must be a tuple of ints >= 0"),
+     ((jax.random.key(0), 3, (2, -1)), ValueError, r"shape must be a tuple of ints >= 0"),
+     ((jax.random.key(0), 3, (2, 4.0)), ValueError, r"shape must be a tuple of ints >= 0")],
+)
+def test_step_noise_rejects_bad_input_naming_the_argument(args, error, match):
+    with pytest.raises(error, match=match):
+        step_noise(*args)
+
+
 def test_dale_and_mask_constrain_the_effective_kernel(key):
     n = 6
     mask = np.ones((n, n)) - np.eye(n)

@@ -42,6 +42,7 @@ def _numpy_threefry(key, x):
 
 
 def test_the_package_installs_the_unrolled_lowering():
+    assert threefry.cpu_lowering_installed()
     hlo = jax.jit(lambda k: jax.random.bits(k, (64,))).lower(jax.random.key(0)).compile()
     assert "while" not in hlo.as_text()  # JAX's rolled lowering is a 5-trip while loop
 
@@ -107,6 +108,7 @@ net = rnn(CTRNNCell(4, 1, alpha=0.5, noise_const=0.3))
 u = jnp.ones((2, 6, 3))
 p = net.init(jax.random.key(0), u)
 y, _ = net.apply(p, u, rngs={"noise_stream": jax.random.key(1)})
+assert not ctrnn_dyn.threefry.cpu_lowering_installed()
 print("while" in hlo, np.asarray(y).tobytes().hex())
 """
 
