@@ -96,8 +96,11 @@ def main() -> None:
                     help="CPU cores exposed as JAX devices (set before JAX starts)")
     ap.add_argument("--unsharded", action="store_true",
                     help="also time each ensemble on one device (devices=None)")
-    ap.add_argument("--fast", action="store_true", default=None,
-                    help="use the fast CT-RNN forward pass (custom VJP) everywhere")
+    ap.add_argument("--fast", dest="fast", action="store_const", const=True, default=None,
+                    help="use the fast CT-RNN forward pass (hand-written VJP) everywhere")
+    ap.add_argument("--nn-rnn", dest="fast", action="store_const", const=False,
+                    help="use the nn.RNN forward pass everywhere (default: the loop is timed "
+                         "with both, the ensemble with train's default, the fast path)")
     ap.add_argument("--quick", action="store_true")
     a = ap.parse_args()
     if a.quick:

@@ -438,8 +438,8 @@ def train_ensemble(
             (``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>``): independent
             networks then run in parallel, which a single small network cannot.
         eval_batches, eval_batch_size: held-out batches after training (as in ``train``).
-        fast: ``True`` for the fast CT-RNN forward pass; ``None``/``False`` (default):
-            ``nn.RNN`` (see :func:`ctrnn_dyn.train.loss_fn`).
+        fast: forward pass: ``None`` (default) the fast path where the cell supports it,
+            ``True`` the fast path, ``False`` ``nn.RNN`` (see :func:`ctrnn_dyn.train.loss_fn`).
         progress: show a tqdm bar over steps.
 
     Returns:

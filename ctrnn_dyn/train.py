@@ -11,24 +11,14 @@ Loss on a batch (inputs ``u`` ``(B,T,m)``, targets ``y*``, mask ``M`` ``(B,T,p)`
 (``loss="cross_entropy"`` replaces the masked MSE by the masked logistic loss
 ``softplus(−y* y)`` for ±1 targets.)
 
-The forward pass is ``nn.RNN(cell)`` (``ctrnn_dyn.model.rnn``). For a
-:class:`~ctrnn_dyn.model.CTRNNCell` without a trainable ``alpha``, ``fast=True`` selects a
-re-implementation with the same numbers (tested against ``nn.RNN``, a NumPy loop and finite
-differences): the input projection ``u K_in + b_rec`` (and the noise) is one matmul hoisted out
-of the scan, the scan body is ``x ← (1−α)x + α f(x) K_rec + D_t``, the readout is one matmul
-after it, and a custom VJP runs the reverse scan for the state cotangents only and forms
-``∂L/∂K_rec = Σ_t f(x_t)ᵀ (α λ_{t+1})`` as one matmul afterwards. It is not the default
-(``fast=None`` means ``nn.RNN``): on the shared 2-core CPU where it was measured it is about as
-fast as ``nn.RNN`` without noise, faster with noise only since :mod:`ctrnn_dyn.threefry` made
-the draws cheap (``benchmarks/train_step.py``: 33–36 against 42–46 ms at H = 128, B = 64,
-T = 200),
-slower inside an ensemble's per-device loop (its ``(T, B, n)`` intermediates compete for the
-shared cache; ``benchmarks/ensemble.py --fast``), and switching would move every committed run
-by float rounding.
-
-The fast path draws its noise with :func:`ctrnn_dyn.model.step_noise`: the very ``ξ_t`` that
-``nn.RNN``'s per-step ``noise_stream`` keys give the cell, so with the same ``key`` the two paths
-agree to float rounding with noise too.
+The forward pass of a :class:`~ctrnn_dyn.model.CTRNNCell` with a fixed ``alpha`` is, by default
+(``fast=None``), :func:`ctrnn_dyn.fast_path.fast_forward`: the cell's equation with a
+hand-written VJP, equal to ``nn.RNN(cell)`` to float rounding (tested against ``nn.RNN``, a
+NumPy loop, JAX's own derivative of a plain loop and finite differences) and, with noise,
+drawing the very ``ξ_t`` that ``nn.RNN``'s per-step ``noise_stream`` keys give the cell
+(:func:`ctrnn_dyn.model.step_noise`). At H = 128, B = 64, T = 200 its train step takes about
+half the time of differentiating ``nn.RNN`` (``benchmarks/train_step.py``). Other cells, and
+``fast=False``, use ``nn.RNN(cell)`` (``ctrnn_dyn.model.rnn``).
 """
 
 from __future__ import annotations
@@ -46,6 +36,7 @@ import numpy as np
 import optax
 from flax import linen as nn
 
+from ctrnn_dyn.fast_path import fast_forward, supports_fast_path
 from ctrnn_dyn.model import CTRNNCell, rnn, step_noise
 from ctrnn_dyn.tasks import Batch
 
@@ -215,11 +206,6 @@ class TrainResult(NamedTuple):
 # ---------------------------------------------------------------------------------------------
 
 
-def supports_fast_path(cell: nn.Module) -> bool:
-    """True for a :class:`CTRNNCell` with a fixed (non-trainable) ``alpha``."""
-    return isinstance(cell, CTRNNCell) and not cell.train_alpha
-
-
 def forward(cell: nn.Module, params: Any, inputs: jax.Array, *, key: jax.Array | None):
     """Generic forward pass through ``nn.RNN(cell)``: returns ``(outputs, rates)`` ``(B,T,·)``.
 
@@ -230,116 +216,6 @@ def forward(cell: nn.Module, params: Any, inputs: jax.Array, *, key: jax.Array |
     if isinstance(out, tuple):
         return out[0], out[1]
     return out, out
-
-
-def _is_tanh(fn: Callable) -> bool:
-    return fn is jnp.tanh or fn is nn.tanh or fn is jax.numpy.tanh
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def _ctrnn_scan(K: jax.Array, x0: jax.Array, D: jax.Array, alpha: jax.Array, act: Callable):
-    r"""States ``x_1..x_T`` ``(T,B,n)`` of ``x_{t+1} = (1−α) x_t + α f(x_t) K + D_t``.
-
-    ``D`` ``(T,B,n)`` already holds ``α(u_t K_in + b + σξ_t)``. ``alpha`` gets a zero cotangent
-    (the fast path is used only with a fixed ``alpha``).
-    """
-    return _ctrnn_scan_fwd(K, x0, D, alpha, act)[0]
-
-
-def _ctrnn_scan_fwd(K, x0, D, alpha, act):
-    c = 1.0 - alpha
-
-    def body(x, d):
-        x = c * x + (alpha * act(x)) @ K + d if alpha.ndim == 0 else (
-            c * x + (act(x) @ K) * alpha + d
-        )
-        return x, x
-
-    _, xs = jax.lax.scan(body, x0, D)
-    return xs, (K, x0, xs, alpha)
-
-
-def _ctrnn_scan_bwd(act, res, g_xs):
-    K, x0, xs, alpha = res
-    c = 1.0 - alpha
-    X_prev = jnp.concatenate([x0[None], xs[:-1]], axis=0)  # x_0 .. x_{T-1}
-    if _is_tanh(act):
-        R_prev = jnp.tanh(X_prev)
-        F_prev = 1.0 - R_prev * R_prev
-    else:
-        R_prev, F_prev = jax.jvp(act, (X_prev,), (jnp.ones_like(X_prev),))
-    KT = K.T
-
-    def body(lam_carry, inp):
-        g_t, fp_t = inp
-        lam = g_t + lam_carry  # total cotangent on x_{t+1}
-        drive = alpha * lam  # cotangent on the pre-activation drive f(x_t) K
-        return c * lam + fp_t * (drive @ KT), lam
-
-    lam0, Lam = jax.lax.scan(body, jnp.zeros_like(x0), (g_xs, F_prev), reverse=True)
-    n = K.shape[0]
-    G = (alpha * Lam).reshape(-1, n)
-    dK = R_prev.reshape(-1, n).T @ G
-    return dK, lam0, Lam, jnp.zeros_like(alpha)
-
-
-_ctrnn_scan.defvjp(_ctrnn_scan_fwd, _ctrnn_scan_bwd)
-
-
-def fast_forward(
-    cell: CTRNNCell, params: Any, inputs: jax.Array, *, noise: jax.Array | None = None
-) -> tuple[jax.Array, jax.Array]:
-    r"""Fast forward pass of ``nn.RNN(CTRNNCell)``: ``(outputs (B,T,p), rates (B,T,n))``.
-
-    Computes exactly the cell's equation with the carry initialised as ``nn.RNN`` does
-    (``cell.initialize_carry``):
-
-    .. math::
-
-        D_t = \alpha(u_t K_\mathrm{in} + b_\mathrm{rec} + \sigma\xi_t),\quad
-        x_{t+1} = (1-\alpha)x_t + \alpha f(x_t)K_\mathrm{rec} + D_t,\quad
-        y_{t+1} = f(x_{t+1}) K_\mathrm{out} + b_\mathrm{out}
-
-    (Euler–Maruyama mode: :math:`D_t = \alpha(u_tK_\mathrm{in} + b) + \sqrt{2\alpha}\sigma\xi_t`).
-
-    Args:
-        cell: a ``CTRNNCell`` with ``train_alpha=False``.
-        params: ``nn.RNN`` variables ``{"params": {"cell": ...}}`` (or the cell's own).
-        inputs: ``(B, T, m)``.
-        noise: standard-normal ``ξ`` of shape ``(T, B, n)`` (time-major), or ``None`` for no noise.
-
-    Returns:
-        ``(outputs, rates)`` with shapes ``(B, T, p)`` and ``(B, T, n)``.
-    """
-    if not supports_fast_path(cell):
-        raise TypeError("fast_forward needs a CTRNNCell with train_alpha=False")
-    tree = params["params"]
-    tree = tree.get("cell", tree)
-    if inputs.ndim != 3:
-        raise ValueError(f"inputs must have shape (B, T, m), got {inputs.shape}")
-    B, T, m = inputs.shape
-    dtype = cell.dtype or tree["recurrent_kernel"]["kernel"].dtype
-    K = cell.recurrent_weights({"params": tree}).astype(dtype)
-    K_in = tree["input_kernel"]["kernel"].astype(dtype)
-    if K_in.shape[0] != m:
-        raise ValueError(f"inputs have width {m} but the params expect {K_in.shape[0]} (m)")
-    b = tree["recurrent_kernel"]["bias"].astype(dtype)
-    alpha = jnp.asarray(cell.alpha, dtype)
-    u = jnp.swapaxes(inputs.astype(dtype), 0, 1)  # (T, B, m)
-    drive = u @ K_in + b
-    if noise is not None:
-        sigma = jnp.asarray(cell.noise_const, dtype)
-        if cell.noise_mode == "seed":
-            D = alpha * (drive + sigma * noise)
-        else:
-            D = alpha * drive + jnp.sqrt(2.0 * alpha) * sigma * noise
-    else:
-        D = alpha * drive
-    x0 = cell.initialize_carry(jax.random.key(0), (B, m)).astype(dtype)
-    xs = _ctrnn_scan(K, x0, D, alpha, cell.activation_fn)  # (T, B, n)
-    rates = cell.activation_fn(xs)
-    out = rates @ tree["output_kernel"]["kernel"].astype(dtype) + tree["output_kernel"]["bias"]
-    return jnp.swapaxes(out, 0, 1), jnp.swapaxes(rates, 0, 1)
 
 
 def _has_noise(cell: nn.Module) -> bool:
@@ -406,7 +282,9 @@ def loss_fn(
         rate_l2: weight of the mean squared rate.
         weight_l2: weight of the summed squared kernels.
         loss: ``"mse"`` or ``"cross_entropy"`` (logistic loss on ±1 targets).
-        fast: use the fast CT-RNN path (``True``) or ``nn.RNN`` (``False``/``None``, default).
+        fast: ``None`` (default): :func:`~ctrnn_dyn.fast_path.fast_forward` when the cell
+            supports it (:func:`~ctrnn_dyn.fast_path.supports_fast_path`), else ``nn.RNN``;
+            ``True``: the fast path (an error if unsupported); ``False``: ``nn.RNN``.
         input_basis: ``(k, m)``: ``batch.inputs`` are ``(B, T, k)`` codes of the inputs
             ``codes @ input_basis`` (a task's ``sample_codes``); the forward pass then uses
             ``codes @ (input_basis @ K_in)`` — the same drive, with ``k`` instead of ``B·T``
@@ -416,7 +294,7 @@ def loss_fn(
         ``(loss, LossAux(mse, outputs))``.
     """
     if fast is None:
-        fast = False  # measured: nn.RNN is as fast or faster on CPU (benchmarks/train_step.py)
+        fast = supports_fast_path(cell)
     if fast and not supports_fast_path(cell):
         raise ValueError("fast=True needs a CTRNNCell with train_alpha=False")
     if key is None and _has_noise(cell):
@@ -662,7 +540,7 @@ def train(
     resuming from a checkpoint continues the same sequence bit for bit.
 
     Args:
-        cell: RNN cell (``CTRNNCell`` uses the fast path).
+        cell: RNN cell (a ``CTRNNCell`` with a fixed ``alpha`` uses the fast path).
         task: a task from :mod:`ctrnn_dyn.tasks`.
         key: PRNG key (required).
         steps: total number of steps (a resumed run continues up to ``steps``).
@@ -681,7 +559,8 @@ def train(
         eval_batches, eval_batch_size: held-out batches per evaluation and their size.
         progress: tqdm bar; ``None`` = only when stderr is a terminal.
         sync_every: steps between host syncs (history, NaN check, progress).
-        fast: use the hoisted/custom-VJP CT-RNN path (default ``nn.RNN``; see loss_fn).
+        fast: forward pass: ``None`` (default) the fast path where supported, ``True`` the
+            fast path, ``False`` ``nn.RNN`` (see :func:`loss_fn`).
         run_config: extra JSON-able settings stored in the checkpoint.
 
     Returns:

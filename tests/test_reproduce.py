@@ -245,6 +245,28 @@ def test_rotation_of_picks_the_unstable_complex_pair():
     assert np.isnan(rotation_of(np.array([0.9, 0.5 + 0.1j]))[0])
 
 
+def test_train_network_trains_through_the_recorded_forward_pass(monkeypatch):
+    """Every training reproduction records its forward pass, and it reaches ``train``."""
+    import ctrnn_dyn.train as train_module
+    from ctrnn_dyn.reproduce import attract_or_oscillate, context_integration, flipflop, sine_wave
+    from ctrnn_dyn.tasks import FlipFlop
+
+    for module in (flipflop, sine_wave, context_integration, attract_or_oscillate):
+        for quick in (True, False):
+            assert module.settings(quick)["forward"] in _common.FORWARD_PASSES
+    seen = []
+    monkeypatch.setattr(train_module, "train", lambda *a, **kw: seen.append(kw["fast"]) or
+                        train_module.TrainResult({"params": {}}, None, None))
+    monkeypatch.setattr("ctrnn_dyn.dynamics.one_step_map", lambda cell, params: None)
+    task = FlipFlop(n_bits=1, n_steps=5)
+    kw = dict(hidden=2, alpha=0.5, noise=0.0, steps=40, learning_rate=1e-3, batch_size=1, key=0)
+    for forward in _common.FORWARD_PASSES:
+        _common.train_network(task, forward=forward, **kw)
+    assert seen == [False, True]
+    with pytest.raises(ValueError, match="forward must be one of"):
+        _common.train_network(task, forward="scan", **kw)
+
+
 def test_context_integration_pipeline_smoke(tmp_path, monkeypatch):
     from ctrnn_dyn.reproduce import context_integration
 

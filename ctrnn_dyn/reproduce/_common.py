@@ -200,6 +200,10 @@ def write_reproduction(
 # ---------------------------------------------------------------------------------------------
 
 
+#: Forward passes a reproduction can train through (see :func:`train_network`).
+FORWARD_PASSES = ("nn.RNN", "fast")
+
+
 class TrainedNetwork(NamedTuple):
     """A trained CT-RNN and what the analyses need from it.
 
@@ -233,6 +237,7 @@ def train_network(
     rate_l2: float = 0.0,
     zero_carry: bool = False,
     orthogonal_init: bool = False,
+    forward: str = "nn.RNN",
 ) -> TrainedNetwork:
     """Train a tanh ``CTRNNCell`` on ``task`` with AdamW and a warm-up + cosine schedule.
 
@@ -241,8 +246,14 @@ def train_network(
     :func:`ctrnn_dyn.train.default_optimizer` (global-norm clipping at 1). ``zero_carry``
     starts every trial from ``x = 0`` instead of the seed's ``x = 1``; ``orthogonal_init``
     initialises the kernels orthogonally instead of the seed's Glorot-normal (gradients then
-    survive many steps of an ``α = 1`` network).
+    survive many steps of an ``α = 1`` network). ``forward`` is the forward pass trained
+    through: ``"nn.RNN"``, the one the committed figures were made with, or ``"fast"``
+    (:mod:`ctrnn_dyn.fast_path`, ``train``'s default). The two are the same model to float
+    rounding, but thousands of optimiser steps amplify rounding into a different network, so
+    only the recorded pass reproduces a figure's numbers.
     """
+    if forward not in FORWARD_PASSES:
+        raise ValueError(f"forward must be one of {FORWARD_PASSES}, got {forward!r}")
     import optax
     from flax.linen import initializers
 
@@ -261,7 +272,8 @@ def train_network(
     timer = Timer()
     result = train(cell, task, key=key, steps=steps, batch_size=batch_size,
                    optimizer=default_optimizer(schedule), loss=loss, weight_l2=weight_l2,
-                   rate_l2=rate_l2, sync_every=min(100, steps), progress=False)
+                   rate_l2=rate_l2, sync_every=min(100, steps), progress=False,
+                   fast=forward == "fast")
     return TrainedNetwork(cell, result.params, one_step_map(cell, result.params), result,
                           timer.elapsed)
 

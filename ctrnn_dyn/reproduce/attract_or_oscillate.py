@@ -72,6 +72,7 @@ def settings(quick: bool) -> dict:
         # alpha = 1 needs the full network and training to leave the chance plateau: the quick
         # run stops at the first trained network and analyses more briefly, it is not smaller
         "hidden": 100,
+        "forward": "nn.RNN",  # the pass the committed figure was trained through
         "noise": 0.1,
         "zero_carry": True,
         # the seed author's training set: a fixed set of trials, 15 per rejecting colour triple
@@ -120,7 +121,8 @@ def _one_network(alpha: float, cfg: dict, key: jax.Array) -> dict:
     net = train_network(FixedTrials(data, task, codes), hidden=cfg["hidden"], alpha=alpha,
                         noise=cfg["noise"], steps=cfg["steps"][tag],
                         learning_rate=cfg["learning_rate"][tag], batch_size=cfg["batch_size"],
-                        key=k_train, loss=cfg["loss"], zero_carry=cfg["zero_carry"])
+                        key=k_train, loss=cfg["loss"], zero_carry=cfg["zero_carry"],
+                        forward=cfg["forward"])
     # accuracy on fresh trials (every colour triple, new onsets), and on the training set
     test = task.sample(k_test, cfg["test_trials"])
     accuracy = float(task.accuracy(np.asarray(rollout(net, test.inputs)[1], np.float32), test))

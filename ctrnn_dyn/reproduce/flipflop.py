@@ -47,6 +47,7 @@ def settings(quick: bool) -> dict:
     return {
         "n_bits": 3,
         "hidden": 32 if quick else 64,
+        "forward": "nn.RNN",  # the pass the committed figure was trained through
         "alpha": 0.5,
         "noise": 0.0,
         "steps": 400 if quick else 1500,
@@ -80,7 +81,8 @@ def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0) -> Reproduct
     task = FlipFlop(n_bits=cfg["n_bits"], n_steps=cfg["trial_steps"], p_pulse=cfg["p_pulse"])
     net = train_network(task, hidden=cfg["hidden"], alpha=cfg["alpha"], noise=cfg["noise"],
                         steps=cfg["steps"], learning_rate=cfg["learning_rate"],
-                        batch_size=cfg["batch_size"], key=k_train)
+                        batch_size=cfg["batch_size"], key=k_train,
+                        forward=cfg["forward"])
 
     test_task = FlipFlop(n_bits=cfg["n_bits"], n_steps=cfg["analysis_trial_steps"],
                          p_pulse=cfg["p_pulse"])
