@@ -25,21 +25,20 @@ compiled program that runs ``block_steps`` steps of the vectorised step inside a
 device steps only its own networks, with no communication (a ``lax.map`` over a sharded axis
 left to the SPMD partitioner is all-gathered, so every device would train every network).
 
-Where the speed comes from on a CPU (measured with ``benchmarks/ensemble.py``: 100 units,
-100 inputs, T = 50, batch 256). One network's step is a chain of small dependent matmuls —
-per time step ``(B, n) × (n, n)`` forward and two of them backward — that XLA:CPU runs on one
-core at about the speed of a loop of the same matmuls; vectorising them (``vmap``) turns them
-into batched matmuls of the same per-network cost and multiplies every ``(T, B, ·)``
-intermediate ``E``-fold, so on one device an ensemble is only about as fast as a compiled loop
-(1.0–1.2×). The gains are (1) parallelism: independent networks on separate cores, which one
-small network cannot use — expose the cores as devices before JAX starts
+Where the speed comes from on a CPU (measured with ``benchmarks/ensemble.py``: 100 units, 100
+inputs, T = 50, batch 256). One network's step is a chain of small dependent matmuls — per time
+step one ``(B, n) × (n, n)`` forward and one backward — that XLA:CPU runs on one core at about
+the speed of a loop of the same matmuls; vectorising them (``vmap``) turns them into batched
+matmuls of the same per-network cost and multiplies every ``(T, B, ·)`` intermediate ``E``-fold,
+so on one device an ensemble is only about as fast as a compiled loop (1.0–1.2×). The gains are
+(1) parallelism: independent networks on separate cores, which one small network cannot use —
+expose the cores as devices before JAX starts
 (``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>``) and the default
-``devices="auto"`` shards the chunk over them, each core looping over its networks at about
-the speed of a single-network process on that core (on 2 cores 1.4× a compiled loop of the
-default fast step, which already spills onto the second core, and 1.9× a loop through
-``nn.RNN``); (2) less
-work per network: a task with an ``input_basis`` (the modulo-3 task's three colour vectors) is
-trained on its ``(B, T, 3)`` codes with ``basis @ K_in`` as the input kernel
+``devices="auto"`` shards the chunk over them, each core looping over its networks at about the
+speed of a single-network process on that core (on 2 cores 1.4× a compiled loop of the default
+fast step, which already spills onto the second core, and 1.9× a loop through ``nn.RNN``); (2)
+less work per network: a task with an ``input_basis`` (the modulo-3 task's three colour vectors)
+is trained on its ``(B, T, 3)`` codes with ``basis @ K_in`` as the input kernel
 (:func:`ctrnn_dyn.train.loss_fn`), removing a third of the step's arithmetic for ensemble and
 loop alike. ``vmap_size`` bounds the number of networks vectorised together on a device
 (``"auto"``: one at a time for large networks on a CPU); on a GPU, vectorise everything (on one

@@ -6,8 +6,9 @@ pairs of ``uint32`` words, with the key injected every four rounds. On the CPU, 
 a rolled loop (five iterations of four rounds), which keeps compile times short but stops XLA
 from fusing the hash with the draw that consumes it. Measured on a 2-core CPU, a ``(200, 64,
 128)`` normal draw takes about 4.5 ms unrolled against 9 ms rolled (the noise line of
-``benchmarks/train_step.py``'s floor), and the whole noisy train step at H = 128, B = 64,
-T = 200 about 42 against 61 ms; compiling that step takes the same 1.8–2.1 s either way.
+``benchmarks/train_step.py``'s floor), and the whole noisy train step through ``nn.RNN`` at
+H = 128, B = 64, T = 200 about 42 against 61 ms; compiling that step takes the same 1.8–2.1 s
+either way.
 
 Importing :mod:`ctrnn_dyn` registers :func:`threefry2x32` (the unrolled hash) as the CPU
 lowering of ``jax.extend.random.threefry2x32_p``. It is the same function, bit for bit: tested

@@ -69,10 +69,12 @@ def test_get_unknown_name_lists_known_ones():
 
 
 @pytest.mark.parametrize(("kwargs", "err"), [
-    ({"quick": "yes"}, TypeError), ({"seed": -1}, ValueError), ({"seed": 1.5}, TypeError)])
+    ({"quick": "yes"}, TypeError), ({"seed": -1}, ValueError), ({"seed": 1.5}, TypeError),
+    ({"forward": "scan"}, ValueError)])
 def test_run_validates_arguments(tmp_path, kwargs, err):
     with pytest.raises(err):
-        _common.check_run_args(tmp_path, kwargs.get("quick", True), kwargs.get("seed", 0))
+        _common.check_run_args(tmp_path, kwargs.get("quick", True), kwargs.get("seed", 0),
+                               kwargs.get("forward"))
     with pytest.raises(TypeError, match="out_dir"):
         _common.check_run_args(3, True, 0)
 
@@ -81,8 +83,8 @@ def test_cli_parser_and_dispatch(tmp_path, monkeypatch):
     calls = []
 
     def fake(name):
-        def runner(out_dir, *, quick, seed):
-            calls.append((name, Path(out_dir), quick, seed))
+        def runner(out_dir, *, quick, seed, forward):
+            calls.append((name, Path(out_dir), quick, seed, forward))
             return _common.ReproductionResult(name, {}, {"ok": name != "sine_wave"}, {},
                                               Path("x.png"), Path("x.json"), 0.1)
         return runner
@@ -92,16 +94,19 @@ def test_cli_parser_and_dispatch(tmp_path, monkeypatch):
     subs = parser.add_subparsers(dest="command")
     reproduce.add_reproduce_parser(subs)
     args = parser.parse_args(["reproduce", "flipflop", "--out", str(tmp_path), "--quick",
-                              "--seed", "3"])
+                              "--seed", "3", "--forward", "fast"])
     assert reproduce.run_reproduce_command(args) == 0
-    assert calls == [("flipflop", tmp_path, True, 3)]
+    assert calls == [("flipflop", tmp_path, True, 3, "fast")]
     args = parser.parse_args(["reproduce", "all"])
     assert args.out == Path("figures") and args.quick is False and args.seed == 0
+    assert args.forward is None
     calls.clear()
     assert reproduce.run_reproduce_command(args) == 1  # the fake sine_wave check fails
     assert [c[0] for c in calls] == list(reproduce.REPRODUCTIONS)
     with pytest.raises(SystemExit):
         parser.parse_args(["reproduce", "unknown"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["reproduce", "flipflop", "--forward", "scan"])
     p2 = argparse.ArgumentParser()
     assert reproduce.configure_reproduce(p2) is reproduce.run_reproduce_command
 
@@ -230,10 +235,20 @@ def test_sine_wave_pipeline_smoke(tmp_path, monkeypatch):
 
     _tiny(sine_wave, monkeypatch, hidden=8, steps=5, trial_steps=20, n_levels=3,
           starts_per_level=4)
+    import ctrnn_dyn.train as train_module
+
+    fast_flags, train = [], train_module.train
+    monkeypatch.setattr(train_module, "train",
+                        lambda *a, **kw: fast_flags.append(kw["fast"]) or train(*a, **kw))
     r = sine_wave.run(tmp_path, quick=True)
     _check_files(r, "sine_wave")
     assert r.claims["n_levels"] == 3 and len(r.claims["levels"]) == 3
     assert 0.0 <= r.claims["fraction_rotation_within_tolerance"] <= 1.0
+    # the recorded pass by default; another one on request, written into the settings
+    r_fast = sine_wave.run(tmp_path / "fast", quick=True, forward="fast")
+    assert fast_flags == [False, True]
+    assert r.settings["forward"] == "nn.RNN" and r_fast.settings["forward"] == "fast"
+    assert _check_files(r_fast, "sine_wave")["settings"]["forward"] == "fast"
 
 
 def test_rotation_of_picks_the_unstable_complex_pair():

@@ -1,9 +1,11 @@
 """Reproductions of the field's classic figures: one module per figure, and a registry.
 
-Each module ``ctrnn_dyn.reproduce.<name>`` has ``run(out_dir, *, quick=False, seed=0)``, which
+Each module ``ctrnn_dyn.reproduce.<name>`` has ``run(out_dir, *, quick=False, seed=0,
+forward=None)``, which
 writes ``out_dir/<name>.png`` and ``out_dir/<name>.json`` (the figure's quantitative claims,
 whether each holds, the settings, software versions and wall time) and returns a
-:class:`ReproductionResult`. ``quick=True`` is a reduced version for tests.
+:class:`ReproductionResult`. ``quick=True`` is a reduced version for tests; ``forward``
+(``"nn.RNN"`` or ``"fast"``) trains through another forward pass than the recorded one.
 
 From the shell::
 
@@ -27,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ctrnn_dyn.reproduce._common import ReproductionResult
+from ctrnn_dyn.reproduce._common import FORWARD_PASSES, ReproductionResult
 
 __all__ = [
     "REPRODUCTIONS",
@@ -73,7 +75,8 @@ def get(name: str) -> Runner:
 
 
 def run_all(
-    out_dir: str | Path, *, quick: bool = False, seed: int = 0, names: list[str] | None = None
+    out_dir: str | Path, *, quick: bool = False, seed: int = 0, names: list[str] | None = None,
+    forward: str | None = None,
 ) -> dict[str, ReproductionResult]:
     """Run several reproductions (default: all, in registry order) into ``out_dir``."""
     names = list(REPRODUCTIONS) if names is None else names
@@ -81,12 +84,13 @@ def run_all(
     results = {}
     for name, runner in zip(names, runners, strict=True):
         logger.info("reproducing %s (quick=%s, seed=%d)", name, quick, seed)
-        results[name] = runner(out_dir, quick=quick, seed=seed)
+        results[name] = runner(out_dir, quick=quick, seed=seed, forward=forward)
     return results
 
 
 # ---------------------------------------------------------------------------------------------
-# Command line: `ctrnn-dyn reproduce NAME|all [--out figures] [--quick] [--seed S]`
+# Command line: `ctrnn-dyn reproduce NAME|all [--out figures] [--quick] [--seed S]
+# [--forward nn.RNN|fast]`
 # ---------------------------------------------------------------------------------------------
 
 
@@ -99,6 +103,9 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
     parser.add_argument("--quick", action="store_true",
                         help="reduced sizes (seconds to a minute each), as used in tests")
     parser.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    parser.add_argument("--forward", choices=FORWARD_PASSES, default=None,
+                        help="train through this forward pass (default: the one each figure "
+                             "records in its settings, nn.RNN)")
     parser.set_defaults(_reproduce_handler=run_reproduce_command)
     return parser
 
@@ -127,7 +134,8 @@ def run_reproduce_command(args: argparse.Namespace) -> int:
     names = list(REPRODUCTIONS) if args.name == "all" else [args.name]
     status = 0
     for name in names:
-        result = get(name)(args.out, quick=bool(args.quick), seed=int(args.seed))
+        result = get(name)(args.out, quick=bool(args.quick), seed=int(args.seed),
+                           forward=args.forward)
         failed = [k for k, ok in result.checks.items() if not ok]
         verdict = "all checks pass" if not failed else "FAILED: " + ", ".join(failed)
         print(f"{name}: {result.png} {result.json} ({result.wall_time_s:.1f} s) {verdict}")

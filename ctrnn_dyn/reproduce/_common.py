@@ -82,13 +82,20 @@ class Timer:
         return time.perf_counter() - self._t0
 
 
-def check_run_args(out_dir: Any, quick: Any, seed: Any) -> Path:
+#: Forward passes a reproduction can train through (see :func:`train_network`).
+FORWARD_PASSES = ("nn.RNN", "fast")
+
+
+def check_run_args(out_dir: Any, quick: Any, seed: Any, forward: Any = None) -> Path:
     """Validate ``run``'s arguments and create ``out_dir``; returns it as a ``Path``.
 
     Raises:
         TypeError: ``out_dir`` not path-like, ``quick`` not a bool, ``seed`` not an int.
-        ValueError: ``seed`` negative.
+        ValueError: ``seed`` negative, ``forward`` neither ``None`` nor in
+            :data:`FORWARD_PASSES`.
     """
+    if forward is not None and forward not in FORWARD_PASSES:
+        raise ValueError(f"forward must be None or one of {FORWARD_PASSES}, got {forward!r}")
     if not isinstance(out_dir, str | Path):
         raise TypeError(f"out_dir must be a str or pathlib.Path, got {type(out_dir).__name__}")
     if not isinstance(quick, bool):
@@ -100,6 +107,12 @@ def check_run_args(out_dir: Any, quick: Any, seed: Any) -> Path:
     path = Path(out_dir)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def with_forward(cfg: dict, forward: str | None) -> dict:
+    """``cfg`` with ``cfg["forward"]`` replaced by ``forward`` unless it is ``None`` (a run
+    through the other pass than the recorded one; the JSON's settings say which)."""
+    return cfg if forward is None else {**cfg, "forward": forward}
 
 
 def software_versions() -> dict[str, str]:
@@ -198,10 +211,6 @@ def write_reproduction(
 # ---------------------------------------------------------------------------------------------
 # Training and rollouts shared by the trained-network reproductions (public API only)
 # ---------------------------------------------------------------------------------------------
-
-
-#: Forward passes a reproduction can train through (see :func:`train_network`).
-FORWARD_PASSES = ("nn.RNN", "fast")
 
 
 class TrainedNetwork(NamedTuple):

@@ -53,6 +53,7 @@ from ctrnn_dyn.reproduce._common import (
     new_figure,
     rollout,
     train_network,
+    with_forward,
     write_reproduction,
 )
 from ctrnn_dyn.tasks import ALL_COLOUR_COMBINATIONS, Batch, FixedTrials, ModuloThree
@@ -227,7 +228,8 @@ def _one_alpha(alpha: float, cfg: dict, key: jax.Array) -> dict:
     return out
 
 
-def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0) -> ReproductionResult:
+def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0,
+        forward: str | None = None) -> ReproductionResult:
     """Train the modulo-3 task at α = 0.1 and α = 1.0 and name each mechanism by analysis.
 
     Args:
@@ -235,12 +237,14 @@ def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0) -> Reproduct
         quick: smaller networks and shorter training (tests).
         seed: PRNG seed.
 
+        forward: forward pass to train through, ``"nn.RNN"`` or ``"fast"``; ``None`` (default):
+            the one the committed figure was made with (``settings(quick)["forward"]``).
     Returns:
         :class:`~ctrnn_dyn.reproduce._common.ReproductionResult`.
     """
     timer = Timer()
-    out = check_run_args(out_dir, quick, seed)
-    cfg = settings(quick)
+    out = check_run_args(out_dir, quick, seed, forward)
+    cfg = with_forward(settings(quick), forward)
     key = jax.random.PRNGKey(seed)
     res = {a: _one_alpha(a, cfg, jax.random.fold_in(key, i))
            for i, a in enumerate(cfg["alphas"])}

@@ -55,6 +55,7 @@ from ctrnn_dyn.reproduce._common import (
     new_figure,
     rollout,
     train_network,
+    with_forward,
     write_reproduction,
 )
 from ctrnn_dyn.tasks import ContextIntegration
@@ -137,7 +138,8 @@ def _analyse_context(net, cfg, states, key, c):
     return claims, pts, line, dist
 
 
-def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0) -> ReproductionResult:
+def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0,
+        forward: str | None = None) -> ReproductionResult:
     """Train the context-dependent integration network and find its line attractors.
 
     Args:
@@ -145,12 +147,14 @@ def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0) -> Reproduct
         quick: a smaller network and shorter training (tests).
         seed: PRNG seed of training, analysis trials and fixed-point starts.
 
+        forward: forward pass to train through, ``"nn.RNN"`` or ``"fast"``; ``None`` (default):
+            the one the committed figure was made with (``settings(quick)["forward"]``).
     Returns:
         :class:`~ctrnn_dyn.reproduce._common.ReproductionResult`.
     """
     timer = Timer()
-    out = check_run_args(out_dir, quick, seed)
-    cfg = settings(quick)
+    out = check_run_args(out_dir, quick, seed, forward)
+    cfg = with_forward(settings(quick), forward)
     k_train, k_trials, k_starts = jax.random.split(jax.random.PRNGKey(seed), 3)
     task = ContextIntegration(**cfg["task"])
     net = train_network(task, hidden=cfg["hidden"], alpha=cfg["alpha"], noise=cfg["noise"],

@@ -32,6 +32,7 @@ from ctrnn_dyn.reproduce._common import (
     readout,
     rollout,
     train_network,
+    with_forward,
     write_reproduction,
 )
 from ctrnn_dyn.tasks import FlipFlop
@@ -62,7 +63,8 @@ def settings(quick: bool) -> dict:
     }
 
 
-def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0) -> ReproductionResult:
+def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0,
+        forward: str | None = None) -> ReproductionResult:
     """Train, reverse-engineer and draw the 3-bit flip-flop.
 
     Args:
@@ -70,12 +72,14 @@ def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0) -> Reproduct
         quick: a smaller network and shorter training (tests).
         seed: PRNG seed of training, analysis trials and fixed-point starts.
 
+        forward: forward pass to train through, ``"nn.RNN"`` or ``"fast"``; ``None`` (default):
+            the one the committed figure was made with (``settings(quick)["forward"]``).
     Returns:
         :class:`~ctrnn_dyn.reproduce._common.ReproductionResult`.
     """
     timer = Timer()
-    out = check_run_args(out_dir, quick, seed)
-    cfg = settings(quick)
+    out = check_run_args(out_dir, quick, seed, forward)
+    cfg = with_forward(settings(quick), forward)
     k_train, k_trials, k_starts = jax.random.split(jax.random.PRNGKey(seed), 3)
 
     task = FlipFlop(n_bits=cfg["n_bits"], n_steps=cfg["trial_steps"], p_pulse=cfg["p_pulse"])

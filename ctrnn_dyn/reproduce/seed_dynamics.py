@@ -208,20 +208,22 @@ def _switch_axis(ax, fps) -> None:
     ax.set_title("Switch: 1-D phase portrait")
 
 
-def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0) -> ReproductionResult:
+def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0,
+        forward: str | None = None) -> ReproductionResult:
     """Reproduce the seed's dynamics figures with fixed points, Floquet and Lyapunov numbers.
 
     Args:
         out_dir: directory for ``seed_dynamics.png`` and ``seed_dynamics.json`` (created).
         quick: shorter Lyapunov/classification runs (for tests; the claims still hold).
         seed: recorded only (nothing here is random).
+        forward: accepted for the common signature; nothing here is trained.
 
     Returns:
         :class:`~ctrnn_dyn.reproduce._common.ReproductionResult`; ``claims`` holds
         ``switch``, ``oscillator``, ``chaos`` and ``classification`` sections.
     """
     timer = Timer()
-    out = check_run_args(out_dir, quick, seed)
+    out = check_run_args(out_dir, quick, seed, forward)
     settings = _settings(quick)
 
     sw_claims, sw_checks, sw_fps = _switch(settings)

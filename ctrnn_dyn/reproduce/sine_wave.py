@@ -35,6 +35,7 @@ from ctrnn_dyn.reproduce._common import (
     new_figure,
     rollout,
     train_network,
+    with_forward,
     write_reproduction,
 )
 from ctrnn_dyn.tasks import SineWave
@@ -79,7 +80,8 @@ def rotation_of(eigvals: np.ndarray) -> tuple[float, float]:
     return float(abs(np.angle(lead))), float(abs(lead))
 
 
-def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0) -> ReproductionResult:
+def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0,
+        forward: str | None = None) -> ReproductionResult:
     """Train the sine-wave generator and compare each fixed point's rotation with ``ω``.
 
     Args:
@@ -87,12 +89,14 @@ def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0) -> Reproduct
         quick: a smaller network, shorter trials and training (tests).
         seed: PRNG seed of training and fixed-point starts.
 
+        forward: forward pass to train through, ``"nn.RNN"`` or ``"fast"``; ``None`` (default):
+            the one the committed figure was made with (``settings(quick)["forward"]``).
     Returns:
         :class:`~ctrnn_dyn.reproduce._common.ReproductionResult`.
     """
     timer = Timer()
-    out = check_run_args(out_dir, quick, seed)
-    cfg = settings(quick)
+    out = check_run_args(out_dir, quick, seed, forward)
+    cfg = with_forward(settings(quick), forward)
     k_train, k_starts = jax.random.split(jax.random.PRNGKey(seed))
 
     task = SineWave(n_steps=cfg["trial_steps"])
