@@ -43,9 +43,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import linen as nn
 from jax import lax
 
+from ctrnn_dyn import native
 from ctrnn_dyn.model import CTRNNCell
 
 __all__ = ["fast_forward", "supports_fast_path", "SMALL_WIDTH"]
@@ -81,6 +83,74 @@ def _affine(v: jax.Array, w: jax.Array, b: jax.Array | float) -> jax.Array:
     return out
 
 
+def _native_activation(fn: Callable) -> int | None:
+    """The compiled kernels' code of ``fn`` (0 tanh, 1 relu), or ``None`` for others."""
+    if _is_tanh(fn):
+        return 0
+    if fn is jax.nn.relu or fn is nn.relu:
+        return 1
+    return None
+
+
+def _rate_derivative(code: int | None, act: Callable, R: jax.Array, X: jax.Array) -> jax.Array:
+    """``f'(x)`` from the rates for tanh (``1 - r²``) and relu (``[r > 0]``), else by JVP."""
+    if code == 0:
+        return 1.0 - R * R
+    if code == 1:
+        return (R > 0).astype(R.dtype)
+    return jax.jvp(act, (X,), (jnp.ones_like(X),))[1]
+
+
+def _xla_forward(X, K_alpha, c, act):
+    """``X[t] += c X[t-1] + f(X[t-1]) K_alpha`` for ``t = 1..T`` as an XLA loop; ``(X, f(X))``."""
+
+    def step(t, X):
+        x = _row(X, t - 1)
+        return _set_row(X, _row(X, t) + (c * x + act(x) @ K_alpha), t)
+
+    X = lax.fori_loop(1, X.shape[0], step, X)
+    return X, act(X)
+
+
+def _native_forward(X, K_alpha, c, code):
+    out = jax.ShapeDtypeStruct(X.shape, X.dtype)
+    call = jax.ffi.ffi_call(native.FORWARD_TARGET, (out, out), vmap_method="broadcast_all",
+                            input_output_aliases={0: 0})
+    return tuple(call(X, K_alpha, jnp.broadcast_to(c, X.shape[-1:]), activation=np.int32(code)))
+
+
+def _xla_backward(mu, R, KT, c, alpha, code, act, X):
+    """``mu[t-1] += c mu[t] + α f'(x_t) (mu[t] Kᵀ)`` for ``t = T-1..1`` as an XLA loop."""
+    T = mu.shape[0] - 1
+    if code is None:
+        F = _rate_derivative(code, act, R, X)
+
+        def fprime(t):
+            return _row(F, t)
+    else:
+        def fprime(t):
+            return _rate_derivative(code, act, _row(R, t), None)
+
+    def step(k, mu):
+        t = T - 1 - k
+        m_t = _row(mu, t)
+        return _set_row(mu, _row(mu, t - 1) + (c * m_t + alpha * fprime(t) * (m_t @ KT)), t - 1)
+
+    return lax.fori_loop(0, T - 1, step, mu)
+
+
+def _native_backward(mu, R, KT, c, alpha, code):
+    n = mu.shape[-1]
+    call = jax.ffi.ffi_call(native.BACKWARD_TARGET, jax.ShapeDtypeStruct(mu.shape, mu.dtype),
+                            vmap_method="broadcast_all", input_output_aliases={0: 0})
+    return call(mu, R, KT, jnp.broadcast_to(c, (n,)), jnp.broadcast_to(alpha, (n,)),
+                activation=np.int32(code))
+
+
+def _use_native(code: int | None) -> bool:
+    return code is not None and native.load()
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(9,))
 def _layer(K, K_in, b, K_out, b_out, x0, u, E0, alpha, act):
     """``(Y, R)``, both with ``T + 1`` time rows: ``R[t] = f(x_t)``, ``Y[t] = R[t] K_out + b_out``
@@ -95,50 +165,38 @@ def _layer_fwd(K, K_in, b, K_out, b_out, x0, u, E0, alpha, act):
     E = _affine(u, K_in, b)
     if E0 is not None:
         E = E + E0
-    X = alpha * E  # row t becomes x_{t+1} in place
-    X = _set_row(X, X[0] + c * x0 + act(x0) @ K_alpha, 0)
-
-    def step(t, X):
-        x = _row(X, t - 1)
-        return _set_row(X, _row(X, t) + (c * x + act(x) @ K_alpha), t)
-
-    X = lax.fori_loop(1, u.shape[0], step, X)
-    X_all = jnp.concatenate([x0[None], X], axis=0)
-    R = act(X_all)
+    X = jnp.concatenate([x0[None], alpha * E], axis=0)  # row t becomes x_t in place
+    code = _native_activation(act)
+    if _use_native(code):
+        X, R = lax.platform_dependent(
+            X, K_alpha, c, cpu=functools.partial(_native_forward, code=code),
+            default=functools.partial(_xla_forward, act=act))
+    else:
+        X, R = _xla_forward(X, K_alpha, c, act)
     Y = R @ K_out + b_out
-    saved = R if _is_tanh(act) else X_all  # tanh' = 1 - tanh², so the rates suffice
-    return (Y, R), (K, K_in, K_out, u, saved, alpha, E0 is not None)
+    saved = None if code is not None else X  # tanh' and relu' follow from the rates
+    return (Y, R), (K, K_in, K_out, u, R, saved, alpha, E0 is not None)
 
 
 def _layer_bwd(act, res, cotangents):
     gY, gR = cotangents
-    K, K_in, K_out, u, saved, alpha, has_noise = res
+    K, K_in, K_out, u, R, X, alpha, has_noise = res
     c = 1.0 - alpha
     T, B, m = u.shape
     n, p = K_out.shape
-    if _is_tanh(act):
-        R = saved
-        F = 1.0 - R * R
-
-        def fprime(t):
-            return 1.0 - _row(R, t) ** 2
-    else:
-        R, F = jax.jvp(act, (saved,), (jnp.ones_like(saved),))
-
-        def fprime(t):
-            return _row(F, t)
-
+    code = _native_activation(act)
+    F = _rate_derivative(code, act, R, X)
     KT = K.T
     g = gR + _affine(gY, K_out.T, 0.0)  # total cotangent of the rates, (T+1, B, n)
     # mu[t] = α λ_{t+1} for t = 0..T-1; row T stays 0 so that mu pairs row by row with R.
     mu = jnp.concatenate([alpha * F[1:] * g[1:], jnp.zeros_like(g[:1])], axis=0)
-
-    def step(k, mu):
-        t = T - 1 - k
-        m_t = _row(mu, t)
-        return _set_row(mu, _row(mu, t - 1) + (c * m_t + alpha * fprime(t) * (m_t @ KT)), t - 1)
-
-    mu = lax.fori_loop(0, T - 1, step, mu)
+    xla_loop = functools.partial(_xla_backward, code=code, act=act, X=X)
+    if _use_native(code):
+        mu = lax.platform_dependent(
+            mu, R, KT, c, alpha, cpu=functools.partial(_native_backward, code=code),
+            default=xla_loop)
+    else:
+        mu = xla_loop(mu, R, KT, c, alpha)
     dx0 = F[0] * (g[0] + mu[0] @ KT) + (c / alpha) * mu[0]
     mu2, R2 = mu.reshape(-1, n), R.reshape(-1, n)
     dK = R2.T @ mu2

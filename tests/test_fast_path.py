@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
+from ctrnn_dyn import fast_path, native
 from ctrnn_dyn.fast_path import SMALL_WIDTH, _layer, fast_forward, supports_fast_path
 from ctrnn_dyn.model import CTRNNCell, RateCTRNNCell
 from ctrnn_dyn.tasks import FlipFlop
@@ -38,16 +39,26 @@ def _draw(T, B, m, n, p, per_neuron, noise):
     ), (nrm(T + 1, B, p), nrm(T + 1, B, n))
 
 
-@pytest.mark.parametrize("act", [jnp.tanh, nn.relu, nn.softplus], ids=["tanh", "relu", "softplus"])
+@pytest.mark.parametrize(
+    "act,loops",
+    [(jnp.tanh, "native"), (nn.relu, "native"), (jnp.tanh, "xla"), (nn.relu, "xla"),
+     (nn.softplus, "xla")],
+    ids=["tanh-native", "relu-native", "tanh-xla", "relu-xla", "softplus-xla"],
+)
 @pytest.mark.parametrize(
     "T,m,per_neuron,noise",
     [(1, 2, False, False), (2, 3, True, True), (9, 3, False, True),
      (9, SMALL_WIDTH + 3, True, False)],
     ids=["T1", "T2_per_neuron_noise", "T9_noise", "T9_wide_inputs_per_neuron"],
 )
-def test_vjp_equals_autodiff_of_a_plain_loop(act, T, m, per_neuron, noise):
+def test_vjp_equals_autodiff_of_a_plain_loop(act, T, m, per_neuron, noise, loops, monkeypatch):
     """Every cotangent (weights, biases, x0, inputs, noise) for random cotangents of both the
-    outputs and the rates, in float64."""
+    outputs and the rates, in float64, with the recurrences run by the compiled kernels
+    (tanh and relu only) and by XLA loops."""
+    if loops == "native" and not native.available():
+        pytest.skip(f"native kernels unavailable: {native.status()}")
+    if loops == "xla":
+        monkeypatch.setattr(fast_path, "_use_native", lambda code: False)
     with jax.enable_x64(True):
         args, (gY, gR) = _draw(T, 4, m, 6, 2, per_neuron, noise)
         names = [k for k in args if k != "alpha" and args[k] is not None]

@@ -1,0 +1,138 @@
+r"""Compiled CPU kernels for the two recurrences of :mod:`ctrnn_dyn.fast_path`.
+
+XLA runs the forward and adjoint loops of a CT-RNN as one small matmul plus a few elementwise
+kernels per time step, each kernel paying a fixed launch cost, and every matmul on one core: at
+H = 128, B = 64 the matmuls are too small for XLA to split. The batch rows of a CT-RNN are
+independent through time, though, so ``_native/recurrence.cc`` runs whole sequences for blocks
+of rows on the workers of XLA's own thread pool, with no synchronisation per step, and fuses
+each step's update into a register-tiled matmul:
+
+.. math::
+
+    \text{forward:}\quad X_t \mathrel{+}= c\,X_{t-1} + f(X_{t-1})\,W,\qquad
+    \text{adjoint:}\quad M_{t-1} \mathrel{+}= c\,M_t + a\,F_t\,(M_t W).
+
+The source is compiled once per machine, on first use, with the C++ compiler on ``PATH``
+(``$CXX``, else ``c++``) against the XLA FFI headers that ship with ``jaxlib``, and cached under
+``$CTRNN_DYN_CACHE`` (default ``~/.cache/ctrnn_dyn``) by a hash of the source, the compiler,
+the flags, ``jax`` and the CPU. When there is no compiler, or the build fails, :func:`load`
+returns ``False`` and :mod:`ctrnn_dyn.fast_path` runs the same loops in XLA (:func:`status`
+says why). ``CTRNN_DYN_NATIVE=0`` turns the kernels off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import jax
+
+__all__ = ["load", "available", "status", "ENV_SWITCH", "FORWARD_TARGET", "BACKWARD_TARGET"]
+
+#: Environment variable: ``0`` keeps the XLA loops.
+ENV_SWITCH = "CTRNN_DYN_NATIVE"
+#: FFI target names registered by :func:`load` (CPU only).
+FORWARD_TARGET = "ctrnn_dyn_forward"
+BACKWARD_TARGET = "ctrnn_dyn_backward"
+
+SOURCE = Path(__file__).with_name("_native") / "recurrence.cc"
+_log = logging.getLogger(__name__)
+_status = "not loaded yet"
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("CTRNN_DYN_CACHE") or Path.home() / ".cache" / "ctrnn_dyn")
+
+
+def _cpu_fingerprint() -> str:
+    """The CPU's feature flags: ``-march=native`` builds must not travel between CPUs."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _compiler() -> str | None:
+    return shutil.which(os.environ.get("CXX", "c++"))
+
+
+def _build(cxx: str, out: Path) -> None:
+    """Compile the kernels into ``out``: with libmvec's vector tanh if it links, else without;
+    with ``-march=native`` if the compiler takes it, else portable."""
+    base = [cxx, "-O3", "-std=c++17", "-shared", "-fPIC", "-w", "-I", jax.ffi.include_dir(),
+            str(SOURCE)]
+    attempts = [["-march=native", "-DCTRNN_DYN_LIBMVEC", "-lmvec"], ["-march=native"], []]
+    errors = []
+    for extra in attempts:
+        with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+            lib = Path(tmp) / out.name
+            proc = subprocess.run(base + ["-o", str(lib)] + extra, capture_output=True, text=True)
+            if proc.returncode == 0:
+                os.replace(lib, out)  # atomic: concurrent builders race harmlessly
+                return
+            errors.append(proc.stderr.strip().splitlines()[-1:] or ["(no message)"])
+    raise RuntimeError(f"{cxx} failed: {errors}")
+
+
+def _library_path(cxx: str) -> Path:
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
+    digest = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), version.encode(), cxx.encode(), jax.__version__.encode(),
+                 _cpu_fingerprint().encode(), _build.__doc__.encode()):
+        digest.update(part)
+    return _cache_root() / "native" / digest.hexdigest()[:16] / "librecurrence.so"
+
+
+@functools.cache
+def load() -> bool:
+    """Build (once per machine) and register the kernels; ``True`` when they can be used."""
+    global _status
+    if os.environ.get(ENV_SWITCH, "1") == "0":
+        _status = f"off ({ENV_SWITCH}=0)"
+        return False
+    if not hasattr(jax, "ffi") or not hasattr(jax.ffi, "include_dir"):
+        _status = f"jax {jax.__version__} has no jax.ffi"
+        return False
+    cxx = _compiler()
+    if cxx is None:
+        _status = "no C++ compiler on PATH (set CXX)"
+        _log.info("ctrnn_dyn native kernels unavailable: %s", _status)
+        return False
+    try:
+        lib_path = _library_path(cxx)
+        if not lib_path.exists():
+            lib_path.parent.mkdir(parents=True, exist_ok=True)
+            _build(cxx, lib_path)
+        lib = ctypes.cdll.LoadLibrary(str(lib_path))
+        jax.ffi.register_ffi_target(FORWARD_TARGET, jax.ffi.pycapsule(lib.CtrnnDynForward),
+                                    platform="cpu")
+        jax.ffi.register_ffi_target(BACKWARD_TARGET, jax.ffi.pycapsule(lib.CtrnnDynBackward),
+                                    platform="cpu")
+    except (OSError, RuntimeError, AttributeError) as err:
+        _status = f"build or load failed: {err}"
+        _log.warning("ctrnn_dyn native kernels unavailable, using XLA loops: %s", _status)
+        return False
+    _status = f"loaded from {lib_path}"
+    return True
+
+
+def available() -> bool:
+    """Whether the compiled kernels are in use (builds them on first call)."""
+    return load()
+
+
+def status() -> str:
+    """Why the kernels are, or are not, in use."""
+    load()
+    return _status
