@@ -32,7 +32,11 @@ Why it is faster than differentiating ``nn.RNN`` (measured with ``benchmarks/tra
 - the rates ``f(x_0..x_T)`` are computed once and serve the readout, the rate penalty and the
   backward pass; the weight gradients are whole-sequence matmuls after the reverse loop, and
   ``K_in`` and ``b`` share one;
-- buffers have ``T + 1`` rows so that every big matmul reads whole buffers (slices are copies).
+- buffers have ``T + 1`` rows so that every big matmul reads whole buffers (slices are copies);
+- on the CPU, for tanh and relu, both loops run in compiled kernels (:mod:`ctrnn_dyn.native`):
+  each worker of XLA's thread pool runs whole sequences for a block of batch rows, so the loops
+  use every core without synchronising per step and without XLA's per-kernel launch cost;
+  elsewhere (other activations, other platforms, no C++ compiler) they are XLA loops.
 """
 
 from __future__ import annotations

@@ -25,12 +25,14 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import inspect
 import logging
 import os
 import platform
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 import jax
@@ -46,6 +48,7 @@ BACKWARD_TARGET = "ctrnn_dyn_backward"
 SOURCE = Path(__file__).with_name("_native") / "recurrence.cc"
 _log = logging.getLogger(__name__)
 _status = "not loaded yet"
+_lock = threading.Lock()
 
 
 def _cache_root() -> Path:
@@ -67,14 +70,17 @@ def _compiler() -> str | None:
     return shutil.which(os.environ.get("CXX", "c++"))
 
 
+#: Flags of every build, then the optional parts tried in order: libmvec's vector tanh (glibc on
+#: x86-64), then ``-march=native``, then neither.
+_FLAGS = ["-O3", "-std=c++20", "-shared", "-fPIC", "-w"]
+_ATTEMPTS = [["-march=native", "-DCTRNN_DYN_LIBMVEC", "-lmvec"], ["-march=native"], []]
+
+
 def _build(cxx: str, out: Path) -> None:
-    """Compile the kernels into ``out``: with libmvec's vector tanh if it links, else without;
-    with ``-march=native`` if the compiler takes it, else portable."""
-    base = [cxx, "-O3", "-std=c++17", "-shared", "-fPIC", "-w", "-I", jax.ffi.include_dir(),
-            str(SOURCE)]
-    attempts = [["-march=native", "-DCTRNN_DYN_LIBMVEC", "-lmvec"], ["-march=native"], []]
+    """Compile the kernels into ``out`` with the first of :data:`_ATTEMPTS` that succeeds."""
+    base = [cxx, *_FLAGS, "-I", jax.ffi.include_dir(), str(SOURCE)]
     errors = []
-    for extra in attempts:
+    for extra in _ATTEMPTS:
         with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
             lib = Path(tmp) / out.name
             proc = subprocess.run(base + ["-o", str(lib)] + extra, capture_output=True, text=True)
@@ -88,26 +94,41 @@ def _build(cxx: str, out: Path) -> None:
 def _library_path(cxx: str) -> Path:
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
     digest = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), version.encode(), cxx.encode(), jax.__version__.encode(),
-                 _cpu_fingerprint().encode(), _build.__doc__.encode()):
-        digest.update(part)
+    for part in (SOURCE.read_bytes(), version, cxx, jax.__version__, _cpu_fingerprint(),
+                 repr((_FLAGS, _ATTEMPTS))):
+        digest.update(part if isinstance(part, bytes) else part.encode())
     return _cache_root() / "native" / digest.hexdigest()[:16] / "librecurrence.so"
 
 
-@functools.cache
+def _ffi_supported() -> bool:
+    """``jax.ffi`` with ``ffi_call(..., vmap_method=..., input_output_aliases=...)``."""
+    ffi = getattr(jax, "ffi", None)
+    if ffi is None or not hasattr(ffi, "include_dir"):
+        return False
+    params = inspect.signature(ffi.ffi_call).parameters
+    return "vmap_method" in params and "input_output_aliases" in params
+
+
 def load() -> bool:
     """Build (once per machine) and register the kernels; ``True`` when they can be used."""
+    with _lock:  # traced from several threads at once (sweep workers), it builds once
+        return _load()
+
+
+@functools.cache
+def _load() -> bool:
     global _status
     if os.environ.get(ENV_SWITCH, "1") == "0":
         _status = f"off ({ENV_SWITCH}=0)"
         return False
-    if not hasattr(jax, "ffi") or not hasattr(jax.ffi, "include_dir"):
-        _status = f"jax {jax.__version__} has no jax.ffi"
+    if not _ffi_supported():
+        _status = f"jax {jax.__version__} lacks the jax.ffi this needs"
+        _log.warning("ctrnn_dyn's compiled kernels are off, XLA loops run instead: %s", _status)
         return False
     cxx = _compiler()
     if cxx is None:
         _status = "no C++ compiler on PATH (set CXX)"
-        _log.info("ctrnn_dyn native kernels unavailable: %s", _status)
+        _log.warning("ctrnn_dyn's compiled kernels are off, XLA loops run instead: %s", _status)
         return False
     try:
         lib_path = _library_path(cxx)
@@ -121,7 +142,7 @@ def load() -> bool:
                                     platform="cpu")
     except (OSError, RuntimeError, AttributeError) as err:
         _status = f"build or load failed: {err}"
-        _log.warning("ctrnn_dyn native kernels unavailable, using XLA loops: %s", _status)
+        _log.warning("ctrnn_dyn's compiled kernels are off, XLA loops run instead: %s", _status)
         return False
     _status = f"loaded from {lib_path}"
     return True

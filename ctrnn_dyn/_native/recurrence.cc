@@ -13,8 +13,8 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
-#include <thread>
 #include <type_traits>
+#include <vector>
 
 #include "xla/ffi/api/ffi.h"
 
@@ -91,19 +91,35 @@ inline T Derivative(int32_t act, T r) {
   return act == kTanh ? T(1) - r * r : (r > T(0) ? T(1) : T(0));
 }
 
-// R rows x NV vectors of: cur += c * prev + s * (A W), with s = a f'(x) from the rates F
-// (backward) or s = 1 (forward, F null).
-template <typename T, int R, int NV>
-inline void Tile(T* cur, const T* prev, const T* A, const T* W, const T* c, const T* F,
-                 const T* a, int32_t act, int64_t n, int64_t j) {
+// The first m lanes of a vector (the last, partial vector of a row); the other lanes are 0.
+template <typename T>
+inline vec_t<T> LoadPart(const T* p, int64_t m) {
+  T lanes[Vec<T>::kLanes] = {};
+  std::memcpy(lanes, p, m * sizeof(T));
+  return Load<T>(lanes);
+}
+template <typename T>
+inline void StorePart(T* p, vec_t<T> v, int64_t m) {
+  T lanes[Vec<T>::kLanes];
+  Store<T>(lanes, v);
+  std::memcpy(p, lanes, m * sizeof(T));
+}
+
+// R rows x NV vectors from column j of: cur += c * prev + s * (A W), with s = a f'(x) from the
+// rates F (backward) or s = 1 (forward, F null). W's rows are ws apart; when the last vector of
+// a row is partial (kPartial: m lanes), W comes zero-padded to whole vectors.
+template <typename T, int R, int NV, bool kPartial = false>
+inline void Tile(T* cur, const T* prev, const T* A, const T* W, int64_t ws, const T* c,
+                 const T* F, const T* a, int32_t act, int64_t n, int64_t j, int64_t m = 0) {
   using V = vec_t<T>;
   constexpr int L = Vec<T>::kLanes;
+  auto load = [m](const T* p) { return kPartial ? LoadPart<T>(p, m) : Load<T>(p); };
   V acc[R][NV];
   for (int i = 0; i < R; ++i)
     for (int v = 0; v < NV; ++v) acc[i][v] = V{};
   for (int64_t k = 0; k < n; ++k) {
     V w[NV];
-    for (int v = 0; v < NV; ++v) w[v] = Load<T>(W + k * n + j + v * L);
+    for (int v = 0; v < NV; ++v) w[v] = Load<T>(W + k * ws + j + v * L);
     for (int i = 0; i < R; ++i) {
       const T s = A[i * n + k];
       for (int v = 0; v < NV; ++v) acc[i][v] += s * w[v];
@@ -111,25 +127,15 @@ inline void Tile(T* cur, const T* prev, const T* A, const T* W, const T* c, cons
   }
   for (int v = 0; v < NV; ++v) {
     const int64_t col = j + v * L;
-    const V cv = Load<T>(c + col);
+    const V cv = load(c + col);
     for (int i = 0; i < R; ++i) {
       const int64_t o = i * n + col;
       V upd = acc[i][v];
-      if (F) upd = upd * (Derivative<T>(act, Load<T>(F + o)) * Load<T>(a + col));
-      Store<T>(cur + o, Load<T>(cur + o) + cv * Load<T>(prev + o) + upd);
+      if (F) upd = upd * (Derivative<T>(act, load(F + o)) * load(a + col));
+      const V out = load(cur + o) + cv * load(prev + o) + upd;
+      if constexpr (kPartial) StorePart<T>(cur + o, out, m);
+      else Store<T>(cur + o, out);
     }
-  }
-}
-
-template <typename T, int R>
-inline void TileScalar(T* cur, const T* prev, const T* A, const T* W, const T* c, const T* F,
-                       const T* a, int32_t act, int64_t n, int64_t j) {
-  for (int i = 0; i < R; ++i) {
-    T acc = 0;
-    for (int64_t k = 0; k < n; ++k) acc += A[i * n + k] * W[k * n + j];
-    const int64_t o = i * n + j;
-    if (F) acc *= Derivative<T>(act, F[o]) * a[j];
-    cur[o] = cur[o] + c[j] * prev[o] + acc;
   }
 }
 
@@ -139,32 +145,56 @@ constexpr int kRowBlock = kVectorBytes == 64 ? 8 : 4;
 constexpr int kColumnVectors = 3;
 
 template <typename T, int R>
-inline void Rows(T* cur, const T* prev, const T* A, const T* W, const T* c, const T* F,
-                 const T* a, int32_t act, int64_t n) {
+inline void Rows(T* cur, const T* prev, const T* A, const T* W, int64_t ws, const T* c,
+                 const T* F, const T* a, int32_t act, int64_t n) {
   constexpr int L = Vec<T>::kLanes;
   int64_t j = 0;
   for (; j + kColumnVectors * L <= n; j += kColumnVectors * L)
-    Tile<T, R, kColumnVectors>(cur, prev, A, W, c, F, a, act, n, j);
-  for (; j + L <= n; j += L) Tile<T, R, 1>(cur, prev, A, W, c, F, a, act, n, j);
-  for (; j < n; ++j) TileScalar<T, R>(cur, prev, A, W, c, F, a, act, n, j);
+    Tile<T, R, kColumnVectors>(cur, prev, A, W, ws, c, F, a, act, n, j);
+  for (; j + L <= n; j += L) Tile<T, R, 1>(cur, prev, A, W, ws, c, F, a, act, n, j);
+  if (j < n) Tile<T, R, 1, true>(cur, prev, A, W, ws, c, F, a, act, n, j, n - j);
 }
 
 // One time step for `rows` rows starting at the given row pointers.
 template <typename T>
-void Step(T* cur, const T* prev, const T* A, const T* W, const T* c, const T* F, const T* a,
-          int32_t act, int64_t rows, int64_t n) {
+void Step(T* cur, const T* prev, const T* A, const T* W, int64_t ws, const T* c, const T* F,
+          const T* a, int32_t act, int64_t rows, int64_t n) {
   int64_t b = 0;
   auto blocks = [&](auto rows_per_tile) {
     constexpr int R = decltype(rows_per_tile)::value;
     for (; b + R <= rows; b += R) {
       const int64_t o = b * n;
-      Rows<T, R>(cur + o, prev + o, A + o, W, c, F ? F + o : nullptr, a, act, n);
+      Rows<T, R>(cur + o, prev + o, A + o, W, ws, c, F ? F + o : nullptr, a, act, n);
     }
   };
   blocks(std::integral_constant<int, kRowBlock>{});
   blocks(std::integral_constant<int, 4>{});
   blocks(std::integral_constant<int, 1>{});
 }
+
+// W as the tiles read it: itself when rows are whole vectors, else a zero-padded copy.
+template <typename T>
+class PaddedWeights {
+ public:
+  PaddedWeights(const T* W, int64_t n) {
+    constexpr int L = Vec<T>::kLanes;
+    stride_ = (n + L - 1) / L * L;
+    if (stride_ == n) {
+      data_ = W;
+      return;
+    }
+    copy_.assign(n * stride_, T(0));
+    for (int64_t k = 0; k < n; ++k) std::memcpy(&copy_[k * stride_], W + k * n, n * sizeof(T));
+    data_ = copy_.data();
+  }
+  const T* data() const { return data_; }
+  int64_t stride() const { return stride_; }
+
+ private:
+  const T* data_;
+  int64_t stride_;
+  std::vector<T> copy_;
+};
 
 // Runs fn(0..n_chunks-1) on the calling thread and up to (pool threads - 1) pool tasks. Chunks
 // are claimed from a shared counter, so the caller never waits for a chunk nobody started.
@@ -178,7 +208,8 @@ void ParallelChunks(ffi::ThreadPool& pool, int64_t n_chunks, int64_t workers, Fn
   auto work = [state, n_chunks, fn]() {
     for (int64_t i; (i = state->next.fetch_add(1)) < n_chunks;) {
       fn(i);
-      state->done.fetch_add(1, std::memory_order_release);
+      if (state->done.fetch_add(1, std::memory_order_acq_rel) + 1 == n_chunks)
+        state->done.notify_all();
     }
   };
   for (int64_t w = 1; w < workers; ++w) {
@@ -186,7 +217,10 @@ void ParallelChunks(ffi::ThreadPool& pool, int64_t n_chunks, int64_t workers, Fn
     pool.Schedule(std::move(task));
   }
   work();
-  while (state->done.load(std::memory_order_acquire) < n_chunks) std::this_thread::yield();
+  // Sleep, not spin: other devices' programs may want this core (an ensemble sharded over
+  // host devices runs one of these calls per device at once).
+  for (int64_t d; (d = state->done.load(std::memory_order_acquire)) < n_chunks;)
+    state->done.wait(d, std::memory_order_acquire);
 }
 
 struct Layout {
@@ -228,13 +262,14 @@ void Forward(ffi::ThreadPool& pool, const Layout& l, T* X, T* Rt, const T* W, co
     const int64_t nb = std::min(rows, l.batch - b0);
     T* Xe = X + e * seq + b0 * l.n;
     T* Re = Rt + e * seq + b0 * l.n;
-    const T* We = W + e * l.n * l.n;
+    const PaddedWeights<T> We(W + e * l.n * l.n, l.n);
     const T* ce = c + e * l.n;
     for (int64_t t = 1; t < l.steps1; ++t) {
       T* prev = Xe + (t - 1) * plane;
       T* rate = Re + (t - 1) * plane;
       Activate<T>(act, prev, rate, nb * l.n);
-      Step<T>(Xe + t * plane, prev, rate, We, ce, nullptr, nullptr, act, nb, l.n);
+      Step<T>(Xe + t * plane, prev, rate, We.data(), We.stride(), ce, nullptr, nullptr, act, nb,
+              l.n);
     }
     Activate<T>(act, Xe + (l.steps1 - 1) * plane, Re + (l.steps1 - 1) * plane, nb * l.n);
   });
@@ -252,11 +287,11 @@ void Backward(ffi::ThreadPool& pool, const Layout& l, T* M, const T* F, const T*
     const int64_t nb = std::min(rows, l.batch - b0);
     T* Me = M + e * seq + b0 * l.n;
     const T* Fe = F + e * seq + b0 * l.n;
-    const T* We = W + e * l.n * l.n;
+    const PaddedWeights<T> We(W + e * l.n * l.n, l.n);
     for (int64_t t = l.steps1 - 2; t >= 1; --t) {
       const T* prev = Me + t * plane;
-      Step<T>(Me + (t - 1) * plane, prev, prev, We, c + e * l.n, Fe + t * plane, a + e * l.n,
-              act, nb, l.n);
+      Step<T>(Me + (t - 1) * plane, prev, prev, We.data(), We.stride(), c + e * l.n,
+              Fe + t * plane, a + e * l.n, act, nb, l.n);
     }
   });
 }
@@ -266,61 +301,58 @@ void CopyIfNotAliased(const ffi::AnyBuffer& in, ffi::Result<ffi::AnyBuffer>& out
     std::memcpy(out->untyped_data(), in.untyped_data(), in.size_bytes());
 }
 
-ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::AnyBuffer c,
-                       ffi::Result<ffi::AnyBuffer> x_out, ffi::Result<ffi::AnyBuffer> r_out,
-                       int32_t activation) {
-  Layout l;
-  if (auto err = CheckLayout(x, w, c, &l); err.failure()) return err;
+template <typename T>
+T* Data(ffi::Result<ffi::AnyBuffer>& b) {
+  return static_cast<T*>(b->untyped_data());
+}
+template <typename T>
+const T* Data(const ffi::AnyBuffer& b) {
+  return static_cast<const T*>(b.untyped_data());
+}
+
+// Checks shared by both handlers; then run(T{}) with T the buffers' float type.
+template <typename Run>
+ffi::Error Dispatch(const ffi::AnyBuffer& x, const ffi::AnyBuffer& w, const ffi::AnyBuffer& c,
+                    int32_t activation, Layout* l, Run run) {
+  if (auto err = CheckLayout(x, w, c, l); err.failure()) return err;
   if (activation != kTanh && activation != kRelu)
     return ffi::Error::InvalidArgument("activation must be 0 (tanh) or 1 (relu)");
-  CopyIfNotAliased(x, x_out);
   switch (x.element_type()) {
     case ffi::DataType::F32:
-      Forward<float>(pool, l, static_cast<float*>(x_out->untyped_data()),
-                     static_cast<float*>(r_out->untyped_data()),
-                     static_cast<const float*>(w.untyped_data()),
-                     static_cast<const float*>(c.untyped_data()), activation);
+      run(float{});
       return ffi::Error::Success();
     case ffi::DataType::F64:
-      Forward<double>(pool, l, static_cast<double*>(x_out->untyped_data()),
-                      static_cast<double*>(r_out->untyped_data()),
-                      static_cast<const double*>(w.untyped_data()),
-                      static_cast<const double*>(c.untyped_data()), activation);
+      run(double{});
       return ffi::Error::Success();
     default:
       return ffi::Error::InvalidArgument("dtype must be float32 or float64");
   }
 }
 
-ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer m, ffi::AnyBuffer f, ffi::AnyBuffer w,
-                        ffi::AnyBuffer c, ffi::AnyBuffer a, ffi::Result<ffi::AnyBuffer> m_out,
-                        int32_t activation) {
+ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::AnyBuffer c,
+                       ffi::Result<ffi::AnyBuffer> x_out, ffi::Result<ffi::AnyBuffer> r_out,
+                       int32_t activation) {
   Layout l;
-  if (auto err = CheckLayout(m, w, c, &l); err.failure()) return err;
-  if (activation != kTanh && activation != kRelu)
-    return ffi::Error::InvalidArgument("activation must be 0 (tanh) or 1 (relu)");
-  if (f.element_count() != m.element_count() || a.element_count() != c.element_count() ||
-      f.element_type() != m.element_type() || a.element_type() != m.element_type())
+  return Dispatch(x, w, c, activation, &l, [&](auto zero) {
+    using T = decltype(zero);
+    CopyIfNotAliased(x, x_out);
+    Forward<T>(pool, l, Data<T>(x_out), Data<T>(r_out), Data<T>(w), Data<T>(c), activation);
+  });
+}
+
+ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer m, ffi::AnyBuffer rates,
+                        ffi::AnyBuffer w, ffi::AnyBuffer c, ffi::AnyBuffer a,
+                        ffi::Result<ffi::AnyBuffer> m_out, int32_t activation) {
+  if (rates.element_count() != m.element_count() || a.element_count() != c.element_count() ||
+      rates.element_type() != m.element_type() || a.element_type() != m.element_type())
     return ffi::Error::InvalidArgument("rates must match the adjoint buffer and a must match c");
-  CopyIfNotAliased(m, m_out);
-  switch (m.element_type()) {
-    case ffi::DataType::F32:
-      Backward<float>(pool, l, static_cast<float*>(m_out->untyped_data()),
-                      static_cast<const float*>(f.untyped_data()),
-                      static_cast<const float*>(w.untyped_data()),
-                      static_cast<const float*>(c.untyped_data()),
-                      static_cast<const float*>(a.untyped_data()), activation);
-      return ffi::Error::Success();
-    case ffi::DataType::F64:
-      Backward<double>(pool, l, static_cast<double*>(m_out->untyped_data()),
-                       static_cast<const double*>(f.untyped_data()),
-                       static_cast<const double*>(w.untyped_data()),
-                       static_cast<const double*>(c.untyped_data()),
-                       static_cast<const double*>(a.untyped_data()), activation);
-      return ffi::Error::Success();
-    default:
-      return ffi::Error::InvalidArgument("dtype must be float32 or float64");
-  }
+  Layout l;
+  return Dispatch(m, w, c, activation, &l, [&](auto zero) {
+    using T = decltype(zero);
+    CopyIfNotAliased(m, m_out);
+    Backward<T>(pool, l, Data<T>(m_out), Data<T>(rates), Data<T>(w), Data<T>(c), Data<T>(a),
+                activation);
+  });
 }
 
 }  // namespace
