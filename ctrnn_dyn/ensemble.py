@@ -35,8 +35,9 @@ so on one device an ensemble is only about as fast as a compiled loop (1.0–1.2
 expose the cores as devices before JAX starts
 (``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>``) and the default
 ``devices="auto"`` shards the chunk over them, each core looping over its networks at about the
-speed of a single-network process on that core (on 2 cores 1.4× a compiled loop of the default
-fast step, which already spills onto the second core, and 1.9× a loop through ``nn.RNN``); (2)
+speed of a single-network process on that core (on 2 cores 1.1× a compiled loop of the default
+fast step, whose compiled recurrence kernels already use both cores, and 2.2× a loop through
+``nn.RNN``); (2)
 less work per network: a task with an ``input_basis`` (the modulo-3 task's three colour vectors)
 is trained on its ``(B, T, 3)`` codes with ``basis @ K_in`` as the input kernel
 (:func:`ctrnn_dyn.train.loss_fn`), removing a third of the step's arithmetic for ensemble and

@@ -155,6 +155,14 @@ def _use_native(code: int | None) -> bool:
     return code is not None and native.load()
 
 
+def _run_loop(code: int | None, native_loop: Callable, xla_loop: Callable, *args):
+    """``native_loop(*args)`` where the compiled kernels can run it (CPU; tanh or relu; built),
+    else ``xla_loop(*args)``."""
+    if _use_native(code):
+        return lax.platform_dependent(*args, cpu=native_loop, default=xla_loop)
+    return xla_loop(*args)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(9,))
 def _layer(K, K_in, b, K_out, b_out, x0, u, E0, alpha, act):
     """``(Y, R)``, both with ``T + 1`` time rows: ``R[t] = f(x_t)``, ``Y[t] = R[t] K_out + b_out``
@@ -171,12 +179,8 @@ def _layer_fwd(K, K_in, b, K_out, b_out, x0, u, E0, alpha, act):
         E = E + E0
     X = jnp.concatenate([x0[None], alpha * E], axis=0)  # row t becomes x_t in place
     code = _native_activation(act)
-    if _use_native(code):
-        X, R = lax.platform_dependent(
-            X, K_alpha, c, cpu=functools.partial(_native_forward, code=code),
-            default=functools.partial(_xla_forward, act=act))
-    else:
-        X, R = _xla_forward(X, K_alpha, c, act)
+    X, R = _run_loop(code, functools.partial(_native_forward, code=code),
+                     functools.partial(_xla_forward, act=act), X, K_alpha, c)
     Y = R @ K_out + b_out
     saved = None if code is not None else X  # tanh' and relu' follow from the rates
     return (Y, R), (K, K_in, K_out, u, R, saved, alpha, E0 is not None)
@@ -194,13 +198,8 @@ def _layer_bwd(act, res, cotangents):
     g = gR + _affine(gY, K_out.T, 0.0)  # total cotangent of the rates, (T+1, B, n)
     # mu[t] = α λ_{t+1} for t = 0..T-1; row T stays 0 so that mu pairs row by row with R.
     mu = jnp.concatenate([alpha * F[1:] * g[1:], jnp.zeros_like(g[:1])], axis=0)
-    xla_loop = functools.partial(_xla_backward, code=code, act=act, X=X)
-    if _use_native(code):
-        mu = lax.platform_dependent(
-            mu, R, KT, c, alpha, cpu=functools.partial(_native_backward, code=code),
-            default=xla_loop)
-    else:
-        mu = xla_loop(mu, R, KT, c, alpha)
+    mu = _run_loop(code, functools.partial(_native_backward, code=code),
+                   functools.partial(_xla_backward, code=code, act=act, X=X), mu, R, KT, c, alpha)
     dx0 = F[0] * (g[0] + mu[0] @ KT) + (c / alpha) * mu[0]
     mu2, R2 = mu.reshape(-1, n), R.reshape(-1, n)
     dK = R2.T @ mu2

@@ -3,10 +3,11 @@
 // forward:  X[t] += c * X[t-1] + f(X[t-1]) W,         R[t-1] = f(X[t-1]),  t = 1..T
 // backward: M[t-1] += c * M[t] + a * f'(x_t) * (M[t] W),   f'(x_t) from R[t],  t = T-1..1
 //
-// f is tanh (f' = 1 - r^2) or relu (f' = [r > 0]). Buffers are (..., T+1, B, n), row-major; W is (..., n, n), c and a are (..., n); leading dims
-// (networks, under vmap) must agree. Batch rows are independent through time, so each worker
-// runs whole sequences for a block of rows: no synchronisation per time step. One step of a
-// block is a register-tiled matmul with the update fused into its store.
+// f is tanh (f' = 1 - r^2) or relu (f' = [r > 0]). Buffers are (..., T+1, B, n), row-major; W is
+// (..., n, n), c and a are (..., n); leading dims (networks, under vmap) must agree. Batch rows
+// are independent through time, so each worker runs whole sequences for a block of rows: no
+// synchronisation per time step. One step of a block is a register-tiled matmul with the update
+// fused into its store.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -84,11 +85,6 @@ inline vec_t<T> Derivative(int32_t act, vec_t<T> r) {
   using V = vec_t<T>;
   const V one = V{} + T(1);
   return act == kTanh ? one - r * r : (r > V{} ? one : V{});
-}
-
-template <typename T>
-inline T Derivative(int32_t act, T r) {
-  return act == kTanh ? T(1) - r * r : (r > T(0) ? T(1) : T(0));
 }
 
 // The first m lanes of a vector (the last, partial vector of a row); the other lanes are 0.
@@ -234,7 +230,8 @@ ffi::Error CheckLayout(const ffi::AnyBuffer& x, const ffi::AnyBuffer& w, const f
   const int64_t r = xd.size();
   Layout l{1, xd[r - 3], xd[r - 2], xd[r - 1]};
   for (int64_t i = 0; i < r - 3; ++i) l.nets *= xd[i];
-  if (w.element_count() != l.nets * l.n * l.n || c.element_count() != l.nets * l.n)
+  if (static_cast<int64_t>(w.element_count()) != l.nets * l.n * l.n ||
+      static_cast<int64_t>(c.element_count()) != l.nets * l.n)
     return ffi::Error::InvalidArgument("weights must be (..., n, n) and c (..., n)");
   if (w.element_type() != x.element_type() || c.element_type() != x.element_type())
     return ffi::Error::InvalidArgument("all buffers must share one dtype");
@@ -250,48 +247,50 @@ int64_t RowsPerChunk(const Layout& l, int64_t workers) {
   return std::max<int64_t>(1, std::min(rows, l.batch));
 }
 
-template <typename T>
-void Forward(ffi::ThreadPool& pool, const Layout& l, T* X, T* Rt, const T* W, const T* c,
-             int32_t act) {
+// Runs fn(e, b0, nb) for the blocks of nb batch rows from row b0 of every network e, spread over
+// the pool.
+template <typename Fn>
+void ForEachRowBlock(ffi::ThreadPool& pool, const Layout& l, Fn fn) {
   const int64_t workers = std::max<int64_t>(1, pool.num_threads());
   const int64_t rows = RowsPerChunk(l, workers);
   const int64_t per_net = (l.batch + rows - 1) / rows;
-  const int64_t plane = l.batch * l.n, seq = l.steps1 * plane;
   ParallelChunks(pool, l.nets * per_net, workers, [=](int64_t chunk) {
     const int64_t e = chunk / per_net, b0 = (chunk % per_net) * rows;
-    const int64_t nb = std::min(rows, l.batch - b0);
+    fn(e, b0, std::min(rows, l.batch - b0));
+  });
+}
+
+template <typename T>
+void Forward(ffi::ThreadPool& pool, const Layout& l, T* X, T* R, const T* W, const T* c,
+             int32_t act) {
+  const int64_t plane = l.batch * l.n, seq = l.steps1 * plane;
+  ForEachRowBlock(pool, l, [=](int64_t e, int64_t b0, int64_t nb) {
     T* Xe = X + e * seq + b0 * l.n;
-    T* Re = Rt + e * seq + b0 * l.n;
+    T* Re = R + e * seq + b0 * l.n;
     const PaddedWeights<T> We(W + e * l.n * l.n, l.n);
-    const T* ce = c + e * l.n;
     for (int64_t t = 1; t < l.steps1; ++t) {
       T* prev = Xe + (t - 1) * plane;
       T* rate = Re + (t - 1) * plane;
       Activate<T>(act, prev, rate, nb * l.n);
-      Step<T>(Xe + t * plane, prev, rate, We.data(), We.stride(), ce, nullptr, nullptr, act, nb,
-              l.n);
+      Step<T>(Xe + t * plane, prev, rate, We.data(), We.stride(), c + e * l.n, nullptr, nullptr,
+              act, nb, l.n);
     }
     Activate<T>(act, Xe + (l.steps1 - 1) * plane, Re + (l.steps1 - 1) * plane, nb * l.n);
   });
 }
 
 template <typename T>
-void Backward(ffi::ThreadPool& pool, const Layout& l, T* M, const T* F, const T* W, const T* c,
+void Backward(ffi::ThreadPool& pool, const Layout& l, T* M, const T* R, const T* W, const T* c,
               const T* a, int32_t act) {
-  const int64_t workers = std::max<int64_t>(1, pool.num_threads());
-  const int64_t rows = RowsPerChunk(l, workers);
-  const int64_t per_net = (l.batch + rows - 1) / rows;
   const int64_t plane = l.batch * l.n, seq = l.steps1 * plane;
-  ParallelChunks(pool, l.nets * per_net, workers, [=](int64_t chunk) {
-    const int64_t e = chunk / per_net, b0 = (chunk % per_net) * rows;
-    const int64_t nb = std::min(rows, l.batch - b0);
+  ForEachRowBlock(pool, l, [=](int64_t e, int64_t b0, int64_t nb) {
     T* Me = M + e * seq + b0 * l.n;
-    const T* Fe = F + e * seq + b0 * l.n;
+    const T* Re = R + e * seq + b0 * l.n;
     const PaddedWeights<T> We(W + e * l.n * l.n, l.n);
     for (int64_t t = l.steps1 - 2; t >= 1; --t) {
       const T* prev = Me + t * plane;
       Step<T>(Me + (t - 1) * plane, prev, prev, We.data(), We.stride(), c + e * l.n,
-              Fe + t * plane, a + e * l.n, act, nb, l.n);
+              Re + t * plane, a + e * l.n, act, nb, l.n);
     }
   });
 }
