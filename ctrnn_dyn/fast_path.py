@@ -105,22 +105,28 @@ def _rate_derivative(code: int | None, act: Callable, R: jax.Array, X: jax.Array
     return jax.jvp(act, (X,), (jnp.ones_like(X),))[1]
 
 
-def _xla_forward(X, K_alpha, c, act):
-    """``X[t] += c X[t-1] + f(X[t-1]) K_alpha`` for ``t = 1..T`` as an XLA loop; ``(X, f(X))``."""
+def _xla_forward(X, x0, K_alpha, c, act):
+    """``X`` holds ``α E`` (``T`` rows) and becomes ``x_1..x_T`` in place, by an XLA loop of
+    ``x_t = c x_{t-1} + f(x_{t-1}) K_alpha + α E_{t-1}``; returns ``(X, f([x_0; X]))``."""
+    X = _set_row(X, X[0] + c * x0 + act(x0) @ K_alpha, 0)
 
     def step(t, X):
         x = _row(X, t - 1)
         return _set_row(X, _row(X, t) + (c * x + act(x) @ K_alpha), t)
 
     X = lax.fori_loop(1, X.shape[0], step, X)
-    return X, act(X)
+    return X, act(jnp.concatenate([x0[None], X], axis=0))
 
 
-def _native_forward(X, K_alpha, c, code):
-    out = jax.ShapeDtypeStruct(X.shape, X.dtype)
-    call = jax.ffi.ffi_call(native.FORWARD_TARGET, (out, out), vmap_method="broadcast_all",
-                            input_output_aliases={0: 0})
-    return tuple(call(X, K_alpha, jnp.broadcast_to(c, X.shape[-1:]), activation=np.int32(code)))
+def _native_forward(X, x0, K_alpha, c, code):
+    """:func:`_xla_forward` in the compiled kernel (``X`` is updated in place)."""
+    rates = X.shape[:-3] + (X.shape[-3] + 1,) + X.shape[-2:]
+    call = jax.ffi.ffi_call(
+        native.FORWARD_TARGET,
+        (jax.ShapeDtypeStruct(X.shape, X.dtype), jax.ShapeDtypeStruct(rates, X.dtype)),
+        vmap_method="broadcast_all", input_output_aliases={0: 0})
+    return tuple(call(X, x0, K_alpha, jnp.broadcast_to(c, X.shape[-1:]),
+                      activation=np.int32(code)))
 
 
 def _xla_backward(mu, R, KT, c, alpha, code, act, X):
@@ -177,12 +183,14 @@ def _layer_fwd(K, K_in, b, K_out, b_out, x0, u, E0, alpha, act):
     E = _affine(u, K_in, b)
     if E0 is not None:
         E = E + E0
-    X = jnp.concatenate([x0[None], alpha * E], axis=0)  # row t becomes x_t in place
     code = _native_activation(act)
+    # Row t of α E becomes x_{t+1} in place. (Writing x_0 into the same buffer as a first row,
+    # a concatenation, made LLVM's vectoriser run for ever on some fused batch samplers.)
     X, R = _run_loop(code, functools.partial(_native_forward, code=code),
-                     functools.partial(_xla_forward, act=act), X, K_alpha, c)
+                     functools.partial(_xla_forward, act=act), alpha * E, x0, K_alpha, c)
     Y = R @ K_out + b_out
-    saved = None if code is not None else X  # tanh' and relu' follow from the rates
+    # tanh' and relu' follow from the rates; other activations keep the states.
+    saved = None if code is not None else jnp.concatenate([x0[None], X], axis=0)
     return (Y, R), (K, K_in, K_out, u, R, saved, alpha, E0 is not None)
 
 

@@ -117,3 +117,30 @@ def test_fast_forward_rejects_bad_shapes():
         fast_forward(cell, params, u[0])
     with pytest.raises(ValueError, match="inputs have width 4 but the params expect 2"):
         fast_forward(cell, params, jnp.zeros((3, 8, 4)))
+
+
+SAMPLER_IN_STEP = """
+import jax
+from ctrnn_dyn.model import CTRNNCell
+from ctrnn_dyn.tasks import PerceptualDecision
+from ctrnn_dyn.train import train
+cell = CTRNNCell(hidden_features=16, output_features=1, alpha=0.5, noise_const=0.0)
+task = PerceptualDecision(n_steps=20, stim_start=2, stim_steps=10, response_steps=4,
+                          coherences=(0.3, 0.6), noise_std=0.3)
+train(cell, task, key=jax.random.key(0), steps=3, batch_size=32, loss="cross_entropy",
+      progress=False)
+"""
+
+
+@pytest.mark.parametrize("kernels", ["1", "0"], ids=["native", "xla"])
+def test_a_step_that_samples_its_batch_compiles_in_bounded_time(kernels):
+    """A regression: with x_0 concatenated onto the fused batch sampler's output, LLVM's
+    vectoriser never finished compiling this step (a subprocess, so a hang fails, not stalls)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, native.ENV_SWITCH: kernels}
+    out = subprocess.run([sys.executable, "-c", SAMPLER_IN_STEP], env=env, capture_output=True,
+                         text=True, timeout=240)
+    assert out.returncode == 0, out.stderr

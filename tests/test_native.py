@@ -26,12 +26,17 @@ def _f_prime_from_rates(code, r):
     return 1.0 - r * r if code == TANH else (r > 0).astype(r.dtype)
 
 
-def _numpy_forward(X, W, c, code):
-    """X[t] += c X[t-1] + f(X[t-1]) W for t = 1..T; returns (X, f(X)), float64."""
-    X = np.array(X, np.float64)
-    for t in range(1, X.shape[0]):
-        X[t] += c * X[t - 1] + _f(code, X[t - 1]) @ W
-    return X, _f(code, X)
+def _numpy_forward(X, x0, W, c, code):
+    """x_t = X[t-1] + c x_{t-1} + f(x_{t-1}) W for t = 1..T; returns (x_1..x_T, f(x_0..x_T)),
+    float64."""
+    X, prev = np.array(X, np.float64), np.array(x0, np.float64)
+    R = np.empty((X.shape[0] + 1,) + X.shape[1:])
+    for t in range(X.shape[0]):
+        R[t] = _f(code, prev)
+        X[t] += c * prev + R[t] @ W
+        prev = X[t]
+    R[-1] = _f(code, prev)
+    return X, R
 
 
 def _numpy_backward(M, R, W, c, a, code):
@@ -56,9 +61,9 @@ def test_kernels_build_and_load_here():
     assert native.status().startswith("loaded from")
 
 
-# (T + 1, B, n): a single step, tails of every tile shape (rows not a multiple of 8 or 4,
-# widths below and between vector widths), and the benchmark's size.
-SHAPES = [(2, 1, 1), (5, 3, 7), (9, 13, 37), (4, 17, 100), (6, 64, 128)]
+# (T, B, n): a single step, tails of every tile shape (rows not a multiple of 8 or 4, widths
+# below and between vector widths), and the benchmark's size.
+SHAPES = [(1, 1, 1), (4, 3, 7), (8, 13, 37), (3, 17, 100), (5, 64, 128)]
 
 
 @needs_compiler
@@ -68,16 +73,17 @@ SHAPES = [(2, 1, 1), (5, 3, 7), (9, 13, 37), (4, 17, 100), (6, 64, 128)]
 @pytest.mark.parametrize("shape", SHAPES, ids=[str(s) for s in SHAPES])
 def test_forward_and_backward_match_numpy_loops(shape, code, dtype, rtol):
     assert native.available(), native.status()
-    n = shape[-1]
+    T, B, n = shape
     X, W, c = _draw(shape, n, dtype)
+    x0 = _draw((B, n), n, dtype, seed=2)[0]
     a = (1.0 - c).astype(dtype)
     with jax.enable_x64(dtype == np.float64):
-        Xk, Rk = jax.jit(fast_path._native_forward, static_argnums=3)(X, W, c, code)
-        X_ref, R_ref = _numpy_forward(X, W, c, code)
-        scale = np.abs(X_ref).max()
-        np.testing.assert_allclose(Xk, X_ref, rtol=rtol, atol=rtol * scale)
+        Xk, Rk = jax.jit(fast_path._native_forward, static_argnums=4)(X, x0, W, c, code)
+        X_ref, R_ref = _numpy_forward(X, x0, W, c, code)
+        np.testing.assert_allclose(Xk, X_ref, rtol=rtol, atol=rtol * np.abs(X_ref).max())
         np.testing.assert_allclose(Rk, R_ref, rtol=rtol, atol=rtol)
-        M = _draw(shape, n, dtype, seed=1)[0]
+        # the adjoint runs over T + 1 rows, paired with the rates
+        M = _draw((T + 1, B, n), n, dtype, seed=1)[0]
         R = R_ref.astype(dtype)
         Mk = jax.jit(fast_path._native_backward, static_argnums=5)(M, R, W.T, c, a, code)
         M_ref = _numpy_backward(M, R, W.T, c, a, code)
@@ -89,17 +95,18 @@ def test_vmap_over_networks_runs_each_network_with_its_own_weights():
     """Leading (network) axes: two nested vmaps, every network against its own NumPy loop."""
     assert native.available(), native.status()
     with jax.enable_x64(True):
-        T1, B, n = 6, 10, 20
-        X = np.stack([np.stack([_draw((T1, B, n), n, np.float64, seed=3 * i + j)[0]
+        T, B, n = 6, 10, 20
+        X = np.stack([np.stack([_draw((T, B, n), n, np.float64, seed=3 * i + j)[0]
                                 for j in range(3)]) for i in range(2)])
         W = np.stack([np.stack([_draw((1,), n, np.float64, seed=10 + 3 * i + j)[1]
                                 for j in range(3)]) for i in range(2)])
+        x0 = _draw((B, n), n, np.float64, seed=20)[0]  # shared: broadcast by the vmaps
         c = np.full(n, 0.8)
-        run = jax.vmap(jax.vmap(lambda X, W: fast_path._native_forward(X, W, c, TANH)))
+        run = jax.vmap(jax.vmap(lambda X, W: fast_path._native_forward(X, x0, W, c, TANH)))
         Xk, Rk = jax.jit(run)(X, W)
         for i in range(2):
             for j in range(3):
-                X_ref, R_ref = _numpy_forward(X[i, j], W[i, j], c, TANH)
+                X_ref, R_ref = _numpy_forward(X[i, j], x0, W[i, j], c, TANH)
                 np.testing.assert_allclose(Xk[i, j], X_ref, rtol=1e-12, atol=1e-12)
                 np.testing.assert_allclose(Rk[i, j], R_ref, rtol=1e-12, atol=1e-12)
 

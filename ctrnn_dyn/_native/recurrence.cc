@@ -1,10 +1,12 @@
 // The two recurrences of ctrnn_dyn.fast_path as XLA FFI handlers for the CPU.
 //
-// forward:  X[t] += c * X[t-1] + f(X[t-1]) W,         R[t-1] = f(X[t-1]),  t = 1..T
-// backward: M[t-1] += c * M[t] + a * f'(x_t) * (M[t] W),   f'(x_t) from R[t],  t = T-1..1
+// forward:  x_t += c * x_{t-1} + f(x_{t-1}) W, R[t-1] = f(x_{t-1}),  t = 1..T, with x_t = X[t-1]
+//           (X is (..., T, B, n), x_0 (..., B, n), R (..., T+1, B, n))
+// backward: M[t-1] += c * M[t] + a * f'(x_t) * (M[t] W),  f'(x_t) from R[t],  t = T-1..1
+//           (M and R are (..., T+1, B, n))
 //
-// f is tanh (f' = 1 - r^2) or relu (f' = [r > 0]). Buffers are (..., T+1, B, n), row-major; W is
-// (..., n, n), c and a are (..., n); leading dims (networks, under vmap) must agree. Batch rows
+// f is tanh (f' = 1 - r^2) or relu (f' = [r > 0]). Buffers are row-major; W is (..., n, n), c and
+// a are (..., n); leading dims (networks, under vmap) must agree. Batch rows
 // are independent through time, so each worker runs whole sequences for a block of rows: no
 // synchronisation per time step. One step of a block is a register-tiled matmul with the update
 // fused into its store.
@@ -220,13 +222,13 @@ void ParallelChunks(ffi::ThreadPool& pool, int64_t n_chunks, int64_t workers, Fn
 }
 
 struct Layout {
-  int64_t nets, steps1, batch, n;  // steps1 = T + 1
+  int64_t nets, rows, batch, n;  // rows: time rows of the state buffer
 };
 
 ffi::Error CheckLayout(const ffi::AnyBuffer& x, const ffi::AnyBuffer& w, const ffi::AnyBuffer& c,
                        Layout* out) {
   auto xd = x.dimensions();
-  if (xd.size() < 3) return ffi::Error::InvalidArgument("state buffer must be (..., T+1, B, n)");
+  if (xd.size() < 3) return ffi::Error::InvalidArgument("state buffer must be (..., time, B, n)");
   const int64_t r = xd.size();
   Layout l{1, xd[r - 3], xd[r - 2], xd[r - 1]};
   for (int64_t i = 0; i < r - 3; ++i) l.nets *= xd[i];
@@ -261,33 +263,34 @@ void ForEachRowBlock(ffi::ThreadPool& pool, const Layout& l, Fn fn) {
 }
 
 template <typename T>
-void Forward(ffi::ThreadPool& pool, const Layout& l, T* X, T* R, const T* W, const T* c,
-             int32_t act) {
-  const int64_t plane = l.batch * l.n, seq = l.steps1 * plane;
+void Forward(ffi::ThreadPool& pool, const Layout& l, T* X, const T* x0, T* R, const T* W,
+             const T* c, int32_t act) {
+  const int64_t plane = l.batch * l.n, seq = l.rows * plane;
   ForEachRowBlock(pool, l, [=](int64_t e, int64_t b0, int64_t nb) {
     T* Xe = X + e * seq + b0 * l.n;
-    T* Re = R + e * seq + b0 * l.n;
+    T* Re = R + e * (seq + plane) + b0 * l.n;
     const PaddedWeights<T> We(W + e * l.n * l.n, l.n);
-    for (int64_t t = 1; t < l.steps1; ++t) {
-      T* prev = Xe + (t - 1) * plane;
-      T* rate = Re + (t - 1) * plane;
+    const T* prev = x0 + e * plane + b0 * l.n;
+    for (int64_t t = 0; t < l.rows; ++t) {
+      T* rate = Re + t * plane;
       Activate<T>(act, prev, rate, nb * l.n);
       Step<T>(Xe + t * plane, prev, rate, We.data(), We.stride(), c + e * l.n, nullptr, nullptr,
               act, nb, l.n);
+      prev = Xe + t * plane;
     }
-    Activate<T>(act, Xe + (l.steps1 - 1) * plane, Re + (l.steps1 - 1) * plane, nb * l.n);
+    Activate<T>(act, prev, Re + l.rows * plane, nb * l.n);
   });
 }
 
 template <typename T>
 void Backward(ffi::ThreadPool& pool, const Layout& l, T* M, const T* R, const T* W, const T* c,
               const T* a, int32_t act) {
-  const int64_t plane = l.batch * l.n, seq = l.steps1 * plane;
+  const int64_t plane = l.batch * l.n, seq = l.rows * plane;
   ForEachRowBlock(pool, l, [=](int64_t e, int64_t b0, int64_t nb) {
     T* Me = M + e * seq + b0 * l.n;
     const T* Re = R + e * seq + b0 * l.n;
     const PaddedWeights<T> We(W + e * l.n * l.n, l.n);
-    for (int64_t t = l.steps1 - 2; t >= 1; --t) {
+    for (int64_t t = l.rows - 2; t >= 1; --t) {
       const T* prev = Me + t * plane;
       Step<T>(Me + (t - 1) * plane, prev, prev, We.data(), We.stride(), c + e * l.n,
               Re + t * plane, a + e * l.n, act, nb, l.n);
@@ -309,11 +312,9 @@ const T* Data(const ffi::AnyBuffer& b) {
   return static_cast<const T*>(b.untyped_data());
 }
 
-// Checks shared by both handlers; then run(T{}) with T the buffers' float type.
+// run(T{}) with T the buffers' float type, after checking the activation code.
 template <typename Run>
-ffi::Error Dispatch(const ffi::AnyBuffer& x, const ffi::AnyBuffer& w, const ffi::AnyBuffer& c,
-                    int32_t activation, Layout* l, Run run) {
-  if (auto err = CheckLayout(x, w, c, l); err.failure()) return err;
+ffi::Error Dispatch(const ffi::AnyBuffer& x, int32_t activation, Run run) {
   if (activation != kTanh && activation != kRelu)
     return ffi::Error::InvalidArgument("activation must be 0 (tanh) or 1 (relu)");
   switch (x.element_type()) {
@@ -328,14 +329,20 @@ ffi::Error Dispatch(const ffi::AnyBuffer& x, const ffi::AnyBuffer& w, const ffi:
   }
 }
 
-ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::AnyBuffer c,
-                       ffi::Result<ffi::AnyBuffer> x_out, ffi::Result<ffi::AnyBuffer> r_out,
-                       int32_t activation) {
+ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer x0,
+                       ffi::AnyBuffer w, ffi::AnyBuffer c, ffi::Result<ffi::AnyBuffer> x_out,
+                       ffi::Result<ffi::AnyBuffer> r_out, int32_t activation) {
   Layout l;
-  return Dispatch(x, w, c, activation, &l, [&](auto zero) {
+  if (auto err = CheckLayout(x, w, c, &l); err.failure()) return err;
+  if (static_cast<int64_t>(x0.element_count()) != l.nets * l.batch * l.n ||
+      static_cast<int64_t>(r_out->element_count()) != l.nets * (l.rows + 1) * l.batch * l.n ||
+      x0.element_type() != x.element_type())
+    return ffi::Error::InvalidArgument("x0 must be (..., B, n) and the rates (..., T+1, B, n)");
+  return Dispatch(x, activation, [&](auto zero) {
     using T = decltype(zero);
     CopyIfNotAliased(x, x_out);
-    Forward<T>(pool, l, Data<T>(x_out), Data<T>(r_out), Data<T>(w), Data<T>(c), activation);
+    Forward<T>(pool, l, Data<T>(x_out), Data<T>(x0), Data<T>(r_out), Data<T>(w), Data<T>(c),
+               activation);
   });
 }
 
@@ -346,7 +353,8 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer m, ffi::AnyBuffer r
       rates.element_type() != m.element_type() || a.element_type() != m.element_type())
     return ffi::Error::InvalidArgument("rates must match the adjoint buffer and a must match c");
   Layout l;
-  return Dispatch(m, w, c, activation, &l, [&](auto zero) {
+  if (auto err = CheckLayout(m, w, c, &l); err.failure()) return err;
+  return Dispatch(m, activation, [&](auto zero) {
     using T = decltype(zero);
     CopyIfNotAliased(m, m_out);
     Backward<T>(pool, l, Data<T>(m_out), Data<T>(rates), Data<T>(w), Data<T>(c), Data<T>(a),
@@ -359,6 +367,7 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer m, ffi::AnyBuffer r
 XLA_FFI_DEFINE_HANDLER_SYMBOL(CtrnnDynForward, ForwardImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()
