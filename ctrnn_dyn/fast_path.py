@@ -88,19 +88,20 @@ def _affine(v: jax.Array, w: jax.Array, b: jax.Array | float) -> jax.Array:
 
 
 def _native_activation(fn: Callable) -> int | None:
-    """The compiled kernels' code of ``fn`` (0 tanh, 1 relu), or ``None`` for others."""
+    """The compiled kernels' code of ``fn`` (:data:`native.TANH`, :data:`native.RELU`), or
+    ``None`` for activations they do not cover."""
     if _is_tanh(fn):
-        return 0
+        return native.TANH
     if fn is jax.nn.relu or fn is nn.relu:
-        return 1
+        return native.RELU
     return None
 
 
 def _rate_derivative(code: int | None, act: Callable, R: jax.Array, X: jax.Array) -> jax.Array:
     """``f'(x)`` from the rates for tanh (``1 - r²``) and relu (``[r > 0]``), else by JVP."""
-    if code == 0:
+    if code == native.TANH:
         return 1.0 - R * R
-    if code == 1:
+    if code == native.RELU:
         return (R > 0).astype(R.dtype)
     return jax.jvp(act, (X,), (jnp.ones_like(X),))[1]
 
@@ -129,17 +130,10 @@ def _native_forward(X, x0, K_alpha, c, code):
                       activation=np.int32(code)))
 
 
-def _xla_backward(mu, R, KT, c, alpha, code, act, X):
-    """``mu[t-1] += c mu[t] + α f'(x_t) (mu[t] Kᵀ)`` for ``t = T-1..1`` as an XLA loop."""
+def _xla_backward(mu, R, KT, c, alpha, fprime):
+    """``mu[t-1] += c mu[t] + α f'(x_t) (mu[t] Kᵀ)`` for ``t = T-1..1`` as an XLA loop;
+    ``fprime(t)`` gives ``f'(x_t)``."""
     T = mu.shape[0] - 1
-    if code is None:
-        F = _rate_derivative(code, act, R, X)
-
-        def fprime(t):
-            return _row(F, t)
-    else:
-        def fprime(t):
-            return _rate_derivative(code, act, _row(R, t), None)
 
     def step(k, mu):
         t = T - 1 - k
@@ -158,7 +152,7 @@ def _native_backward(mu, R, KT, c, alpha, code):
 
 
 def _use_native(code: int | None) -> bool:
-    return code is not None and native.load()
+    return code is not None and native.available()
 
 
 def _run_loop(code: int | None, native_loop: Callable, xla_loop: Callable, *args):
@@ -206,8 +200,15 @@ def _layer_bwd(act, res, cotangents):
     g = gR + _affine(gY, K_out.T, 0.0)  # total cotangent of the rates, (T+1, B, n)
     # mu[t] = α λ_{t+1} for t = 0..T-1; row T stays 0 so that mu pairs row by row with R.
     mu = jnp.concatenate([alpha * F[1:] * g[1:], jnp.zeros_like(g[:1])], axis=0)
+    if code is None:
+        def fprime(t):
+            return _row(F, t)
+    else:  # recomputed per row inside the loop: no (T+1, B, n) buffer of f'
+        def fprime(t):
+            return _rate_derivative(code, act, _row(R, t), None)
+
     mu = _run_loop(code, functools.partial(_native_backward, code=code),
-                   functools.partial(_xla_backward, code=code, act=act, X=X), mu, R, KT, c, alpha)
+                   functools.partial(_xla_backward, fprime=fprime), mu, R, KT, c, alpha)
     dx0 = F[0] * (g[0] + mu[0] @ KT) + (c / alpha) * mu[0]
     mu2, R2 = mu.reshape(-1, n), R.reshape(-1, n)
     dK = R2.T @ mu2

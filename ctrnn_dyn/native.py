@@ -9,15 +9,17 @@ each step's update into a register-tiled matmul:
 
 .. math::
 
-    \text{forward:}\quad X_t \mathrel{+}= c\,X_{t-1} + f(X_{t-1})\,W,\qquad
-    \text{adjoint:}\quad M_{t-1} \mathrel{+}= c\,M_t + a\,F_t\,(M_t W).
+    \text{forward:}\quad x_t = c\,x_{t-1} + f(x_{t-1})\,W + \alpha E_{t-1},\qquad
+    \text{adjoint:}\quad \mu_{t-1} \mathrel{+}= c\,\mu_t + a\,f'(x_t)\,(\mu_t W)
+
+(``W = K α`` forward, ``Kᵀ`` in the adjoint; ``f'`` from the rates, so ``f`` is tanh or relu).
 
 The source is compiled once per machine, on first use, with the C++ compiler on ``PATH``
 (``$CXX``, else ``c++``) against the XLA FFI headers that ship with ``jaxlib``, and cached under
 ``$CTRNN_DYN_CACHE`` (default ``~/.cache/ctrnn_dyn``) by a hash of the source, the compiler,
-the flags, ``jax`` and the CPU. When there is no compiler, or the build fails, :func:`load`
-returns ``False`` and :mod:`ctrnn_dyn.fast_path` runs the same loops in XLA (:func:`status`
-says why). ``CTRNN_DYN_NATIVE=0`` turns the kernels off.
+the flags, ``jax`` and the CPU. When there is no compiler, or the build fails,
+:func:`available` returns ``False`` and :mod:`ctrnn_dyn.fast_path` runs the same loops in XLA
+(:func:`status` says why). ``CTRNN_DYN_NATIVE=0`` turns the kernels off.
 """
 
 from __future__ import annotations
@@ -37,13 +39,17 @@ from pathlib import Path
 
 import jax
 
-__all__ = ["load", "available", "status", "ENV_SWITCH", "FORWARD_TARGET", "BACKWARD_TARGET"]
+__all__ = [
+    "available", "status", "ENV_SWITCH", "FORWARD_TARGET", "BACKWARD_TARGET", "TANH", "RELU",
+]
 
 #: Environment variable: ``0`` keeps the XLA loops.
 ENV_SWITCH = "CTRNN_DYN_NATIVE"
 #: FFI target names registered by :func:`load` (CPU only).
 FORWARD_TARGET = "ctrnn_dyn_forward"
 BACKWARD_TARGET = "ctrnn_dyn_backward"
+#: The kernels' activation codes (their ``activation`` attribute).
+TANH, RELU = 0, 1
 
 SOURCE = Path(__file__).with_name("_native") / "recurrence.cc"
 _log = logging.getLogger(__name__)
@@ -109,7 +115,7 @@ def _ffi_supported() -> bool:
     return "vmap_method" in params and "input_output_aliases" in params
 
 
-def load() -> bool:
+def available() -> bool:
     """Build (once per machine) and register the kernels; ``True`` when they can be used."""
     with _lock:  # traced from several threads at once (sweep workers), it builds once
         return _load()
@@ -148,12 +154,7 @@ def _load() -> bool:
     return True
 
 
-def available() -> bool:
-    """Whether the compiled kernels are in use (builds them on first call)."""
-    return load()
-
-
 def status() -> str:
     """Why the kernels are, or are not, in use."""
-    load()
+    available()
     return _status

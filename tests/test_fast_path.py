@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -136,10 +140,6 @@ train(cell, task, key=jax.random.key(0), steps=3, batch_size=32, loss="cross_ent
 def test_a_step_that_samples_its_batch_compiles_in_bounded_time(kernels):
     """A regression: with x_0 concatenated onto the fused batch sampler's output, LLVM's
     vectoriser never finished compiling this step (a subprocess, so a hang fails, not stalls)."""
-    import os
-    import subprocess
-    import sys
-
     env = {**os.environ, native.ENV_SWITCH: kernels}
     out = subprocess.run([sys.executable, "-c", SAMPLER_IN_STEP], env=env, capture_output=True,
                          text=True, timeout=240)

@@ -15,7 +15,7 @@ from ctrnn_dyn import fast_path, native
 
 needs_compiler = pytest.mark.skipif(shutil.which(os.environ.get("CXX", "c++")) is None,
                                     reason="no C++ compiler on PATH")
-TANH, RELU = 0, 1
+TANH, RELU = native.TANH, native.RELU
 
 
 def _f(code, x):
