@@ -8,9 +8,12 @@ where the payload is a msgpack document written with ``flax.serialization.msgpac
 (arrays as raw bytes with dtype and shape; nothing is ever unpickled). The optimiser state is
 stored as its flattened leaves keyed by their pytree paths and restored into a template
 (``optimizer.init(params)``), with every path, shape and dtype checked. Writes go to a temporary
-file in the same directory, are fsynced, and replace the old file with ``os.replace``; a kill at
-any moment leaves either the old or the new checkpoint. A truncated or corrupt file fails the
-checksum and raises ``ValueError``.
+file in the same directory (``.checkpoint.tmp-<pid>-<token>``, locked by its writer), are
+fsynced, and replace the old file with ``os.replace`` (the directory is fsynced too); a kill at
+any moment leaves either the old or the new checkpoint. A write that fails (a full disk) removes
+its temporary file; temporaries left by a killed writer are removed by
+:func:`remove_stale_temporaries`, which :func:`save` and ``ctrnn_dyn.train.train`` call when they
+open a run directory. A truncated or corrupt file fails the checksum and raises ``ValueError``.
 """
 
 from __future__ import annotations
@@ -28,11 +31,14 @@ import numpy as np
 from flax import linen as nn
 from flax import serialization
 
+from ctrnn_dyn import _files
+
 __all__ = [
     "CHECKPOINT_NAME",
     "Checkpoint",
     "save",
     "load",
+    "remove_stale_temporaries",
     "cell_config",
     "cell_from_config",
     "task_config_or_none",
@@ -200,11 +206,32 @@ def _resolve(path: str | os.PathLike) -> Path:
     return p
 
 
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete temporary files that an interrupted :func:`save` left next to a checkpoint.
+
+    A temporary is stale when no running process is writing it (its writer's file lock is
+    gone): a crash or a kill left it behind, and it only holds disk space.
+
+    Args:
+        path: the checkpoint file or its run directory (which need not contain one yet).
+
+    Returns:
+        The files removed.
+    """
+    return _files.remove_stale_temporaries(_resolve(path))
+
+
 def save(path: str | os.PathLike, state: Checkpoint) -> Path:
     """Write ``state`` atomically to ``path`` (a file, or a run directory → ``dir/checkpoint``).
 
+    Temporaries of ``path`` left by an interrupted write are removed first.
+
     Returns:
         The file written.
+
+    Raises:
+        OSError: the write failed (e.g. ``ENOSPC``); its temporary file has been removed and an
+            existing checkpoint is untouched.
     """
     if not isinstance(state, Checkpoint):
         raise TypeError(f"state must be a Checkpoint, got {type(state).__name__}")
@@ -232,21 +259,8 @@ def save(path: str | os.PathLike, state: Checkpoint) -> Path:
     }
     payload = serialization.msgpack_serialize(doc)
     blob = _MAGIC + hashlib.sha256(payload).digest() + payload
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(blob)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, p)
-    try:
-        dir_fd = os.open(p.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:  # pragma: no cover - platforms without directory fsync
-        pass
-    return p
+    _files.remove_stale_temporaries(p)
+    return _files.atomic_write(p, lambda fh: fh.write(blob))
 
 
 def _restore_like(name: str, template: Any, leaves: dict[str, np.ndarray]) -> Any:

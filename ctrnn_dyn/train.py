@@ -703,3 +703,5 @@ def train(
         step=int(state.step) if nonfinite is None else nonfinite,
         nonfinite_step=nonfinite,
     )
+    if path is not None:
+        ckpt.remove_stale_temporaries(path)  # left by a run killed while writing

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import os
 import pickle
 import signal
@@ -14,6 +16,7 @@ import jax
 import numpy as np
 import pytest
 
+from ctrnn_dyn import _files
 from ctrnn_dyn import checkpoint as ckpt
 from ctrnn_dyn.model import CTRNNCell
 from ctrnn_dyn.tasks import FlipFlop
@@ -98,6 +101,115 @@ def test_stale_temp_file_is_ignored(run_dir, tmp_path):
     target.write_bytes((d / ckpt.CHECKPOINT_NAME).read_bytes())
     (tmp_path / f".{ckpt.CHECKPOINT_NAME}.tmp-999").write_bytes(b"partial write")
     _leaves_equal(ckpt.load(tmp_path).params, result.params)
+
+
+def _temporaries(d) -> list[str]:
+    return sorted(n for n in os.listdir(d) if n.startswith(f".{ckpt.CHECKPOINT_NAME}.tmp-"))
+
+
+def test_stale_temporaries_are_removed_on_the_next_start(run_dir, tmp_path):
+    d, cell, task, result = run_dir
+    (tmp_path / ckpt.CHECKPOINT_NAME).write_bytes((d / ckpt.CHECKPOINT_NAME).read_bytes())
+    for name in (f".{ckpt.CHECKPOINT_NAME}.tmp-999", f".{ckpt.CHECKPOINT_NAME}.tmp-42-0a1b2c3d"):
+        (tmp_path / name).write_bytes(b"x" * 4096)  # a killed writer's partial files
+    (tmp_path / ".other.tmp-1").write_bytes(b"not ours")
+    live = tmp_path / f".{ckpt.CHECKPOINT_NAME}.tmp-7-feedbeef"
+    live.write_bytes(b"being written")
+    with open(live, "rb+") as held:  # a writer still at work holds its lock
+        _files.fcntl.flock(held.fileno(), _files.fcntl.LOCK_EX)
+        # resuming a finished run takes no step: only the start-up work runs
+        train(cell, task, key=jax.random.key(0), steps=6, batch_size=4, checkpoint_dir=tmp_path,
+              resume=True, progress=False)
+        assert _temporaries(tmp_path) == [live.name]
+    assert (tmp_path / ".other.tmp-1").exists()
+    assert ckpt.remove_stale_temporaries(tmp_path) == [live]  # its writer is gone now
+    assert _temporaries(tmp_path) == []
+    _leaves_equal(ckpt.load(tmp_path).params, result.params)
+
+
+_KILLED_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from ctrnn_dyn import _files
+
+    def write(fh):
+        fh.write(b"x" * 65536)
+        fh.flush()
+        print("writing", flush=True)
+        time.sleep(600)
+
+    _files.atomic_write(sys.argv[1], write)
+    """
+)
+
+
+def test_temporary_of_a_killed_writer_is_removed_only_after_it_died(tmp_path):
+    target = tmp_path / ckpt.CHECKPOINT_NAME
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(target)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"writing\n", proc.stderr.read().decode()[-2000:]
+        assert len(_temporaries(tmp_path)) == 1
+        assert ckpt.remove_stale_temporaries(tmp_path) == []  # still being written
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    (stale,) = _temporaries(tmp_path)
+    assert (tmp_path / stale).stat().st_size == 65536
+    assert ckpt.remove_stale_temporaries(tmp_path) == [tmp_path / stale]
+    assert _temporaries(tmp_path) == [] and not target.exists()
+
+
+@pytest.mark.parametrize("where", ["write", "fsync"])
+def test_failed_write_leaves_no_temporary_and_the_previous_checkpoint(
+    run_dir, tmp_path, monkeypatch, where
+):
+    d = run_dir[0]
+    before = (d / ckpt.CHECKPOINT_NAME).read_bytes()
+    (tmp_path / ckpt.CHECKPOINT_NAME).write_bytes(before)
+    state = ckpt.load(tmp_path)
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    seen = []
+
+    def fail():
+        # the temporary exists and already holds part of the new checkpoint
+        (tmp,) = _temporaries(tmp_path)
+        seen.append((tmp_path / tmp).stat().st_size)
+        raise full
+
+    if where == "write":
+        real_fdopen = os.fdopen
+
+        class DiskFills:
+            def __init__(self, fh):
+                self.fh = fh
+
+            def write(self, data):
+                self.fh.write(bytes(data[: len(data) // 2]))
+                self.fh.flush()
+                fail()
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.fh.close()
+
+            def __getattr__(self, name):
+                return getattr(self.fh, name)
+
+        monkeypatch.setattr(_files.os, "fdopen", lambda *a, **k: DiskFills(real_fdopen(*a, **k)))
+    else:
+        monkeypatch.setattr(_files.os, "fsync", lambda fd: fail())
+    with pytest.raises(OSError, match="No space left") as err:
+        ckpt.save(tmp_path, dataclasses.replace(state, step=state.step + 1))
+    monkeypatch.undo()
+    assert err.value.errno == errno.ENOSPC and seen and seen[0] > 0
+    assert _temporaries(tmp_path) == []
+    assert (tmp_path / ckpt.CHECKPOINT_NAME).read_bytes() == before
+    assert ckpt.load(tmp_path).step == state.step
 
 
 _CHILD = textwrap.dedent(
