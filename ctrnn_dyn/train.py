@@ -602,6 +602,8 @@ def train(
         "run": run_config or {},
     }
     path = Path(checkpoint_dir) / ckpt.CHECKPOINT_NAME if checkpoint_dir is not None else None
+    if path is not None:
+        ckpt.remove_stale_temporaries(path)  # left by a run killed while writing
     if resume and path is not None and path.exists():
         saved = ckpt.load(path)  # configuration checks first, then the typed restore
         if saved.key is not None and not np.array_equal(saved.key, _key_data(key)):
@@ -703,5 +705,3 @@ def train(
         step=int(state.step) if nonfinite is None else nonfinite,
         nonfinite_step=nonfinite,
     )
-    if path is not None:
-        ckpt.remove_stale_temporaries(path)  # left by a run killed while writing
