@@ -202,6 +202,77 @@ def _train(parser: argparse.ArgumentParser) -> Handler:
 
 
 # ---------------------------------------------------------------------------------------------
+# analyze: the report logic lives in ctrnn_dyn.report
+# ---------------------------------------------------------------------------------------------
+
+
+def _parse_vector(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers such as 0,0,1, got {text!r}"
+        ) from None
+    return values
+
+
+@subcommand("analyze", help="find and classify a trained run's fixed points; write a report")
+def _analyze(parser: argparse.ArgumentParser) -> Handler:
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                        help="run directory written by `ctrnn-dyn train`")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="report directory (default RUN_DIR/analysis)")
+    parser.add_argument("--inputs", nargs="+", type=_parse_vector, default=None, metavar="U",
+                        help="constant inputs, each comma-separated, e.g. 0,0,0 1,0,0 "
+                             "(default: zero input)")
+    parser.add_argument("--starts", type=int, default=512,
+                        help="starts of the fixed-point search (default 512)")
+    parser.add_argument("--trials", type=int, default=32,
+                        help="task trials the starts are sampled from (default 32)")
+    parser.add_argument("--noise-scale", type=float, default=0.5,
+                        help="noise added to the sampled states (default 0.5)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of trials and starts (default 0)")
+
+    def run(args: argparse.Namespace) -> int:
+        from ctrnn_dyn.report import analyze_run, write_report
+        from ctrnn_dyn.runs import load_run
+
+        p = args._parser
+        out: Path = args.out if args.out is not None else args.run_dir / "analysis"
+        if out.exists() and not out.is_dir():
+            p.error(f"argument --out: {out} is a file; expected a directory")
+        for name in ("starts", "trials"):
+            if getattr(args, name) < 1:
+                p.error(f"argument --{name}: must be >= 1, got {getattr(args, name)}")
+        if args.seed < 0:
+            p.error(f"argument --seed: must be >= 0, got {args.seed}")
+        if not 0.0 <= args.noise_scale < float("inf"):
+            p.error(f"argument --noise-scale: must be finite and >= 0, got {args.noise_scale}")
+        try:
+            loaded = load_run(args.run_dir)
+        except (FileNotFoundError, ValueError) as err:
+            p.error(f"argument RUN_DIR: {err}")
+        try:
+            report = analyze_run(loaded, inputs=args.inputs, n_starts=args.starts,
+                                 n_trials=args.trials, noise_scale=args.noise_scale,
+                                 seed=args.seed)
+        except (ValueError, TypeError) as err:
+            p.error(f"argument --inputs: {err}" if str(err).startswith("inputs") else str(err))
+        try:
+            paths = write_report(report, out)
+        except (OSError, ValueError) as err:
+            p.error(f"argument --out: cannot write the report to {out}: {err}")
+        print(json.dumps({"verdict": report.numbers["verdict"]["label"],
+                          "inputs": [{k: n[k] for k in ("u", "n_fixed", "n_stable", "n_slow",
+                                                        "n_unstable_counts")}
+                                     for n in report.numbers["inputs"]],
+                          **{k: str(v) for k, v in paths.items()}}))
+        return 0
+
+    return run
+
+
+# ---------------------------------------------------------------------------------------------
 # reproduce / sweep: their modules own the arguments and the handler
 # ---------------------------------------------------------------------------------------------
 
