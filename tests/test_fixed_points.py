@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
+import io
+import os
+import stat
+import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -377,6 +382,153 @@ def test_save_load_round_trip_exact_and_corrupt_file_errors(switch_all, tmp_path
         FixedPoints.load(other)
     with pytest.raises(FileNotFoundError):
         FixedPoints.load(tmp_path / "absent.npz")
+
+
+# --------------------------------------------------------------------------------------------
+# FixedPoints files: every field validated before use, durable writes
+# --------------------------------------------------------------------------------------------
+
+
+def _good_fields() -> dict[str, np.ndarray]:
+    """A valid file's arrays: N = 3 points of d = 5, no input, the linearisation included."""
+    rng = np.random.default_rng(0)
+    n, d = 3, 5
+    return {
+        "x": rng.normal(size=(n, d)),
+        "u": np.zeros((n, 0)),
+        "q": np.array([1e-20, 1e-3, np.nan]),
+        "converged": np.array([True, False, False]),
+        "n_iters": np.array([4, 100, 0], np.int64),
+        "x_init": rng.normal(size=(n, d)),
+        "jacobians": rng.normal(size=(n, d, d)),
+        "eigvals": rng.normal(size=(n, d)) + 0j,
+        "eigvecs": rng.normal(size=(n, d, d)) + 0j,
+        "left_eigvecs": rng.normal(size=(n, d, d)) + 0j,
+        "n_unstable": np.array([0, 2, 0], np.int64),
+        "stability": np.array(["stable node", "saddle", ""]),
+        "alpha": np.asarray(0.2),
+        "format_version": np.asarray(1),
+    }
+
+
+def test_synthetic_file_loads_as_written(tmp_path):
+    fields = _good_fields()
+    np.savez(tmp_path / "ok.npz", **fields)
+    fps = FixedPoints.load(tmp_path / "ok.npz")
+    for name, value in fields.items():
+        if name != "format_version":
+            np.testing.assert_array_equal(getattr(fps, name), value)
+    np.testing.assert_array_equal(fps.fixed.x, fields["x"][:1])
+    np.savez_compressed(tmp_path / "zipped.npz", **fields)  # deflated members are read too
+    np.testing.assert_array_equal(FixedPoints.load(tmp_path / "zipped.npz").x, fields["x"])
+
+
+def _huge_x_header(path):
+    """An npz whose x declares (40000, 30000) float64 = 9.6 GB and holds 120 bytes."""
+    fields = _good_fields()
+    del fields["x"]
+    np.savez(path, **fields)
+    member = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        member, {"descr": "<f8", "fortran_order": False, "shape": (40000, 30000)}
+    )
+    member.write(np.zeros(15).tobytes())
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr("x.npy", member.getvalue())
+
+
+def _replaced(**changes):
+    def make(path):
+        np.savez(path, **{**_good_fields(), **changes})
+
+    return make
+
+
+def _converged_nan(path):
+    fields = _good_fields()
+    fields["converged"] = np.array([True, False, True])  # entry 2 has q = nan
+    np.savez(path, **fields)
+
+
+_STR = np.array([["a"] * 5] * 3)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        # the cases FixedPoints.load used to accept or crash on
+        (_replaced(x_init=np.zeros((3, 2))),
+         r"field 'x_init' must have shape \(N, d\) = \(3, 5\) for x of shape \(3, 5\), "
+         r"got \(3, 2\)"),
+        (_replaced(jacobians=np.zeros((3, 4, 7))),
+         r"field 'jacobians' must have shape \(N, d, d\) = \(3, 5, 5\) .* got \(3, 4, 7\)"),
+        (_replaced(x=_STR), r"field 'x' must be a float array, got dtype <U1"),
+        (_replaced(converged=np.array([1, 0, 0])),
+         r"field 'converged' must be a bool array, got dtype int64"),
+        (_replaced(x=np.zeros(3)), r"field 'x' must have shape \(N, d\) with d >= 1, got \(3,\)"),
+        (_huge_x_header,
+         r"field 'x' declares shape \(40000, 30000\) dtype float64 \(9600000000 bytes\) but "
+         r"holds 120 bytes of data"),
+        # the other fields
+        (_replaced(u=np.zeros((2, 0))),
+         r"field 'u' must have shape \(N, m\) = \(3, m\) .* got \(2, 0\)"),
+        (_replaced(u=np.full((3, 1), np.inf)), r"field 'u' must be finite"),
+        (_replaced(q=np.array([0, 1, 2])), r"field 'q' must be a float array, got dtype int64"),
+        (_replaced(q=np.array([1e-20, -1.0, np.nan])), r"field 'q' must be >= 0"),
+        (_replaced(n_iters=np.array([4.0, 1.0, 0.0])),
+         r"field 'n_iters' must be an integer array, got dtype float64"),
+        (_replaced(n_iters=np.array([4, -1, 0])), r"field 'n_iters' must be >= 0"),
+        (_replaced(eigvals=np.zeros((3, 4), complex)),
+         r"field 'eigvals' must have shape \(N, d\) = \(3, 5\)"),
+        (_replaced(eigvecs=np.zeros((3, 5), complex)),
+         r"field 'eigvecs' must have shape \(N, d, d\) = \(3, 5, 5\)"),
+        (_replaced(left_eigvecs=np.zeros((3, 5, 5), bool)),
+         r"field 'left_eigvecs' must be a float or complex array, got dtype bool"),
+        (_replaced(n_unstable=np.array([0, 6, 0])), r"field 'n_unstable' must be in \[0, 5\]"),
+        (_replaced(stability=np.array(["stable node", "wobbly", ""])),
+         r"field 'stability' has unknown classes \['wobbly'\]"),
+        (_replaced(stability=np.array([1, 2, 3])),
+         r"field 'stability' must be a string array, got dtype int64"),
+        (_replaced(alpha=np.array([0.1, 0.2])),
+         r"field 'alpha' must have shape \(\) or \(d,\) = \(5,\), got \(2,\)"),
+        (_replaced(alpha=np.asarray(-0.5)), r"field 'alpha' must be finite and > 0"),
+        (_converged_nan, r"field 'converged' is true at entries \[2\] whose x or q is not finite"),
+        (_replaced(x=np.array([[None] * 5] * 3, dtype=object)),
+         r"field 'x' has dtype object holding Python objects"),
+        (_replaced(format_version=np.array("1")),
+         r"field 'format_version' must be an integer scalar"),
+    ],
+)
+def test_load_rejects_bad_fields_naming_the_field(tmp_path, make, message):
+    path = tmp_path / "bad.npz"
+    make(path)
+    with pytest.raises(ValueError, match=f"is not a valid FixedPoints file: {message}") as err:
+        FixedPoints.load(path)
+    assert type(err.value) is ValueError
+
+
+def test_save_is_durable_and_a_failed_save_leaves_the_old_file(switch_all, tmp_path, monkeypatch):
+    path = tmp_path / "fps.npz"
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.fstat(fd).st_mode),
+                                                 real_fsync(fd)))
+    switch_all.save(path)
+    monkeypatch.undo()
+    assert [stat.S_ISREG(m) for m in synced] == [True, False]  # the file, then its directory
+    assert stat.S_ISDIR(synced[1])
+    before = path.read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        switch_all[:2].save(path)
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == ["fps.npz"]  # no temporary file left
+    assert path.read_bytes() == before
+    assert len(FixedPoints.load(path)) == len(switch_all)
 
 
 def test_summary_table(switch_all):
