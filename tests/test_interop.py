@@ -199,3 +199,98 @@ def test_invalid_states():
     G = from_torch(torch.nn.LSTM(M, H))
     with pytest.raises(TypeError, match=r"\(h, c\)"):
         G.state_from_torch(np.zeros((1, H)))
+
+
+# -- FixedPointFinder's flip-flop example, trained in PyTorch ---------------------------------
+
+
+def _flipflop_numpy(rng, n_trials, n_steps, n_bits=3, p_pulse=0.2):
+    """3-bit flip-flop trials in NumPy (as a PyTorch user would make them): sparse ±1 pulses;
+    each output holds its channel's last pulse, scored from that channel's first pulse on."""
+    pulse = rng.random((n_trials, n_steps, n_bits)) < p_pulse
+    u = np.where(pulse, rng.choice([-1.0, 1.0], size=pulse.shape), 0.0)
+    y = np.zeros_like(u)
+    held = np.zeros((n_trials, n_bits))
+    for t in range(n_steps):
+        held = np.where(pulse[:, t], u[:, t], held)
+        y[:, t] = held
+    return u.astype(np.float32), y.astype(np.float32), (y != 0).astype(np.float32)
+
+
+def test_flipflop_trained_in_torch_fixed_points_match_a_numpy_newton():
+    from scipy.optimize import root
+
+    from ctrnn_dyn.fixed_points import sample_initial_states
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        rnn = torch.nn.RNN(3, 16, batch_first=True)  # FixedPointFinder's example: 16 tanh units
+        readout = torch.nn.Linear(16, 3)
+        opt = torch.optim.Adam([*rnn.parameters(), *readout.parameters()], lr=1e-2)
+        rng = np.random.default_rng(0)
+        U, Y, Mk = (torch.from_numpy(a) for a in _flipflop_numpy(rng, 200 * 64, 32))
+        for s in range(200):
+            u, y, m = (a[s * 64:(s + 1) * 64] for a in (U, Y, Mk))
+            h, _ = rnn(u)
+            loss = (((readout(h) - y) ** 2) * m).sum() / m.sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        u, y, m = (torch.from_numpy(a) for a in _flipflop_numpy(rng, 32, 64, p_pulse=0.1))
+        with torch.no_grad():
+            h, _ = rnn(u)
+            correct = ((torch.sign(readout(h)) == y).float() * m).sum() / m.sum()
+    finally:
+        torch.set_num_threads(threads)
+    assert float(correct) > 0.99  # it learned the task
+
+    F = from_torch(rnn)
+    starts = np.asarray(sample_initial_states(h.numpy(), 128, noise_scale=0.5,
+                                              key=jax.random.key(1)), np.float64)
+    fps = find_fixed_points(F, starts, tol_unique=None, outlier_distance_scale=None)
+    assert fps.converged.all()
+
+    # the independent float64 NumPy map (biases summed in float64) and scipy's Newton (MINPACK
+    # hybrid) from the same starts
+    W = rnn.weight_hh_l0.detach().double().numpy()
+    b = rnn.bias_ih_l0.detach().double().numpy() + rnn.bias_hh_l0.detach().double().numpy()
+
+    def residual(x):
+        return np.tanh(W @ x + b) - x
+
+    def jac(x):  # of the map: diag(1 - tanh^2) W
+        return (1.0 - np.tanh(W @ x + b) ** 2)[:, None] * W
+
+    sols = [root(residual, x0, jac=lambda x: jac(x) - np.eye(16), method="hybr",
+                 options={"xtol": 1e-13}) for x0 in starts]
+    assert all(s.success and np.linalg.norm(residual(s.x)) < 1e-12 for s in sols)
+    newton = np.array([s.x for s in sols])
+    for x in fps.x:  # every point found is a root of the NumPy map
+        assert np.linalg.norm(residual(x)) < 1e-9
+    # from a start where both land on the same fixed point they agree to the solvers' precision
+    same = np.linalg.norm(newton - fps.x, axis=1) < 1e-6
+    assert same.sum() >= 32
+    np.testing.assert_allclose(fps.x[same], newton[same], atol=1e-8)
+
+    def unique(X):
+        out = []
+        for x in X:
+            if all(np.linalg.norm(x - v) > 1e-6 for v in out):
+                out.append(x)
+        return np.array(out)
+
+    ours, theirs = unique(fps.x), unique(newton)
+    # stability: the NumPy Jacobian's spectrum at each point
+    radius = np.array([np.abs(np.linalg.eigvals(jac(x))).max() for x in ours])
+    stable_ours = ours[radius < 1]
+    uniq_fps = fps.unique(1e-6)
+    np.testing.assert_allclose(np.sort(np.abs(uniq_fps.eigvals).max(axis=1)), np.sort(radius),
+                               rtol=1e-7)
+    stable_theirs = theirs[[np.abs(np.linalg.eigvals(jac(x))).max() < 1 for x in theirs]]
+    assert len(stable_ours) == len(stable_theirs) == 8  # one attractor per stored pattern
+    assert all(np.min(np.linalg.norm(stable_theirs - x, axis=1)) < 1e-8 for x in stable_ours)
+    K, c = readout.weight.detach().double().numpy(), readout.bias.detach().double().numpy()
+    patterns = {tuple(np.sign(K @ x + c)) for x in stable_ours}
+    assert len(patterns) == 8
