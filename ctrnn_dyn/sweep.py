@@ -654,10 +654,14 @@ def _check_job_fields(scheduler: Mapping[str, Any]) -> None:
         if scheduler.get(k) is not None:
             text(f"scheduler.{k}", scheduler[k], _SLURM_NAME_RE,
                  "a Slurm name: letters, digits, _ . , + -")
-    text("scheduler.walltime", scheduler["walltime"], _WALLTIME_RE,
-         "a Slurm time such as '01:00:00', '90' or '2-12:00:00'")
-    text("scheduler.memory", scheduler["memory"], _MEMORY_RE,
-         "a size such as '4GB', '500MiB' or '16G'")
+    for k, pattern, what in (
+        ("walltime", _WALLTIME_RE, "a Slurm time such as '01:00:00', '90' or '2-12:00:00'"),
+        ("memory", _MEMORY_RE, "a size such as '4GB', '500MiB' or '16G'"),
+    ):
+        value = scheduler[k]
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            continue  # minutes / bytes as a TOML integer
+        text(f"scheduler.{k}", value, pattern, what)
     directives = scheduler["job_extra_directives"]
     if not isinstance(directives, list):
         raise _fail("scheduler.job_extra_directives",

@@ -155,12 +155,14 @@ def test_slurm_job_script():
 
 def test_slurm_script_keeps_paths_with_variables_and_constraint_expressions():
     sched = {"python": "$HOME/venv/bin/python", "local_directory": "${TMPDIR}/dask",
-             "job_extra_directives": ["--gres=gpu:1", "-C a100|h100", "--output=logs/%j.out"]}
+             "job_extra_directives": ["--gres=gpu:1", "-C a100|h100", "--output=logs/%j.out"],
+             "walltime": 90, "memory": 2**33}
     doc = tomllib.loads(SMALL)
     doc["scheduler"].update(sched, kind="slurm")
     assert sweep.validate_config(doc).scheduler["python"] == "$HOME/venv/bin/python"
     script = sweep.slurm_job_script(sched)
     for line in ("#SBATCH --gres=gpu:1", "#SBATCH -C a100|h100", "#SBATCH --output=logs/%j.out",
+                 "#SBATCH -t 90\n", "#SBATCH --mem=8G\n",
                  "\n$HOME/venv/bin/python -m ", "--local-directory ${TMPDIR}/dask\n"):
         assert line in script, script
 
@@ -193,6 +195,7 @@ def test_slurm_script_keeps_paths_with_variables_and_constraint_expressions():
         ("account", "lab;id", r"scheduler.account: is not a Slurm name"),
         ("walltime", "01:00:00 && id", r"scheduler.walltime: is not a Slurm time"),
         ("memory", "4GB`id`", r"scheduler.memory: is not a size"),
+        ("memory", -4, r"scheduler.memory: must be a string \(a size"),
     ],
 )
 def test_slurm_fields_cannot_carry_shell_text(field, value, message):
