@@ -36,6 +36,7 @@ import numpy as np
 import optax
 from flax import linen as nn
 
+from ctrnn_dyn import _checks
 from ctrnn_dyn.fast_path import fast_forward, supports_fast_path
 from ctrnn_dyn.model import CTRNNCell, rnn, step_noise
 from ctrnn_dyn.tasks import Batch
@@ -338,7 +339,16 @@ def default_optimizer(
     b1: float = 0.9,
     b2: float = 0.999,
 ) -> optax.GradientTransformation:
-    """``optax.chain(optax.clip_by_global_norm(clip_norm), optax.adamw(learning_rate, ...))``."""
+    """``optax.chain(optax.clip_by_global_norm(clip_norm), optax.adamw(learning_rate, ...))``.
+
+    Raises:
+        TypeError: a hyper-parameter is not a number (a string, a bool, ``None``).
+        ValueError: ``learning_rate <= 0``, ``clip_norm <= 0``, ``weight_decay < 0``, ``b1`` or
+            ``b2`` outside ``[0, 1)``, or a value that is not finite. Arrays (the per-network
+            values of ``optax.inject_hyperparams``, tracers) and schedules are not checked.
+    """
+    _checks.check_hparams({"learning_rate": learning_rate, "clip_norm": clip_norm,
+                           "weight_decay": weight_decay, "b1": b1, "b2": b2}, skip_arrays=True)
     return optax.chain(
         optax.clip_by_global_norm(clip_norm),
         optax.adamw(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay),
@@ -353,6 +363,17 @@ def _check_widths(cell: nn.Module, task: Any) -> None:
         raise ValueError(
             f"cell.output_features = {out} does not match the task's output_size = "
             f"{task.output_size}"
+        )
+    features = getattr(cell, "features", None)  # Flax's GRUCell, LSTMCell, SimpleCell, ...
+    if out is None and isinstance(features, int) and features != task.output_size:
+        name = type(cell).__name__
+        raise ValueError(
+            f"{name} has no readout: its outputs are its {features} hidden units "
+            f"({name}.features = {features}), but the task's targets have "
+            f"task.output_size = {task.output_size}; train a cell whose outputs have the "
+            f"task's size, e.g. CTRNNCell(hidden_features={features}, "
+            f"output_features={task.output_size}), or a cell of your own that ends in a "
+            f"linear readout nn.Dense({task.output_size})"
         )
 
 
@@ -508,6 +529,38 @@ def _check_key(key: Any) -> jax.Array:
     return key
 
 
+def _check_resumable(path: Path, saved: Any, config: dict, key_data: np.ndarray) -> None:
+    """Refuse to continue checkpoint ``saved`` with settings that would change its history,
+    naming the first that differs (key, then the cell's fields, the task's, the train
+    settings)."""
+    again = ("; resuming with another value would change how the run is trained: pass the "
+             "value it was written with, or start a new run in another checkpoint_dir")
+    if saved.key is not None and not np.array_equal(saved.key, key_data):
+        raise ValueError(f"cannot resume {path}: it was written with a different key{again}")
+    for what, before, now in (("cell", saved.cell_config, config["cell"]),
+                              ("task", saved.task_config, config["task"]),
+                              ("train", (saved.extra or {}).get("train_settings"),
+                               config["train"])):
+        if before is None or now is None:
+            continue
+        keys = list(config["train"]) if what == "train" else None
+        if what == "train":  # settings the run chose itself (a custom optimizer) are skipped
+            before = {k: v for k, v in before.items() if v is not None}
+            now = {k: v for k, v in now.items() if v is not None}
+        field = _checks.first_difference(before, now, keys)
+        if field is not None:
+            name = field if what == "train" else f"{what}.{field}"
+            which = "with" if what == "train" else f"for a different {what}:"
+            raise ValueError(
+                f"cannot resume {path}: it was written {which} {name}={before.get(field)!r}, "
+                f"this call has {name}={now.get(field)!r}{again}"
+            )
+    batch = (saved.extra or {}).get("batch_size")
+    if batch is not None and batch != config["batch_size"]:
+        raise ValueError(f"cannot resume {path}: it was written with batch_size={batch!r}, "
+                         f"this call has batch_size={config['batch_size']!r}{again}")
+
+
 def train(
     cell: nn.Module,
     task: Any,
@@ -552,7 +605,11 @@ def train(
         checkpoint_dir: write ``checkpoint_dir/checkpoint`` every ``checkpoint_every`` steps
             and at the end (atomic writes).
         checkpoint_every: steps between checkpoints.
-        resume: continue from ``checkpoint_dir/checkpoint`` if it exists.
+        resume: continue from ``checkpoint_dir/checkpoint`` if it exists. The checkpoint must
+            have been written with the same key, cell, task, ``batch_size``, ``rate_l2``,
+            ``weight_l2``, ``loss`` and (default optimiser) ``learning_rate``: anything else
+            would change how its steps were trained, and is refused naming the first setting
+            that differs. A custom ``optimizer`` must have the same state structure.
         eval_every: evaluate on held-out batches every this many steps (and at the end);
             ``None`` = only at the end.
         eval_task: task for evaluation (default ``task``; e.g. a held-out split).
@@ -568,8 +625,12 @@ def train(
         non-finite loss training stops, logs the step, and returns the last good params.
 
     Raises:
-        ValueError: ``steps < 1``, ``batch_size < 1``, width mismatch, a bad or mismatched
-            checkpoint on resume.
+        TypeError: a size or hyper-parameter of the wrong type (``steps=1.5``,
+            ``learning_rate="fast"``).
+        ValueError: ``steps < 1``, ``batch_size < 1``, ``learning_rate <= 0``, a negative or
+            non-finite ``rate_l2``/``weight_l2``, an unknown ``loss``, a cell whose output size
+            is not the task's (e.g. Flax's ``GRUCell``, which has no readout), a bad or
+            mismatched checkpoint on resume.
     """
     from tqdm import tqdm
 
@@ -586,6 +647,12 @@ def train(
         raise ValueError(f"eval_every must be None or an int >= 1, got {eval_every!r}")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir")
+    if loss not in ("mse", "cross_entropy"):
+        raise ValueError(f"loss must be 'mse' or 'cross_entropy', got {loss!r}")
+    hparams = {"rate_l2": rate_l2, "weight_l2": weight_l2}
+    if optimizer is None:
+        hparams["learning_rate"] = learning_rate
+    _checks.check_hparams(hparams, skip_arrays=True)
     key = _check_key(key)
     _check_widths(cell, task)
     eval_task = task if eval_task is None else eval_task
@@ -599,6 +666,14 @@ def train(
         "cell": ckpt.cell_config(cell),
         "task": ckpt.task_config_or_none(task),
         "batch_size": int(batch_size),
+        # what shapes the run's steps beyond cell, task and key (learning_rate: None for an
+        # optimizer passed in, which cannot be compared)
+        "train": {
+            "batch_size": int(batch_size),
+            "learning_rate": (float(learning_rate) if "learning_rate" in hparams
+                              and isinstance(learning_rate, int | float) else None),
+            "rate_l2": float(rate_l2), "weight_l2": float(weight_l2), "loss": loss,
+        },
         "run": run_config or {},
     }
     path = Path(checkpoint_dir) / ckpt.CHECKPOINT_NAME if checkpoint_dir is not None else None
@@ -606,22 +681,7 @@ def train(
         ckpt.remove_stale_temporaries(path)  # left by a run killed while writing
     if resume and path is not None and path.exists():
         saved = ckpt.load(path)  # configuration checks first, then the typed restore
-        if saved.key is not None and not np.array_equal(saved.key, _key_data(key)):
-            raise ValueError(
-                f"checkpoint {path} was written with a different key; resume with the same key"
-            )
-        if saved.cell_config is not None and saved.cell_config != config["cell"]:
-            raise ValueError(
-                f"checkpoint {path} was written for a different cell: {saved.cell_config} "
-                f"!= {config['cell']}"
-            )
-        if saved.task_config is not None and config["task"] is not None and (
-            saved.task_config != config["task"]
-        ):
-            raise ValueError(
-                f"checkpoint {path} was written for a different task: {saved.task_config} "
-                f"!= {config['task']}"
-            )
+        _check_resumable(path, saved, config, _key_data(key))
         saved = ckpt.load(path, params_like=state.params, opt_state_like=state.opt_state)
         state = TrainState(
             step=jnp.asarray(saved.step, jnp.int32),
@@ -654,7 +714,8 @@ def train(
                 params=s.params, opt_state=s.opt_state, step=int(s.step), history=h,
                 cell_config=config["cell"], task_config=config["task"],
                 key=_key_data(key), nonfinite_step=None if ns < 0 else ns,
-                extra={"batch_size": config["batch_size"], **config["run"]},
+                extra={"batch_size": config["batch_size"], "train_settings": config["train"],
+                       **config["run"]},
             ),
         )
 
@@ -663,6 +724,9 @@ def train(
         progress = sys.stderr.isatty()
     bar = tqdm(total=steps, initial=min(start, steps), disable=not progress, desc="train",
                unit="step")
+    if start < steps:  # without a bar: one log line here and one per evaluation/checkpoint
+        logger.info("training %s on %s: steps %d..%d", type(cell).__name__, type(task).__name__,
+                    start + 1, steps)
     buffer: list[StepMetrics] = []
     buffer_start = start
     nonfinite: int | None = None
@@ -690,6 +754,11 @@ def train(
                     history = history._add_eval(s, float(ev_loss), float(ev_acc))
                 if ckpt_due or s == steps:
                     save(state, history)
+                if not progress and (eval_due or ckpt_due or s == steps):
+                    logger.info("step %d/%d: loss %.4g, accuracy %.3f%s", s, steps,
+                                history.loss[-1], history.accuracy[-1],
+                                f", held-out loss {history.eval_loss[-1]:.4g}"
+                                if eval_due or s == steps else "")
     finally:
         bar.close()
     if nonfinite is not None:

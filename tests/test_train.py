@@ -304,6 +304,98 @@ def test_bad_arguments_name_the_argument(key):
         make_train_step(cell, task, default_optimizer(), batch_size=0)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "message"),
+    [
+        (dict(learning_rate=0.0), ValueError, "learning_rate must be > 0, got 0.0"),
+        (dict(learning_rate=-1e-3), ValueError, "learning_rate must be > 0"),
+        (dict(learning_rate=float("nan")), ValueError, "learning_rate must be a finite number"),
+        (dict(learning_rate="fast"), TypeError, "learning_rate must be a number > 0, got str"),
+        (dict(learning_rate=True), TypeError, "learning_rate must be a number > 0, got bool"),
+        (dict(rate_l2=-1.0), ValueError, "rate_l2 must be >= 0, got -1.0"),
+        (dict(weight_l2=float("inf")), ValueError, "weight_l2 must be a finite number >= 0"),
+        (dict(loss="l1"), ValueError, "loss must be 'mse' or 'cross_entropy', got 'l1'"),
+    ],
+)
+def test_train_validates_its_hyperparameters_before_any_work(key, kwargs, exc, message):
+    cell = CTRNNCell(hidden_features=4, output_features=3, alpha=0.5, noise_const=0.0)
+    with pytest.raises(exc) as err:
+        train(cell, _small_task(), key=key, steps=1, batch_size=2, **kwargs)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "message"),
+    [
+        (dict(clip_norm=-1.0), ValueError, "clip_norm must be > 0, got -1.0"),
+        (dict(clip_norm=0), ValueError, "clip_norm must be > 0, got 0"),
+        (dict(b1=5.0), ValueError, "b1 must be in [0, 1), got 5.0"),
+        (dict(b2=1.0), ValueError, "b2 must be in [0, 1), got 1.0"),
+        (dict(b2="x"), TypeError, "b2 must be a number in [0, 1), got str 'x'"),
+        (dict(weight_decay=-1e-4), ValueError, "weight_decay must be >= 0"),
+        (dict(learning_rate=None), TypeError, "learning_rate must be a number > 0, got NoneType"),
+    ],
+)
+def test_default_optimizer_validates(kwargs, exc, message):
+    with pytest.raises(exc) as err:
+        default_optimizer(**kwargs)
+    assert message in str(err.value)
+
+
+def test_default_optimizer_leaves_schedules_and_injected_arrays_alone():
+    params = {"w": jnp.ones(3)}
+    schedule = optax.linear_schedule(1e-2, 1e-3, 10)
+    default_optimizer(schedule).init(params)
+    opt = optax.inject_hyperparams(default_optimizer)(learning_rate=1e-3, clip_norm=0.5)
+    state = jax.jit(opt.init)(params)  # traced hyper-parameters are not checked
+    assert float(state.hyperparams["clip_norm"]) == 0.5
+
+
+def test_flax_cell_without_a_readout_is_refused_up_front(key):
+    with pytest.raises(ValueError) as err:
+        train(nn.GRUCell(features=16), FlipFlop(n_bits=3), key=key, steps=1, batch_size=2)
+    message = str(err.value)
+    assert "GRUCell has no readout" in message and "task.output_size = 3" in message
+    assert "CTRNNCell(hidden_features=16, output_features=3)" in message
+
+
+def test_flax_cell_whose_outputs_fit_the_task_trains(key):
+    task = FlipFlop(n_bits=3, n_steps=6, p_pulse=0.3)
+    r = train(nn.GRUCell(features=3), task, key=key, steps=2, batch_size=2, progress=False)
+    assert r.step == 2 and np.all(np.isfinite(r.history.loss))
+
+
+def test_resume_refuses_settings_that_change_the_history(key, tmp_path):
+    cell = CTRNNCell(hidden_features=4, output_features=3, alpha=0.5, noise_const=0.0)
+    task = FlipFlop(n_bits=3, n_steps=6, p_pulse=0.3)
+    kw = dict(steps=2, batch_size=2, checkpoint_dir=tmp_path, progress=False)
+    train(cell, task, key=key, **kw)
+    before = (tmp_path / "checkpoint").read_bytes()
+    cases = [
+        (dict(kw, batch_size=3), "batch_size=2, this call has batch_size=3"),
+        (dict(kw, learning_rate=1e-2), "learning_rate=0.001, this call has learning_rate=0.01"),
+        (dict(kw, rate_l2=0.5), "rate_l2=0.0, this call has rate_l2=0.5"),
+        (dict(kw, loss="cross_entropy"), "loss='mse', this call has loss='cross_entropy'"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError) as err:
+            train(cell, task, key=key, resume=True, **{**kwargs, "steps": 4})
+        assert message in str(err.value), str(err.value)
+    with pytest.raises(ValueError, match="written with a different key"):
+        train(cell, task, key=jax.random.key(1), resume=True, **{**kw, "steps": 4})
+    with pytest.raises(ValueError, match="written for a different cell: cell.hidden_features=4, "
+                                         "this call has cell.hidden_features=5"):
+        train(CTRNNCell(hidden_features=5, output_features=3, alpha=0.5, noise_const=0.0),
+              task, key=key, resume=True, **{**kw, "steps": 4})
+    with pytest.raises(ValueError, match="written for a different task: task.p_pulse=0.3, "
+                                         "this call has task.p_pulse=0.5"):
+        train(cell, FlipFlop(n_bits=3, n_steps=6, p_pulse=0.5), key=key, resume=True,
+              **{**kw, "steps": 4})
+    assert (tmp_path / "checkpoint").read_bytes() == before
+    r = train(cell, task, key=key, resume=True, **{**kw, "steps": 3})  # same settings: continues
+    assert r.step == 3
+
+
 def _widen_input(params):
     tree = jax.tree_util.tree_map(lambda a: a, params)
     k = tree["params"]["cell"]["input_kernel"]["kernel"]
