@@ -61,7 +61,9 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import os
+import re
 import time
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -119,6 +121,11 @@ _POSITIVE_INTS = {"chunk_size", "cell.hidden_features", "train.steps", "train.ba
                   "scheduler.jobs", "scheduler.processes"}
 _NON_NEGATIVE_INTS = {"scheduler.retries", "analysis.classify_transient"}
 _BATCHABLE = {f"cell.{k}" for k in CELL_HPARAMS} | {f"train.{k}" for k in OPTIMIZER_HPARAMS}
+
+#: Most configurations (grid product x [[configs]] entries) and networks (x seeds) in a sweep;
+#: checked from the list lengths before any configuration is built.
+MAX_CONFIGURATIONS = 100_000
+MAX_NETWORKS = 1_000_000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,6 +271,7 @@ def validate_config(doc: Mapping[str, Any]) -> SweepConfig:
         raise _fail("scheduler.kind",
                     f"unknown scheduler {kind!r}; use 'local', 'slurm' or an address "
                     "such as 'tcp://host:8786'")
+    _check_job_fields(sched)
 
     seeds = doc.get("seeds", 1)
     if isinstance(seeds, bool):
@@ -271,6 +279,8 @@ def validate_config(doc: Mapping[str, Any]) -> SweepConfig:
     if isinstance(seeds, int):
         if seeds < 1:
             raise _fail("seeds", f"must be >= 1, got {seeds}")
+        if seeds > MAX_NETWORKS:
+            raise _fail("seeds", f"{seeds} seeds exceed the limit of {MAX_NETWORKS} networks")
         seeds = list(range(seeds))
     if (not isinstance(seeds, list) or not seeds
             or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
@@ -306,6 +316,7 @@ def validate_config(doc: Mapping[str, Any]) -> SweepConfig:
         raise _fail("configs", "must be a non-empty array of tables ([[configs]])")
     for i, e in enumerate(entries):
         _check_table(e, f"configs[{i}]", allowed)
+    _check_sizes(grid, len(entries), len(seeds))  # before anything is built
     names = sorted(grid)
     product = [dict(zip(names, vals, strict=True))
                for vals in itertools.product(*(grid[k] for k in names))]
@@ -345,6 +356,22 @@ def _build(cfg: SweepConfig, config_id: int):
     cell = cell_from_config({"type": "CTRNNCell", "output_features": task.output_size,
                              **r["cell"]})
     return cell, task
+
+
+def _check_sizes(grid: Mapping[str, list], n_entries: int, n_seeds: int) -> None:
+    """Bound the number of configurations and networks from the list lengths alone, before
+    the grid's product (or anything else of that size) exists."""
+    sizes = [len(grid[k]) for k in sorted(grid)]
+    n_configs = math.prod(sizes) * n_entries
+    if n_configs > MAX_CONFIGURATIONS:
+        factors = " x ".join(f"{n} ({k})" for k, n in zip(sorted(grid), sizes, strict=True))
+        if n_entries > 1:
+            factors += f" x {n_entries} ([[configs]])"
+        raise _fail("grid", f"{n_configs} configurations ({factors}) exceed the limit of "
+                            f"{MAX_CONFIGURATIONS}")
+    if n_configs * n_seeds > MAX_NETWORKS:
+        raise _fail("grid", f"{n_configs} configurations x {n_seeds} seeds = "
+                            f"{n_configs * n_seeds} networks exceed the limit of {MAX_NETWORKS}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,12 +449,12 @@ def plan_chunks(cfg: SweepConfig) -> list[ChunkSpec]:
 
 
 def _atomic_write_parquet(df, path: Path) -> None:
+    """Write ``df`` to ``path`` atomically; the file and its directory are fsynced, and a failed
+    write leaves no temporary file (see :func:`ctrnn_dyn._files.atomic_write`)."""
+    from ctrnn_dyn import _files
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    df.to_parquet(tmp, engine="pyarrow", index=False)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    _files.atomic_write(path, lambda fh: df.to_parquet(fh, engine="pyarrow", index=False))
 
 
 def _chunk_paths(out: Path, chunk_id: str) -> tuple[Path, Path, Path]:
@@ -593,8 +620,67 @@ def _failed_rows(spec: ChunkSpec, error: str) -> list[dict]:
 # ---------------------------------------------------------------------------------------------
 
 
+# What may reach the generated batch script. Paths (``python``, ``local_directory``) are words
+# of the worker's command line: safe characters and ``$NAME``/``${NAME}`` references only (so
+# ``$TMPDIR`` works), nothing that ends the command, substitutes one or redirects. A directive
+# is one ``sbatch`` option, ``-x``, ``--name``, ``--name=value`` or ``--name value``, written
+# after ``#SBATCH`` on its own line: a newline would start a shell line, so none is allowed;
+# ``& | * [ ]`` may appear in its value for Slurm's constraint expressions (inert in a comment
+# line, which only sbatch reads), no other shell metacharacter may.
+_SAFE_WORD = r"[A-Za-z0-9_./+@%,:=~-]"
+_PATH_RE = re.compile(rf"(?:{_SAFE_WORD}|\$(?:[A-Za-z_]\w*|\{{[A-Za-z_]\w*\}}))+", re.ASCII)
+_DIRECTIVE_RE = re.compile(
+    r"(?:-[A-Za-z]|--[A-Za-z][A-Za-z0-9-]*)(?:[= ][A-Za-z0-9_./+@%,:=~*&|\[\]-]+)?", re.ASCII)
+_SLURM_NAME_RE = re.compile(r"[A-Za-z0-9_.,+-]+", re.ASCII)
+_WALLTIME_RE = re.compile(r"\d+(?:-\d+)?(?::\d+){0,2}", re.ASCII)
+_MEMORY_RE = re.compile(r"\d+(?:\.\d+)? ?(?:[kKMGTP]i?)?B?", re.ASCII)
+
+
+def _check_job_fields(scheduler: Mapping[str, Any]) -> None:
+    """Validate the ``[scheduler]`` fields that end up in a SLURM batch script.
+
+    Raises:
+        ValueError: naming the field (``sweep config: scheduler.<field>: ...``).
+    """
+    def text(field: str, value: Any, pattern: re.Pattern, what: str) -> None:
+        if not isinstance(value, str):
+            raise _fail(field, f"must be a string ({what}), got {value!r}")
+        if any(c in value for c in "\n\r\0"):
+            raise _fail(field, f"must be a single line ({what}), got {value!r}")
+        if value.startswith("-") and pattern is not _DIRECTIVE_RE:
+            raise _fail(field, f"must not start with '-' ({what}), got {value!r}")
+        if not pattern.fullmatch(value):
+            raise _fail(field, f"is not {what}: {value!r} contains characters the batch "
+                               "script would interpret (shell metacharacters, quotes, spaces)")
+
+    path = "a path: letters, digits, _ . / + @ % , : = ~ - and $NAME or ${NAME}"
+    for k in ("python", "local_directory"):
+        if scheduler.get(k) is not None:
+            text(f"scheduler.{k}", scheduler[k], _PATH_RE, path)
+    for k in ("queue", "account"):
+        if scheduler.get(k) is not None:
+            text(f"scheduler.{k}", scheduler[k], _SLURM_NAME_RE,
+                 "a Slurm name: letters, digits, _ . , + -")
+    for k, pattern, what in (
+        ("walltime", _WALLTIME_RE, "a Slurm time such as '01:00:00', '90' or '2-12:00:00'"),
+        ("memory", _MEMORY_RE, "a size such as '4GB', '500MiB' or '16G'"),
+    ):
+        value = scheduler[k]
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            continue  # minutes / bytes as a TOML integer
+        text(f"scheduler.{k}", value, pattern, what)
+    directives = scheduler["job_extra_directives"]
+    if not isinstance(directives, list):
+        raise _fail("scheduler.job_extra_directives",
+                    f"must be a list of sbatch options, got {directives!r}")
+    for i, d in enumerate(directives):
+        text(f"scheduler.job_extra_directives[{i}]", d, _DIRECTIVE_RE,
+             "one sbatch option such as '--exclusive', '--gres=gpu:1' or '-C a100|h100'")
+
+
 def _slurm_kwargs(scheduler: Mapping[str, Any]) -> dict[str, Any]:
     s = {**_SCHEDULER_DEFAULTS, **scheduler}
+    _check_job_fields(s)
     kwargs: dict[str, Any] = {
         "cores": s["cores"], "memory": s["memory"], "processes": s["processes"],
         "walltime": s["walltime"], "job_extra_directives": list(s["job_extra_directives"]),
@@ -791,10 +877,10 @@ def run_sweep(
 
 
 def _write_config(config: SweepConfig, out: Path) -> None:
-    path = out / "config.json"
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(config.source, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    from ctrnn_dyn import _files
+
+    text = json.dumps(config.source, indent=2, sort_keys=True, default=str)
+    _files.atomic_write(out / "config.json", lambda fh: fh.write(text.encode()))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,10 +4,14 @@ the SLURM job script, and the argparse entry points."""
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
+import stat
 import threading
 import time
+import tomllib
+import tracemalloc
 from pathlib import Path
 
 import jax
@@ -170,6 +174,116 @@ def test_slurm_job_script():
     assert "--nthreads 4" in script or "--nworkers 1" in script
     assert "distributed.cli.dask_worker" in script or "dask-worker" in script
     assert "tcp://10.0.0.1:8786" in script
+
+
+def test_slurm_script_keeps_paths_with_variables_and_constraint_expressions():
+    sched = {"python": "$HOME/venv/bin/python", "local_directory": "${TMPDIR}/dask",
+             "job_extra_directives": ["--gres=gpu:1", "-C a100|h100", "--output=logs/%j.out"],
+             "walltime": 90, "memory": 2**33}
+    doc = tomllib.loads(SMALL)
+    doc["scheduler"].update(sched, kind="slurm")
+    assert sweep.validate_config(doc).scheduler["python"] == "$HOME/venv/bin/python"
+    script = sweep.slurm_job_script(sched)
+    for line in ("#SBATCH --gres=gpu:1", "#SBATCH -C a100|h100", "#SBATCH --output=logs/%j.out",
+                 "#SBATCH -t 90\n", "#SBATCH --mem=8G\n",
+                 "\n$HOME/venv/bin/python -m ", "--local-directory ${TMPDIR}/dask\n"):
+        assert line in script, script
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("python", "/usr/bin/python; rm -rf ~",
+         r"scheduler.python: is not a path: .* contains characters the batch script would "
+         r"interpret"),
+        ("python", "python\nrm -rf ~", r"scheduler.python: must be a single line"),
+        ("python", "$(curl example.org)", r"scheduler.python: is not a path"),
+        ("python", "`id`", r"scheduler.python: is not a path"),
+        ("python", 3, r"scheduler.python: must be a string \(a path"),
+        ("local_directory", "/scratch && id", r"scheduler.local_directory: is not a path"),
+        ("local_directory", "/scratch > /etc/x", r"scheduler.local_directory: is not a path"),
+        ("local_directory", "--help", r"scheduler.local_directory: must not start with '-'"),
+        ("job_extra_directives", ["--exclusive", "--qos=x\nrm -rf ~"],
+         r"scheduler.job_extra_directives\[1\]: must be a single line"),
+        ("job_extra_directives", ["--comment=$(id)"],
+         r"scheduler.job_extra_directives\[0\]: is not one sbatch option"),
+        ("job_extra_directives", ["echo hi"],
+         r"scheduler.job_extra_directives\[0\]: is not one sbatch option"),
+        ("job_extra_directives", ["--mem=4G --wrap 'id'"],
+         r"scheduler.job_extra_directives\[0\]: is not one sbatch option"),
+        ("job_extra_directives", "--exclusive",
+         r"scheduler.job_extra_directives: must be a list of sbatch options"),
+        ("job_extra_directives", [7], r"scheduler.job_extra_directives\[0\]: must be a string"),
+        ("queue", "gpu\n#SBATCH --uid=0", r"scheduler.queue: must be a single line"),
+        ("account", "lab;id", r"scheduler.account: is not a Slurm name"),
+        ("walltime", "01:00:00 && id", r"scheduler.walltime: is not a Slurm time"),
+        ("memory", "4GB`id`", r"scheduler.memory: is not a size"),
+        ("memory", -4, r"scheduler.memory: must be a string \(a size"),
+    ],
+)
+def test_slurm_fields_cannot_carry_shell_text(field, value, message):
+    doc = tomllib.loads(SMALL)
+    doc["scheduler"][field] = value
+    with pytest.raises(ValueError, match=f"^sweep config: {message}"):
+        sweep.validate_config(doc)
+    with pytest.raises(ValueError, match=f"^sweep config: {message}"):  # also when called directly
+        sweep.slurm_job_script({field: value})
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"grid": {f"train.{k}": list(range(1, 101)) for k in
+                   ("steps", "batch_size", "block_steps", "eval_batches")}
+          | {"cell.hidden_features": list(range(1, 101)), "task.n_steps": list(range(1, 101))}},
+         r"grid: 1000000000000 configurations \(100 \(cell.hidden_features\) x 100 "
+         r"\(task.n_steps\) x .* exceed the limit of 100000"),
+        ({"grid": {"cell.hidden_features": list(range(1, 1001))},
+          "configs": [{"cell.alpha": 0.1}] * 200},
+         r"grid: 200000 configurations \(1000 \(cell.hidden_features\) x 200 \(\[\[configs\]\]\)\)"
+         r" exceed the limit of 100000"),
+        ({"grid": {"cell.hidden_features": list(range(1, 1001))}, "seeds": 2000},
+         r"grid: 1000 configurations x 2000 seeds = 2000000 networks exceed the limit of "
+         r"1000000"),
+        ({"seeds": 10**12}, r"seeds: 1000000000000 seeds exceed the limit of 1000000 networks"),
+    ],
+)
+def test_grid_size_is_checked_before_anything_is_allocated(edit, message):
+    doc = {**tomllib.loads(SMALL), **edit}
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(ValueError, match=f"^sweep config: {message}"):
+            sweep.validate_config(doc)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - t0 < 5.0
+    assert peak < 20 * 2**20, peak  # bytes: nothing of the grid's size was built
+
+
+def test_parquet_outputs_are_durable_and_a_failed_write_leaves_the_old_table(tmp_path,
+                                                                            monkeypatch):
+    path = tmp_path / "chunks" / "00000-abc.parquet"
+    old = pd.DataFrame({"network": [0, 1], "loss": [0.5, 0.25]})
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.fstat(fd).st_mode),
+                                                 real_fsync(fd)))
+    sweep._atomic_write_parquet(old, path)
+    monkeypatch.undo()
+    assert [stat.S_ISREG(m) for m in synced] == [True, False]  # the file, then its directory
+    assert stat.S_ISDIR(synced[1])
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        sweep._atomic_write_parquet(old.assign(loss=[9.0, 9.0]), path)
+    monkeypatch.undo()
+    assert os.listdir(path.parent) == [path.name]  # no temporary file left
+    pd.testing.assert_frame_equal(pd.read_parquet(path), old)
 
 
 def _reference_losses(alpha: float, seeds: list[int]) -> dict[int, tuple[float, float]]:
