@@ -791,8 +791,12 @@ def line_attractor(
         u: input ``(m,)`` for ``F``.
         alpha: ``dt/τ`` (scalar or ``(d,)``) to turn multipliers into continuous eigenvalues;
             default ``F.alpha``, else ``fixed_points.alpha``, else 1 (per step).
-        eig_tol, min_gap_ratio, min_variance_ratio, min_alignment, min_points, min_length:
-            the criteria above.
+        eig_tol: largest median :math:`|\lambda|` of the slow mode (criteria above).
+        min_gap_ratio: smallest ratio of the next eigenvalue's modulus to the slow one's.
+        min_variance_ratio: smallest first-PCA variance ratio of the points.
+        min_alignment: smallest median :math:`|\cos|` of slow eigenvector and tangent.
+        min_points: fewest points.
+        min_length: smallest extent along the line.
         converged_only: use only points flagged ``converged``; ``False`` also uses slow points
             (an approximate line attractor is often a line of slow points).
 

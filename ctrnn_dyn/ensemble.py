@@ -421,7 +421,9 @@ def train_ensemble(
             :data:`CELL_HPARAMS` and, with the default optimiser, :data:`OPTIMIZER_HPARAMS`.
         optimizer: shared Optax transformation (default: ``default_optimizer(learning_rate)``).
         learning_rate: learning rate of the default optimiser when not in ``hparams``.
-        rate_l2, weight_l2, loss: see :func:`ctrnn_dyn.train.loss_fn` (shared).
+        rate_l2: L2 penalty on the rates; see :func:`ctrnn_dyn.train.loss_fn` (shared).
+        weight_l2: L2 penalty on the kernels; see :func:`ctrnn_dyn.train.loss_fn` (shared).
+        loss: loss kind; see :func:`ctrnn_dyn.train.loss_fn` (shared).
         chunk_size: networks vectorised in one program (default: all ``E``); the ensemble is
             trained chunk after chunk. With explicit ``devices`` it must be a multiple of their
             number (with ``"auto"`` it is rounded up; the padding networks are discarded).
@@ -439,7 +441,8 @@ def train_ensemble(
             CPU, expose the cores as devices before JAX starts
             (``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>``): independent
             networks then run in parallel, which a single small network cannot.
-        eval_batches, eval_batch_size: held-out batches after training (as in ``train``).
+        eval_batches: held-out batches after training (as in ``train``).
+        eval_batch_size: their size (as in ``train``).
         fast: forward pass: ``None`` (default) the fast path where the cell supports it,
             ``True`` the fast path, ``False`` ``nn.RNN`` (see :func:`ctrnn_dyn.train.loss_fn`).
         progress: show a tqdm bar over steps.
@@ -654,7 +657,9 @@ def classify_dynamics_ensemble(
     """``classify_dynamics`` for every network of an ensemble in one call.
 
     Args:
-        cell, params, hparams: as in :func:`find_fixed_points_ensemble`.
+        cell: as in :func:`find_fixed_points_ensemble`.
+        params: as in :func:`find_fixed_points_ensemble`.
+        hparams: as in :func:`find_fixed_points_ensemble`.
         starts: ``(B, n)`` starts shared by all networks, or a list of ``E`` arrays.
         u: constant input shared by all networks (or a list of ``E``), ``None`` = zero input.
         **options: passed to :func:`ctrnn_dyn.attractors.classify_dynamics`.

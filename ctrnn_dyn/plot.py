@@ -206,7 +206,8 @@ def phase_portrait(
         F: one-step map ``F(x, u)`` (``n = 2`` or any ``n`` with ``pca``/``trajectories``).
         u: constant input ``(m,)`` or ``None``.
         dt: time per step; arrows are per ``time_unit``.
-        xlim, ylim: plot window (default: the data's extent plus 10 %).
+        xlim: horizontal plot window (default: the data's extent plus 10 %).
+        ylim: vertical plot window (default: the data's extent plus 10 %).
         density: grid points per axis.
         fixed_points: ``FixedPoints``-like (``x``, ``stability``, ``converged``) or ``(N, n)``.
         trajectories: ``(T, n)`` or ``(B, T, n)``.

@@ -192,7 +192,9 @@ class FlipFlop:
     probability ``p_pulse``, a pulse of sign ±1 (equally likely). Output ``i`` must hold the sign
     of channel ``i``'s most recent pulse (including a pulse at the current step):
 
-    .. math::  y^*_{t,i} = u_{s,i},\quad s = \max\{s \le t : u_{s,i} \ne 0\}.
+    .. math::
+
+        y^*_{t,i} = u_{s,i},\quad s = \max\{s \le t : u_{s,i} \ne 0\}.
 
     Before a channel's first pulse the target is 0 and masked out; the ``settle_steps`` steps
     starting at each pulse are also masked (time for a leaky network to switch), so

@@ -600,7 +600,9 @@ def train(
         batch_size: trials per step.
         optimizer: Optax transformation; default :func:`default_optimizer` (``learning_rate``).
         learning_rate: used only by the default optimiser.
-        rate_l2, weight_l2, loss: see :func:`loss_fn`.
+        rate_l2: L2 penalty on the rates; see :func:`loss_fn`.
+        weight_l2: L2 penalty on the kernels; see :func:`loss_fn`.
+        loss: loss kind; see :func:`loss_fn`.
         params: initial params (default: ``rnn(cell).init`` from the init key).
         checkpoint_dir: write ``checkpoint_dir/checkpoint`` every ``checkpoint_every`` steps
             and at the end (atomic writes).
@@ -613,7 +615,8 @@ def train(
         eval_every: evaluate on held-out batches every this many steps (and at the end);
             ``None`` = only at the end.
         eval_task: task for evaluation (default ``task``; e.g. a held-out split).
-        eval_batches, eval_batch_size: held-out batches per evaluation and their size.
+        eval_batches: held-out batches per evaluation.
+        eval_batch_size: their size (default ``batch_size``).
         progress: tqdm bar; ``None`` = only when stderr is a terminal.
         sync_every: steps between host syncs (history, NaN check, progress).
         fast: forward pass: ``None`` (default) the fast path where supported, ``True`` the
