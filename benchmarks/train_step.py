@@ -1,4 +1,5 @@
-"""Benchmark: one CT-RNN train step (forward, BPTT, clip + AdamW update), JAX vs PyTorch eager.
+"""Benchmark: one CT-RNN train step (forward, BPTT, clip + AdamW update), JAX vs PyTorch eager
+and ``torch.compile``.
 
 Both sides implement the same equation and optimiser
 (``x_{t+1} = (1-α)x_t + α(tanh(x_t) K_rec + b + u_t K_in + σ ξ_t)``, ``y = tanh(x) K_out + b_out``,
@@ -8,7 +9,10 @@ masked MSE, ``clip_by_global_norm(1)`` then AdamW(1e-3, wd 1e-4)) on the same fi
 two loops run in ``ctrnn_dyn.native``'s compiled kernels on the CPU) + Optax
 update, jitted, on a fixed batch; for information the step of ``make_train_step`` (which also
 samples its batch) and, at the headline point, the step through ``nn.RNN`` (``fast=False``, JAX's
-derivative of the Flax scan) are timed too.
+derivative of the Flax scan) and the fast path with its loops in XLA instead of the compiled
+kernels (``native.suspended()``, the path of a machine without a C++ compiler) are timed too.
+The second PyTorch baseline is the same step with the whole forward loop and its loss under
+``torch.compile`` (Inductor; the backward comes from AOTAutograd), its compile time printed.
 Everything is measured in the same run: medians over repetitions, the JAX/PyTorch ratio, achieved
 GFLOP/s (counting the matmuls: ``6 B T (H² + H(m+p))`` per step) and the fraction of a matmul
 peak (the best of the median GFLOP/s of a 1024² float32 ``jnp`` matmul at the start and the one
@@ -35,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ctrnn_dyn import native, threefry
+from ctrnn_dyn import native
 from ctrnn_dyn.model import CTRNNCell
 from ctrnn_dyn.tasks import Batch, FlipFlop
 from ctrnn_dyn.train import default_optimizer, init_params, loss_fn, make_train_step
@@ -129,7 +133,10 @@ def jax_full_step(H: int, B: int, T: int):
     return run
 
 
-def torch_step(H: int, B: int, T: int, threads: int | None = None, sigma: float = SIGMA):
+def torch_step(H: int, B: int, T: int, threads: int | None = None, sigma: float = SIGMA,
+               compiled: bool = False):
+    """PyTorch's step, eager or with the forward loop and loss under ``torch.compile``
+    (``compiled``; the first call compiles: the returned ``run.compile_s`` says how long)."""
     import torch
 
     g = torch.Generator().manual_seed(0)
@@ -147,10 +154,7 @@ def torch_step(H: int, B: int, T: int, threads: int | None = None, sigma: float 
 
     default_threads = torch.get_num_threads()
 
-    def run():
-        if threads is not None:
-            torch.set_num_threads(threads)
-        opt.zero_grad(set_to_none=True)
+    def forward_loss(K, b, K_in, K_out, b_out):
         x = torch.ones(B, H)
         ys = []
         for t in range(T):
@@ -160,12 +164,26 @@ def torch_step(H: int, B: int, T: int, threads: int | None = None, sigma: float 
             x = (1 - ALPHA) * x + ALPHA * drive
             ys.append(torch.tanh(x) @ K_out + b_out)
         y = torch.stack(ys, dim=1)
-        loss = (mask * (y - y_star) ** 2).sum() / mask.sum()
+        return (mask * (y - y_star) ** 2).sum() / mask.sum()
+
+    if compiled:
+        forward_loss = torch.compile(forward_loss)
+
+    def run():
+        if threads is not None:
+            torch.set_num_threads(threads)
+        opt.zero_grad(set_to_none=True)
+        loss = forward_loss(*params)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, CLIP)
         opt.step()
         torch.set_num_threads(default_threads)
 
+    run.compile_s = 0.0
+    if compiled:
+        t0 = time.perf_counter()
+        run()
+        run.compile_s = time.perf_counter() - t0
     return run
 
 
@@ -176,7 +194,7 @@ STEADY_CALLS = 2
 
 
 def measure(H: int, B: int, T: int, reps: int, peak: float, have_torch: bool,
-            extra: bool = False) -> dict:
+            extra: bool = False, compiled: bool = False) -> dict:
     """Median times of each variant, rounds interleaved so load changes hit all alike; in each
     round a variant runs one untimed and :data:`STEADY_CALLS` timed calls back to back.
 
@@ -184,7 +202,8 @@ def measure(H: int, B: int, T: int, reps: int, peak: float, have_torch: bool,
     on a shared 2-core machine the second thread can make eager PyTorch much slower), else 1
     thread. At the headline point (``extra``) both sides are also timed without noise
     (``sigma = 0``, 1-thread PyTorch): the ratio the step reaches when the noise draw is out of
-    the comparison.
+    the comparison, and the fast path with XLA loops is timed beside the kernels; with
+    ``compiled`` PyTorch's step is also timed under ``torch.compile`` (1 thread).
     """
     import os
 
@@ -194,11 +213,21 @@ def measure(H: int, B: int, T: int, reps: int, peak: float, have_torch: bool,
     if extra:
         runs["jax_nn_rnn"] = jax_step_fixed_batch(H, B, T, fast=False)
         runs["jax_noise_free"] = jax_step_fixed_batch(H, B, T, sigma=0.0)
+        if native.available():
+            with native.suspended():  # traced (first call) inside: the XLA loops
+                runs["jax_xla_loops"] = jax_step_fixed_batch(H, B, T)
+                runs["jax_xla_loops"]()
+                runs["jax_xla_loops_noise_free"] = jax_step_fixed_batch(H, B, T, sigma=0.0)
+                runs["jax_xla_loops_noise_free"]()
     if have_torch:
         runs["torch_1thread"] = torch_step(H, B, T, threads=1)
         if extra:
             runs["torch_default"] = torch_step(H, B, T, threads=min(2, os.cpu_count() or 1))
             runs["torch_noise_free"] = torch_step(H, B, T, threads=1, sigma=0.0)
+            if compiled:
+                for name, sigma in (("torch_compile", SIGMA), ("torch_compile_noise_free", 0.0)):
+                    runs[name] = torch_step(H, B, T, threads=1, sigma=sigma, compiled=True)
+                    row[f"{name}_compile_s"] = runs[name].compile_s
     times = {k: [] for k in runs}
     for fn in runs.values():
         fn()
@@ -234,6 +263,18 @@ def fmt(row: dict) -> str:
         if "torch_noise_free_ms" in row:
             s += (f", torch (1 thread) {row['torch_noise_free_ms']:.2f} ms, speedup "
                   f"x{row['torch_noise_free_ms'] / row['jax_noise_free_ms']:.2f}")
+    for suffix, label in (("", "noise on"), ("_noise_free", "without noise")):
+        eager = row.get("torch_ms") if not suffix else row.get("torch_noise_free_ms")
+        xla = row.get(f"jax_xla_loops{suffix}_ms")
+        if xla is not None:
+            s += f"\n    XLA loops ({label}): jax {xla:.2f} ms"
+            if eager is not None:
+                s += f", speedup over torch eager x{eager / xla:.2f}"
+        tc = row.get(f"torch_compile{suffix}_ms")
+        if tc is not None:
+            s += (f"\n    torch.compile ({label}, 1 thread): {tc:.2f} ms "
+                  f"(compile {row[f'torch_compile{suffix}_compile_s']:.1f} s), "
+                  f"default jax step x{tc / row[f'jax{suffix}_ms']:.2f}")
     return s
 
 
@@ -265,6 +306,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", default=None, help="write the results to this JSON file")
     ap.add_argument("--point", default=None, metavar="H,B,T",
                     help="measure only this point (e.g. 512,256,200)")
+    ap.add_argument("--no-compile", action="store_true",
+                    help="skip the torch.compile baseline (it compiles for a minute or more)")
     args = ap.parse_args(argv)
     try:
         import torch  # noqa: F401
@@ -274,10 +317,9 @@ def main(argv: list[str] | None = None) -> dict:
         have_torch = False
         print("torch not installed: JAX side only (pip install '.[bench]')")
     reps = args.reps or (5 if args.quick else 7)
-    lowering = ("unrolled (ctrnn_dyn.threefry)" if threefry.cpu_lowering_installed()
-                else f"JAX's rolled loop ({threefry.ENV_SWITCH}=0)")
+    native.prepare()  # before anything is traced, as training does
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; reps={reps} (medians); "
-          f"threefry CPU lowering: {lowering}; recurrence kernels: {native.status()}")
+          f"recurrence kernels: {native.status()}")
     peak = matmul_peak(reps)
     print(f"matmul peak (1024^2 f32 jnp matmul): {peak:.1f} GFLOP/s")
     out = {"peak_gflops": peak, "headline": None, "grid": [], "efficiency": None}
@@ -287,7 +329,8 @@ def main(argv: list[str] | None = None) -> dict:
         print("point:", fmt(row))
         return {"peak_gflops": peak, "point": row}
     H, B, T = HEADLINE
-    head = measure(H, B, T, reps, peak, have_torch, extra=True)
+    head = measure(H, B, T, reps, peak, have_torch, extra=True,
+                   compiled=have_torch and not args.no_compile)
     out["headline"] = head
     print("headline:", fmt(head))
     nc = noise_cost(H, B, T, reps, have_torch)

@@ -1,51 +1,111 @@
 """ctrnn_dyn: train continuous-time RNNs in JAX and reverse-engineer their dynamics.
 
 Plotting lives in ``ctrnn_dyn.plot``, checkpoints in ``ctrnn_dyn.checkpoint``, sweeps in
-``ctrnn_dyn.sweep`` and figure reproductions in ``ctrnn_dyn.reproduce`` (imported on demand).
+``ctrnn_dyn.sweep`` and figure reproductions in ``ctrnn_dyn.reproduce``.
 
-Importing the package makes JAX's random draws on the CPU faster with the same bits: see
-:mod:`ctrnn_dyn.threefry` (``CTRNN_DYN_UNROLLED_THREEFRY=0`` turns this off).
+Importing the package changes nothing in JAX or any other library, and loads no submodule: each
+name below is imported from its module when first used (PEP 562), so ``import ctrnn_dyn`` costs
+almost nothing on top of Python's start and the CLI answers ``--help`` at once.
 """
 
-from ctrnn_dyn import threefry as _threefry
-from ctrnn_dyn.attractors import DynamicsClassification as DynamicsClassification
-from ctrnn_dyn.attractors import LimitCycle as LimitCycle
-from ctrnn_dyn.attractors import LineAttractor as LineAttractor
-from ctrnn_dyn.attractors import LyapunovSpectrum as LyapunovSpectrum
-from ctrnn_dyn.attractors import classify_dynamics as classify_dynamics
-from ctrnn_dyn.attractors import find_limit_cycle as find_limit_cycle
-from ctrnn_dyn.attractors import line_attractor as line_attractor
-from ctrnn_dyn.attractors import lyapunov_spectrum as lyapunov_spectrum
-from ctrnn_dyn.dynamics import OneStepMap as OneStepMap
-from ctrnn_dyn.dynamics import one_step_map as one_step_map
-from ctrnn_dyn.dynamics import simulate as simulate
-from ctrnn_dyn.dynamics import vector_field as vector_field
-from ctrnn_dyn.ensemble import EnsembleResult as EnsembleResult
-from ctrnn_dyn.ensemble import train_ensemble as train_ensemble
-from ctrnn_dyn.fixed_points import FixedPoints as FixedPoints
-from ctrnn_dyn.fixed_points import find_fixed_points as find_fixed_points
-from ctrnn_dyn.fixed_points import sample_initial_states as sample_initial_states
-from ctrnn_dyn.linear import classify as classify
-from ctrnn_dyn.linear import continuous_eigvals as continuous_eigvals
-from ctrnn_dyn.linear import eig as eig
-from ctrnn_dyn.linear import jacobian as jacobian
-from ctrnn_dyn.model import CTRNNCell as CTRNNCell
-from ctrnn_dyn.model import RateCTRNNCell as RateCTRNNCell
-from ctrnn_dyn.model import rnn as rnn
-from ctrnn_dyn.pca import TrajectoryPCA as TrajectoryPCA
-from ctrnn_dyn.tasks import TASKS as TASKS
-from ctrnn_dyn.tasks import Batch as Batch
-from ctrnn_dyn.tasks import ContextIntegration as ContextIntegration
-from ctrnn_dyn.tasks import FixedTrials as FixedTrials
-from ctrnn_dyn.tasks import FlipFlop as FlipFlop
-from ctrnn_dyn.tasks import ModuloThree as ModuloThree
-from ctrnn_dyn.tasks import PerceptualDecision as PerceptualDecision
-from ctrnn_dyn.tasks import SineWave as SineWave
-from ctrnn_dyn.tasks import get_task as get_task
-from ctrnn_dyn.train import TrainResult as TrainResult
-from ctrnn_dyn.train import default_optimizer as default_optimizer
-from ctrnn_dyn.train import make_train_step as make_train_step
+from __future__ import annotations
 
-_threefry._install_unless_disabled()
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "DynamicsClassification": "attractors",
+    "LimitCycle": "attractors",
+    "LineAttractor": "attractors",
+    "LyapunovSpectrum": "attractors",
+    "classify_dynamics": "attractors",
+    "find_limit_cycle": "attractors",
+    "line_attractor": "attractors",
+    "lyapunov_spectrum": "attractors",
+    "OneStepMap": "dynamics",
+    "one_step_map": "dynamics",
+    "simulate": "dynamics",
+    "vector_field": "dynamics",
+    "EnsembleResult": "ensemble",
+    "train_ensemble": "ensemble",
+    "FixedPoints": "fixed_points",
+    "find_fixed_points": "fixed_points",
+    "sample_initial_states": "fixed_points",
+    "classify": "linear",
+    "continuous_eigvals": "linear",
+    "eig": "linear",
+    "jacobian": "linear",
+    "CTRNNCell": "model",
+    "RateCTRNNCell": "model",
+    "rnn": "model",
+    "TrajectoryPCA": "pca",
+    "TASKS": "tasks",
+    "Batch": "tasks",
+    "ContextIntegration": "tasks",
+    "FixedTrials": "tasks",
+    "FlipFlop": "tasks",
+    "ModuloThree": "tasks",
+    "PerceptualDecision": "tasks",
+    "SineWave": "tasks",
+    "get_task": "tasks",
+    "TrainResult": "train",
+    "default_optimizer": "train",
+    "make_train_step": "train",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from ctrnn_dyn.attractors import DynamicsClassification as DynamicsClassification
+    from ctrnn_dyn.attractors import LimitCycle as LimitCycle
+    from ctrnn_dyn.attractors import LineAttractor as LineAttractor
+    from ctrnn_dyn.attractors import LyapunovSpectrum as LyapunovSpectrum
+    from ctrnn_dyn.attractors import classify_dynamics as classify_dynamics
+    from ctrnn_dyn.attractors import find_limit_cycle as find_limit_cycle
+    from ctrnn_dyn.attractors import line_attractor as line_attractor
+    from ctrnn_dyn.attractors import lyapunov_spectrum as lyapunov_spectrum
+    from ctrnn_dyn.dynamics import OneStepMap as OneStepMap
+    from ctrnn_dyn.dynamics import one_step_map as one_step_map
+    from ctrnn_dyn.dynamics import simulate as simulate
+    from ctrnn_dyn.dynamics import vector_field as vector_field
+    from ctrnn_dyn.ensemble import EnsembleResult as EnsembleResult
+    from ctrnn_dyn.ensemble import train_ensemble as train_ensemble
+    from ctrnn_dyn.fixed_points import FixedPoints as FixedPoints
+    from ctrnn_dyn.fixed_points import find_fixed_points as find_fixed_points
+    from ctrnn_dyn.fixed_points import sample_initial_states as sample_initial_states
+    from ctrnn_dyn.linear import classify as classify
+    from ctrnn_dyn.linear import continuous_eigvals as continuous_eigvals
+    from ctrnn_dyn.linear import eig as eig
+    from ctrnn_dyn.linear import jacobian as jacobian
+    from ctrnn_dyn.model import CTRNNCell as CTRNNCell
+    from ctrnn_dyn.model import RateCTRNNCell as RateCTRNNCell
+    from ctrnn_dyn.model import rnn as rnn
+    from ctrnn_dyn.pca import TrajectoryPCA as TrajectoryPCA
+    from ctrnn_dyn.tasks import TASKS as TASKS
+    from ctrnn_dyn.tasks import Batch as Batch
+    from ctrnn_dyn.tasks import ContextIntegration as ContextIntegration
+    from ctrnn_dyn.tasks import FixedTrials as FixedTrials
+    from ctrnn_dyn.tasks import FlipFlop as FlipFlop
+    from ctrnn_dyn.tasks import ModuloThree as ModuloThree
+    from ctrnn_dyn.tasks import PerceptualDecision as PerceptualDecision
+    from ctrnn_dyn.tasks import SineWave as SineWave
+    from ctrnn_dyn.tasks import get_task as get_task
+    from ctrnn_dyn.train import TrainResult as TrainResult
+    from ctrnn_dyn.train import default_optimizer as default_optimizer
+    from ctrnn_dyn.train import make_train_step as make_train_step
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ctrnn_dyn' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"ctrnn_dyn.{module}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -112,6 +112,7 @@ class EnsembleResult(NamedTuple):
         keys: ``(E,)`` the networks' keys, as given.
         hparams: ``{name: (E, ...) array}`` the per-network hyper-parameters used.
         wall_time: ``(E,)`` seconds of training per network (its chunk's time / chunk size).
+        forward_path: the code that ran the forward pass (:func:`ctrnn_dyn.train.forward_path`).
     """
 
     params: Any
@@ -121,6 +122,7 @@ class EnsembleResult(NamedTuple):
     keys: jax.Array
     hparams: dict[str, np.ndarray]
     wall_time: np.ndarray
+    forward_path: str = ""
 
     def __len__(self) -> int:
         return int(self.nonfinite_step.shape[0])
@@ -147,6 +149,7 @@ class EnsembleResult(NamedTuple):
         return _train.TrainResult(
             params=take(self.params), opt_state=take(self.opt_state), history=history,
             step=steps if ns < 0 else ns, nonfinite_step=None if ns < 0 else ns,
+            forward_path=self.forward_path,
         )
 
 
@@ -492,6 +495,7 @@ def train_ensemble(
     # build (and so validate) one step eagerly: errors surface here, not inside a trace
     _train.make_train_step(cell, task, opt, batch_size=batch_size, rate_l2=rate_l2,
                            weight_l2=weight_l2, loss=loss, fast=fast)
+    forward_path = _train.forward_path(cell, fast)
 
     init_chunk, block_chunk, eval_chunk = _programs(
         cell, task, opt, batch_size=batch_size, rate_l2=rate_l2, weight_l2=weight_l2,
@@ -560,6 +564,7 @@ def train_ensemble(
         keys=keys,
         hparams=hp,
         wall_time=cat(*[o[4] for o in outs]),
+        forward_path=forward_path,
     )
 
 

@@ -33,10 +33,12 @@ Why it is faster than differentiating ``nn.RNN`` (measured with ``benchmarks/tra
   backward pass; the weight gradients are whole-sequence matmuls after the reverse loop, and
   ``K_in`` and ``b`` share one;
 - buffers have ``T + 1`` rows so that every big matmul reads whole buffers (slices are copies);
-- on the CPU, for tanh and relu, both loops run in compiled kernels (:mod:`ctrnn_dyn.native`):
-  each worker of XLA's thread pool runs whole sequences for a block of batch rows, so the loops
-  use every core without synchronising per step and without XLA's per-kernel launch cost;
-  elsewhere (other activations, other platforms, no C++ compiler) they are XLA loops.
+- on the CPU, for tanh and relu, both loops run in compiled kernels (:mod:`ctrnn_dyn.native`)
+  once :func:`ctrnn_dyn.native.prepare` has loaded them (training does, before it traces): each
+  worker of XLA's thread pool runs whole sequences for a block of batch rows, so the loops use
+  every core without synchronising per step and without XLA's per-kernel launch cost; elsewhere
+  (other activations, other platforms, no C++ compiler, not prepared) they are XLA loops.
+  :func:`loop_path` says which.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from jax import lax
 from ctrnn_dyn import native
 from ctrnn_dyn.model import CTRNNCell
 
-__all__ = ["fast_forward", "supports_fast_path", "SMALL_WIDTH"]
+__all__ = ["fast_forward", "supports_fast_path", "loop_path", "SMALL_WIDTH"]
 
 #: Widths up to which ``v @ W`` is written as broadcast multiply-adds (fusable with neighbours).
 SMALL_WIDTH = 8
@@ -63,6 +65,20 @@ SMALL_WIDTH = 8
 def supports_fast_path(cell: nn.Module) -> bool:
     """True for a :class:`CTRNNCell` with a fixed (non-trainable) ``alpha``."""
     return isinstance(cell, CTRNNCell) and not cell.train_alpha
+
+
+def loop_path(cell: CTRNNCell) -> str:
+    """Which code runs the fast path's two loops for ``cell`` in programs traced from now on:
+    ``"kernels:<key>"`` (the compiled kernels of :mod:`ctrnn_dyn.native`, on the CPU, after
+    :func:`ctrnn_dyn.native.prepare`) or ``"xla-loops"``."""
+    if _use_native(_native_activation(cell.activation_fn)) and jax.default_backend() == "cpu":
+        return f"kernels:{native.kernel_key()}"
+    return "xla-loops"
+
+
+def _staging() -> bool:
+    """Whether JAX is tracing a program now (under ``jit`` every new array is a tracer)."""
+    return isinstance(jnp.zeros(()), jax.core.Tracer)
 
 
 def _is_tanh(fn: Callable) -> bool:
@@ -152,6 +168,7 @@ def _native_backward(mu, R, KT, c, alpha, code):
 
 
 def _use_native(code: int | None) -> bool:
+    """Loaded kernels that cover this activation; tracing never builds them."""
     return code is not None and native.available()
 
 
@@ -247,6 +264,8 @@ def fast_forward(
     """
     if not supports_fast_path(cell):
         raise TypeError("fast_forward needs a CTRNNCell with train_alpha=False")
+    if not _staging():  # an eager call: building the kernels now is safe
+        native.prepare()
     tree = params["params"]
     tree = tree.get("cell", tree)
     if inputs.ndim != 3:

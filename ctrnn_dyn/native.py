@@ -1,4 +1,5 @@
-r"""Compiled CPU kernels for the two recurrences of :mod:`ctrnn_dyn.fast_path`.
+r"""Compiled CPU kernels for the two recurrences of :mod:`ctrnn_dyn.fast_path`, built and loaded
+only from a private, verified cache.
 
 XLA runs the forward and adjoint loops of a CT-RNN as one small matmul plus a few elementwise
 kernels per time step, each kernel paying a fixed launch cost, and every matmul on one core: at
@@ -14,24 +15,40 @@ each step's update into a register-tiled matmul:
 
 (``W = K α`` forward, ``Kᵀ`` in the adjoint; ``f'`` from the rates, so ``f`` is tanh or relu).
 
-The source is compiled once per machine, on first use, with the C++ compiler on ``PATH``
-(``$CXX``, else ``c++``) against the XLA FFI headers that ship with ``jaxlib``, and cached under
-``$CTRNN_DYN_CACHE`` (default ``~/.cache/ctrnn_dyn``) by a hash of the source, the compiler,
-the flags, ``jax`` and the CPU. When there is no compiler, or the build fails,
-:func:`available` returns ``False`` and :mod:`ctrnn_dyn.fast_path` runs the same loops in XLA
-(:func:`status` says why). ``CTRNN_DYN_NATIVE=0`` turns the kernels off.
+**When.** :func:`prepare` builds (once per machine) and loads the kernels. It is called by
+:func:`ctrnn_dyn.train.train`, :func:`~ctrnn_dyn.train.make_train_step`, the ensembles and an
+eager :func:`~ctrnn_dyn.fast_path.fast_forward`, always before tracing and only when JAX's
+default backend is the CPU. Tracing never builds anything: a program traced before
+:func:`prepare` (or with ``CTRNN_DYN_NATIVE=0``, or where the build fails) runs the same loops in
+XLA, and :func:`status` and the training result say which path ran.
+
+**Where, and how it is trusted.** The library lives under ``$CTRNN_DYN_CACHE`` (default
+``~/.cache/ctrnn_dyn``) in ``native/<key>/``, where the key hashes everything that could change
+the binary: the source, the compiler's path and ``--version``, the flags, ``jax`` and ``jaxlib``
+versions, the XLA FFI headers and the CPU's feature flags (``-march=native`` builds must not
+travel). Before anything is loaded:
+
+- every directory from the cache root down, and the library and its manifest, must be owned by
+  this user and writable by nobody else (directories are created with mode ``0700``); otherwise
+  the cache is not used, a warning says why, and the kernels are built in a fresh private
+  temporary directory for this process instead;
+- the library's SHA-256 must equal the one its manifest recorded when it was built, for the same
+  key; a truncated, corrupt or swapped library is rebuilt, never loaded;
+- the compiler runs with a timeout (:data:`BUILD_TIMEOUT_ENV`, default 300 s); a failure or a
+  timeout leaves the XLA loops in use, with a warning.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
-import functools
 import hashlib
-import inspect
+import json
 import logging
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -40,25 +57,48 @@ from pathlib import Path
 import jax
 
 __all__ = [
-    "available", "status", "ENV_SWITCH", "FORWARD_TARGET", "BACKWARD_TARGET", "TANH", "RELU",
+    "prepare", "available", "suspended", "status", "kernel_key", "ENV_SWITCH", "CACHE_ENV",
+    "BUILD_TIMEOUT_ENV", "FORWARD_TARGET", "BACKWARD_TARGET", "TANH", "RELU",
 ]
 
 #: Environment variable: ``0`` keeps the XLA loops.
 ENV_SWITCH = "CTRNN_DYN_NATIVE"
-#: FFI target names registered by :func:`load` (CPU only).
+#: Environment variable: the cache directory (default ``~/.cache/ctrnn_dyn``).
+CACHE_ENV = "CTRNN_DYN_CACHE"
+#: Environment variable: seconds the compiler may run (default 300).
+BUILD_TIMEOUT_ENV = "CTRNN_DYN_BUILD_TIMEOUT"
+#: FFI target names registered by :func:`prepare` (CPU only).
 FORWARD_TARGET = "ctrnn_dyn_forward"
 BACKWARD_TARGET = "ctrnn_dyn_backward"
 #: The kernels' activation codes (their ``activation`` attribute).
 TANH, RELU = 0, 1
 
 SOURCE = Path(__file__).with_name("_native") / "recurrence.cc"
+MANIFEST = "manifest.json"
 _log = logging.getLogger(__name__)
-_status = "not loaded yet"
 _lock = threading.Lock()
+_state: dict = {"loaded": False, "tried": False, "status": "not prepared", "key": None}
+_suspended = threading.local()
+
+#: Flags of every build, then the optional parts tried in order: libmvec's vector tanh (glibc on
+#: x86-64), then ``-march=native``, then neither.
+_FLAGS = ["-O3", "-std=c++20", "-shared", "-fPIC", "-w"]
+_ATTEMPTS = [["-march=native", "-DCTRNN_DYN_LIBMVEC", "-lmvec"], ["-march=native"], []]
+
+
+class _Untrusted(Exception):
+    """The cache directory cannot be trusted (owner or permissions)."""
 
 
 def _cache_root() -> Path:
-    return Path(os.environ.get("CTRNN_DYN_CACHE") or Path.home() / ".cache" / "ctrnn_dyn")
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "ctrnn_dyn")
+
+
+def _timeout() -> float:
+    try:
+        return float(os.environ.get(BUILD_TIMEOUT_ENV, "300"))
+    except ValueError:
+        return 300.0
 
 
 def _cpu_fingerprint() -> str:
@@ -76,85 +116,200 @@ def _compiler() -> str | None:
     return shutil.which(os.environ.get("CXX", "c++"))
 
 
-#: Flags of every build, then the optional parts tried in order: libmvec's vector tanh (glibc on
-#: x86-64), then ``-march=native``, then neither.
-_FLAGS = ["-O3", "-std=c++20", "-shared", "-fPIC", "-w"]
-_ATTEMPTS = [["-march=native", "-DCTRNN_DYN_LIBMVEC", "-lmvec"], ["-march=native"], []]
+def _headers_digest() -> bytes:
+    """SHA-256 over the XLA FFI headers the kernels are compiled against."""
+    digest = hashlib.sha256()
+    root = Path(jax.ffi.include_dir())
+    for path in sorted(root.rglob("*.h")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.digest()
 
 
-def _build(cxx: str, out: Path) -> None:
-    """Compile the kernels into ``out`` with the first of :data:`_ATTEMPTS` that succeeds."""
+def _key(cxx: str) -> str:
+    """Hex digest of everything that could change the built library."""
+    import jaxlib
+
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True,
+                             timeout=min(_timeout(), 30.0)).stdout
+    digest = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), version, cxx, jax.__version__, jaxlib.__version__,
+                 _headers_digest(), _cpu_fingerprint(), repr((_FLAGS, _ATTEMPTS))):
+        digest.update(part if isinstance(part, bytes) else part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _check_private(path: Path, *, directory: bool) -> None:
+    """Raise :class:`_Untrusted` unless ``path`` is this user's and writable by nobody else."""
+    st = os.lstat(path)
+    kind_ok = stat.S_ISDIR(st.st_mode) if directory else stat.S_ISREG(st.st_mode)
+    if not kind_ok:
+        raise _Untrusted(f"{path} is not a plain {'directory' if directory else 'file'}")
+    if st.st_uid != os.geteuid():
+        raise _Untrusted(f"{path} is owned by uid {st.st_uid}, not by this user ({os.geteuid()})")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise _Untrusted(f"{path} is writable by group or others (mode {st.st_mode & 0o777:o})")
+
+
+def _private_dirs(root: Path, *parts: str) -> Path:
+    """Create ``root/parts...`` (mode 0700, whatever the umask), check every directory from
+    ``root`` down, and return the deepest."""
+    leaf = root.joinpath(*parts)
+    for missing in reversed([p for p in (leaf, *leaf.parents) if not p.exists()]):
+        with contextlib.suppress(FileExistsError):  # a concurrent builder made it first
+            missing.mkdir(mode=0o700)
+            os.chmod(missing, 0o700)
+    path = root.resolve()
+    _check_private(path, directory=True)
+    for part in parts:
+        path = path / part
+        _check_private(path, directory=True)
+    return path
+
+
+def _verified(key_dir: Path, key: str) -> Path | None:
+    """The library recorded in ``key_dir``'s manifest when its key and hash check out."""
+    manifest = key_dir / MANIFEST
+    if not manifest.exists():
+        return None
+    _check_private(manifest, directory=False)
+    try:
+        record = json.loads(manifest.read_text())
+        lib = key_dir / Path(record["library"]).name
+        if record.get("key") != key or not lib.exists():
+            return None
+        _check_private(lib, directory=False)
+        if _sha256(lib) != record["sha256"]:
+            _log.warning("ctrnn_dyn: %s does not match the hash recorded when it was built "
+                         "(corrupt, truncated or replaced): rebuilding it", lib)
+            return None
+    except (ValueError, KeyError, TypeError):
+        _log.warning("ctrnn_dyn: unreadable kernel manifest %s: rebuilding", manifest)
+        return None
+    return lib
+
+
+def _build(cxx: str, key_dir: Path, key: str) -> Path:
+    """Compile the kernels into ``key_dir`` and record their hash; returns the library."""
     base = [cxx, *_FLAGS, "-I", jax.ffi.include_dir(), str(SOURCE)]
     errors = []
     for extra in _ATTEMPTS:
-        with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-            lib = Path(tmp) / out.name
-            proc = subprocess.run(base + ["-o", str(lib)] + extra, capture_output=True, text=True)
-            if proc.returncode == 0:
-                os.replace(lib, out)  # atomic: concurrent builders race harmlessly
-                return
-            errors.append(proc.stderr.strip().splitlines()[-1:] or ["(no message)"])
+        with tempfile.TemporaryDirectory(dir=key_dir) as tmp:
+            out = Path(tmp) / "librecurrence.so"
+            try:
+                proc = subprocess.run([*base, "-o", str(out), *extra], capture_output=True,
+                                      text=True, timeout=_timeout())
+            except subprocess.TimeoutExpired as err:
+                raise RuntimeError(f"{cxx} ran longer than {err.timeout:g} s "
+                                   f"(set {BUILD_TIMEOUT_ENV})") from None
+            if proc.returncode != 0 or not out.exists():
+                errors.append(proc.stderr.strip().splitlines()[-1:] or ["(no message)"])
+                continue
+            sha = _sha256(out)
+            lib = key_dir / f"librecurrence-{sha[:16]}.so"  # content-addressed: races are benign
+            os.chmod(out, 0o600)
+            os.replace(out, lib)
+            record = Path(tmp) / MANIFEST
+            record.write_text(json.dumps({"key": key, "sha256": sha, "library": lib.name}))
+            os.chmod(record, 0o600)
+            os.replace(record, key_dir / MANIFEST)
+            return lib
     raise RuntimeError(f"{cxx} failed: {errors}")
 
 
-def _library_path(cxx: str) -> Path:
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
-    digest = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), version, cxx, jax.__version__, _cpu_fingerprint(),
-                 repr((_FLAGS, _ATTEMPTS))):
-        digest.update(part if isinstance(part, bytes) else part.encode())
-    return _cache_root() / "native" / digest.hexdigest()[:16] / "librecurrence.so"
+def _resolve(cxx: str) -> tuple[Path, str, str]:
+    """A verified library for this machine: ``(path, key, where)``, building it if needed."""
+    key = _key(cxx)
+    try:
+        key_dir = _private_dirs(_cache_root(), "native", key[:16])
+        lib = _verified(key_dir, key)
+        if lib is not None:
+            return lib, key, "cache"
+        return _build(cxx, key_dir, key), key, "built"
+    except _Untrusted as why:
+        _log.warning("ctrnn_dyn: the kernel cache is not private (%s): nothing is loaded from "
+                     "it; building in a private temporary directory for this process", why)
+    tmp = Path(tempfile.mkdtemp(prefix="ctrnn_dyn-kernels-"))  # mode 0700, this user's
+    return _build(cxx, tmp, key), key, "built in a temporary directory (cache not private)"
 
 
-def _ffi_supported() -> bool:
-    """``jax.ffi`` with ``ffi_call(..., vmap_method=..., input_output_aliases=...)``."""
-    ffi = getattr(jax, "ffi", None)
-    if ffi is None or not hasattr(ffi, "include_dir"):
+def _register(lib_path: Path) -> None:
+    lib = ctypes.cdll.LoadLibrary(str(lib_path))
+    jax.ffi.register_ffi_target(FORWARD_TARGET, jax.ffi.pycapsule(lib.CtrnnDynForward),
+                                platform="cpu")
+    jax.ffi.register_ffi_target(BACKWARD_TARGET, jax.ffi.pycapsule(lib.CtrnnDynBackward),
+                                platform="cpu")
+
+
+def _off(why: str) -> bool:
+    _state["status"] = why
+    _log.warning("ctrnn_dyn's compiled kernels are off, XLA loops run instead: %s", why)
+    return False
+
+
+def _prepare() -> bool:
+    if os.environ.get(ENV_SWITCH, "1").strip() == "0":
+        _state["status"] = f"off ({ENV_SWITCH}=0)"
         return False
-    params = inspect.signature(ffi.ffi_call).parameters
-    return "vmap_method" in params and "input_output_aliases" in params
-
-
-def available() -> bool:
-    """Build (once per machine) and register the kernels; ``True`` when they can be used."""
-    with _lock:  # traced from several threads at once (sweep workers), it builds once
-        return _load()
-
-
-@functools.cache
-def _load() -> bool:
-    global _status
-    if os.environ.get(ENV_SWITCH, "1") == "0":
-        _status = f"off ({ENV_SWITCH}=0)"
+    if jax.default_backend() != "cpu":
+        _state["status"] = f"not used: JAX's default backend is {jax.default_backend()}"
         return False
-    if not _ffi_supported():
-        _status = f"jax {jax.__version__} lacks the jax.ffi this needs"
-        _log.warning("ctrnn_dyn's compiled kernels are off, XLA loops run instead: %s", _status)
-        return False
+    if not hasattr(getattr(jax, "ffi", None), "include_dir"):
+        return _off(f"jax {jax.__version__} lacks the jax.ffi this needs")
     cxx = _compiler()
     if cxx is None:
-        _status = "no C++ compiler on PATH (set CXX)"
-        _log.warning("ctrnn_dyn's compiled kernels are off, XLA loops run instead: %s", _status)
-        return False
+        return _off("no C++ compiler on PATH (set CXX)")
     try:
-        lib_path = _library_path(cxx)
-        if not lib_path.exists():
-            lib_path.parent.mkdir(parents=True, exist_ok=True)
-            _build(cxx, lib_path)
-        lib = ctypes.cdll.LoadLibrary(str(lib_path))
-        jax.ffi.register_ffi_target(FORWARD_TARGET, jax.ffi.pycapsule(lib.CtrnnDynForward),
-                                    platform="cpu")
-        jax.ffi.register_ffi_target(BACKWARD_TARGET, jax.ffi.pycapsule(lib.CtrnnDynBackward),
-                                    platform="cpu")
-    except (OSError, RuntimeError, AttributeError) as err:
-        _status = f"build or load failed: {err}"
-        _log.warning("ctrnn_dyn's compiled kernels are off, XLA loops run instead: %s", _status)
-        return False
-    _status = f"loaded from {lib_path}"
+        lib_path, key, where = _resolve(cxx)
+        _register(lib_path)
+    except (OSError, RuntimeError, AttributeError, subprocess.SubprocessError) as err:
+        return _off(f"build or load failed: {err}")
+    _state.update(loaded=True, key=key[:16], status=f"loaded from {lib_path} ({where})")
     return True
 
 
+def prepare() -> bool:
+    """Build (once per machine), verify and load the kernels; ``True`` when they are in use.
+
+    Call it outside any traced function (the training entry points do): programs traced
+    afterwards on the CPU use the kernels. Idempotent; thread-safe; never raises for a missing
+    or failing compiler or an untrusted cache (:func:`status` says why the kernels are off).
+    """
+    with _lock:  # sweep workers may call from several threads: build once
+        if not _state["tried"]:
+            _state["tried"] = True
+            _prepare()
+        return _state["loaded"]
+
+
+def available() -> bool:
+    """Whether programs traced now use the kernels: loaded in this process (see
+    :func:`prepare`; this never builds) and not inside :func:`suspended`."""
+    return _state["loaded"] and not getattr(_suspended, "on", False)
+
+
+@contextlib.contextmanager
+def suspended():
+    """Programs traced inside this block (in this thread) run the XLA loops, e.g. to compare
+    the two paths in one process. ``jax.jit`` traces on the first call: make it inside."""
+    before = getattr(_suspended, "on", False)
+    _suspended.on = True
+    try:
+        yield
+    finally:
+        _suspended.on = before
+
+
+def kernel_key() -> str | None:
+    """The first 16 hex digits of the loaded library's key, or ``None`` when not loaded."""
+    return _state["key"]
+
+
 def status() -> str:
-    """Why the kernels are, or are not, in use."""
-    available()
-    return _status
+    """Why the kernels are, or are not, in use (``"not prepared"`` before :func:`prepare`)."""
+    return _state["status"]

@@ -23,9 +23,12 @@ Example:
 from __future__ import annotations
 
 import numbers
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.decomposition import PCA
+
+if TYPE_CHECKING:
+    from sklearn.decomposition import PCA
 
 __all__ = ["TrajectoryPCA"]
 
@@ -111,6 +114,8 @@ class TrajectoryPCA:
                 f"n_components={self.n_components} is larger than the data allows: "
                 f"min(samples, n) = min({n_samples}, {n_features}) = {min(n_samples, n_features)}"
             )
+        from sklearn.decomposition import PCA  # imported on first fit: it costs ~2 s
+
         pca = PCA(n_components=self.n_components, whiten=self.whiten, svd_solver="full")
         pca.fit(flat)
         self.sklearn_pca = pca

@@ -36,8 +36,8 @@ import numpy as np
 import optax
 from flax import linen as nn
 
-from ctrnn_dyn import _checks
-from ctrnn_dyn.fast_path import fast_forward, supports_fast_path
+from ctrnn_dyn import _checks, native
+from ctrnn_dyn.fast_path import fast_forward, loop_path, supports_fast_path
 from ctrnn_dyn.model import CTRNNCell, rnn, step_noise
 from ctrnn_dyn.tasks import Batch
 
@@ -58,6 +58,8 @@ __all__ = [
     "make_train_step",
     "make_eval_fn",
     "train",
+    "use_fast_path",
+    "forward_path",
 ]
 
 logger = logging.getLogger(__name__)
@@ -193,6 +195,7 @@ class TrainResult(NamedTuple):
         history: :class:`History`.
         step: number of steps taken (after a non-finite stop: the step count reached).
         nonfinite_step: first step with a non-finite loss, or ``None``.
+        forward_path: the code that ran the forward pass (:func:`forward_path`).
     """
 
     params: Any
@@ -200,6 +203,7 @@ class TrainResult(NamedTuple):
     history: History
     step: int = 0
     nonfinite_step: int | None = None
+    forward_path: str = ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,6 +221,28 @@ def forward(cell: nn.Module, params: Any, inputs: jax.Array, *, key: jax.Array |
     if isinstance(out, tuple):
         return out[0], out[1]
     return out, out
+
+
+def use_fast_path(cell: nn.Module, fast: bool | None) -> bool:
+    """Resolve ``fast`` (``None``: where supported) and, for the fast path on the CPU, build and
+    load its compiled kernels now, before anything is traced (:func:`ctrnn_dyn.native.prepare`).
+    """
+    if fast is None:
+        fast = supports_fast_path(cell)
+    if fast and not supports_fast_path(cell):
+        raise ValueError("fast=True needs a CTRNNCell with train_alpha=False")
+    if fast:
+        native.prepare()
+    return bool(fast)
+
+
+def forward_path(cell: nn.Module, fast: bool | None = None) -> str:
+    """The code that runs ``cell``'s forward pass in programs traced now: ``"nn.RNN"``,
+    ``"fast_path/kernels:<key>"`` or ``"fast_path/xla-loops"``. Checkpoints record it: the paths
+    compute the same model but round differently, so training diverges between them."""
+    if not use_fast_path(cell, fast):
+        return "nn.RNN"
+    return f"fast_path/{loop_path(cell)}"
 
 
 def _has_noise(cell: nn.Module) -> bool:
@@ -453,6 +479,7 @@ def make_train_step(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     _check_widths(cell, task)
+    fast = use_fast_path(cell, fast)
     sample, basis = _sampler(cell, task)
     grad_fn = jax.value_and_grad(
         functools.partial(loss_fn, cell=cell, rate_l2=rate_l2, weight_l2=weight_l2, loss=loss,
@@ -494,6 +521,7 @@ def make_eval_fn(
 ) -> Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]:
     """``eval(params, key) -> (mean data loss, mean accuracy)`` over ``n_batches`` held-out
     batches drawn from ``fold_in(key, i)`` (the same batches every call with the same key)."""
+    fast = use_fast_path(cell, fast)
     sample, basis = _sampler(cell, task)
 
     def one(params, k):
@@ -679,6 +707,7 @@ def train(
         },
         "run": run_config or {},
     }
+    run_path = forward_path(cell, fast)  # builds the kernels now, before anything is traced
     path = Path(checkpoint_dir) / ckpt.CHECKPOINT_NAME if checkpoint_dir is not None else None
     if path is not None:
         ckpt.remove_stale_temporaries(path)  # left by a run killed while writing
@@ -697,6 +726,12 @@ def train(
         )
         history = saved.history
         logger.info("resumed from %s at step %d", path, saved.step)
+        trained_by = (saved.extra or {}).get("forward_path")
+        if trained_by is not None and trained_by != run_path:
+            logger.warning(
+                "checkpoint %s was trained through %s; it continues through %s: the two compute "
+                "the same model but round differently, so the run will not match an "
+                "uninterrupted one bit for bit", path, trained_by, run_path)
 
     step_fn = jax.jit(
         make_train_step(cell, task, optimizer, batch_size=batch_size, rate_l2=rate_l2,
@@ -717,8 +752,8 @@ def train(
                 params=s.params, opt_state=s.opt_state, step=int(s.step), history=h,
                 cell_config=config["cell"], task_config=config["task"],
                 key=_key_data(key), nonfinite_step=None if ns < 0 else ns,
-                extra={"batch_size": config["batch_size"], "train_settings": config["train"],
-                       **config["run"]},
+                extra={"batch_size": config["batch_size"], "forward_path": run_path,
+                       "train_settings": config["train"], **config["run"]},
             ),
         )
 
@@ -776,4 +811,5 @@ def train(
         history=history,
         step=int(state.step) if nonfinite is None else nonfinite,
         nonfinite_step=nonfinite,
+        forward_path=run_path,
     )

@@ -59,7 +59,7 @@ def test_vjp_equals_autodiff_of_a_plain_loop(act, T, m, per_neuron, noise, loops
     """Every cotangent (weights, biases, x0, inputs, noise) for random cotangents of both the
     outputs and the rates, in float64, with the recurrences run by the compiled kernels
     (tanh and relu only) and by XLA loops."""
-    if loops == "native" and not native.available():
+    if loops == "native" and not native.prepare():
         pytest.skip(f"native kernels unavailable: {native.status()}")
     if loops == "xla":
         monkeypatch.setattr(fast_path, "_use_native", lambda code: False)

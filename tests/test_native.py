@@ -57,7 +57,7 @@ def _draw(shape, n, dtype, seed=0):
 
 @needs_compiler
 def test_kernels_build_and_load_here():
-    assert native.available(), native.status()
+    assert native.prepare(), native.status()
     assert native.status().startswith("loaded from")
 
 
@@ -72,7 +72,7 @@ SHAPES = [(1, 1, 1), (4, 3, 7), (8, 13, 37), (3, 17, 100), (5, 64, 128)]
 @pytest.mark.parametrize("code", [TANH, RELU], ids=["tanh", "relu"])
 @pytest.mark.parametrize("shape", SHAPES, ids=[str(s) for s in SHAPES])
 def test_forward_and_backward_match_numpy_loops(shape, code, dtype, rtol):
-    assert native.available(), native.status()
+    assert native.prepare(), native.status()
     T, B, n = shape
     X, W, c = _draw(shape, n, dtype)
     x0 = _draw((B, n), n, dtype, seed=2)[0]
@@ -93,7 +93,7 @@ def test_forward_and_backward_match_numpy_loops(shape, code, dtype, rtol):
 @needs_compiler
 def test_vmap_over_networks_runs_each_network_with_its_own_weights():
     """Leading (network) axes: two nested vmaps, every network against its own NumPy loop."""
-    assert native.available(), native.status()
+    assert native.prepare(), native.status()
     with jax.enable_x64(True):
         T, B, n = 6, 10, 20
         X = np.stack([np.stack([_draw((T, B, n), n, np.float64, seed=3 * i + j)[0]
@@ -144,6 +144,7 @@ cell = CTRNNCell(hidden_features=8, output_features=2, alpha=0.2, noise_const=0.
 task = FlipFlop(n_bits=2, n_steps=5)
 params = init_params(cell, task, key=jax.random.key(0))
 batch = task.sample(jax.random.key(1), 3)
+native.prepare()
 g = jax.grad(lambda p: loss_fn(p, cell, batch, key=None)[0])(params)
 assert all(np.isfinite(x).all() for x in jax.tree.leaves(g))
 print(native.available(), native.status())
