@@ -14,6 +14,17 @@ Subcommands are registered with :func:`subcommand`; adding one is one function::
 writes ``DIR/checkpoint``, ``DIR/history.csv``, ``DIR/loss.png`` and ``DIR/summary.json``;
 ``--resume`` continues a killed run from ``DIR/checkpoint`` (bit-identical to an uninterrupted
 run with the same options).
+
+Errors: a user's mistake (a bad value, a missing or unreadable file, a run that cannot be
+resumed as asked) ends with exit status 2 and one line ``ctrnn-dyn COMMAND: error: ...`` naming
+the argument and what is expected; ``--verbose`` adds the traceback. A handler reports a mistake
+it finds by raising :class:`UsageError`; :func:`main` also turns a ``ValueError``,
+``TypeError`` or file error escaping a handler into that line, so a new subcommand gets this
+for free. Progress: tqdm bars on a terminal, otherwise one log line per stage on stderr
+(``--quiet`` hides them).
+
+Only argparse is imported to build the parser; each subcommand's arguments are added when that
+subcommand is used, and its handler imports JAX, so ``ctrnn-dyn --help`` is quick.
 """
 
 from __future__ import annotations
@@ -23,14 +34,18 @@ import json
 import logging
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-__all__ = ["main", "subcommand", "SUBCOMMANDS", "build_parser"]
+__all__ = ["main", "subcommand", "SUBCOMMANDS", "build_parser", "UsageError",
+           "check_output_dir"]
 
 Handler = Callable[[argparse.Namespace], int]
 Configure = Callable[[argparse.ArgumentParser], Handler]
+
+logger = logging.getLogger(__name__)
 
 #: name -> (help, configure function); filled by :func:`subcommand`.
 SUBCOMMANDS: dict[str, tuple[str, Configure]] = {}
@@ -46,29 +61,148 @@ def subcommand(name: str, *, help: str) -> Callable[[Configure], Configure]:  # 
     return register
 
 
+class UsageError(Exception):
+    """A user's mistake found by a subcommand's handler.
+
+    :func:`main` prints ``ctrnn-dyn COMMAND: error: argument ARGUMENT: MESSAGE`` (one line; the
+    traceback only with ``--verbose``) and exits with status 2.
+
+    Args:
+        argument: the option or positional at fault (``"--out"``), or ``None``.
+        message: what is wrong and what is expected.
+    """
+
+    def __init__(self, argument: str | None, message: str) -> None:
+        self.argument = argument
+        self.message = message
+        super().__init__(f"argument {argument}: {message}" if argument else message)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line: ``PROG: error: MESSAGE (see PROG -h)``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+class _LazySubParsers(argparse._SubParsersAction):
+    """Sub-parsers whose arguments are added only when their subcommand is chosen (the
+    top-level ``--help`` lists the subcommands without importing what they need)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
+        sub = self._name_parser_map.get(values[0])
+        if sub is not None:
+            _configure(sub)
+        super().__call__(parser, namespace, values, option_string)
+
+
+def _configure(sub: argparse.ArgumentParser) -> None:
+    configure = getattr(sub, "_ctrnn_configure", None)
+    if configure is None:
+        return
+    sub._ctrnn_configure = None
+    sub.set_defaults(_handler=configure(sub), _parser=sub)
+    # --verbose/--quiet are also accepted after the subcommand (default: the top level's)
+    if "--verbose" not in sub._option_string_actions:
+        sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                         help="log at INFO level, show tracebacks")
+    if "--quiet" not in sub._option_string_actions:
+        sub.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                         help="no progress lines, warnings and errors only")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with one sub-parser per registered subcommand."""
-    parser = argparse.ArgumentParser(
+    """The top-level parser with one sub-parser per registered subcommand.
+
+    A subcommand's configure function runs when that subcommand is parsed (``--help`` of the
+    top level configures none).
+    """
+    parser = _Parser(
         prog="ctrnn-dyn",
         description="Train continuous-time RNNs and reverse-engineer their dynamics.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.register("action", "parsers", _LazySubParsers)
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log at INFO level, show tracebacks")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress lines, warnings and errors only")
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (help_text, configure) in SUBCOMMANDS.items():
         sub = subs.add_parser(name, help=help_text, description=help_text)
-        sub.set_defaults(_handler=configure(sub), _parser=sub)
+        sub._ctrnn_configure = configure
     return parser
 
 
+def _configure_logging(verbose: bool, quiet: bool) -> None:
+    """Root at WARNING (INFO with ``verbose``); the package's progress lines at INFO unless
+    ``quiet``."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+    )
+    logging.getLogger("ctrnn_dyn").setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def _exit_with(parser: argparse.ArgumentParser, status: int, message: str,
+               verbose: bool) -> NoReturn:
+    if verbose:
+        traceback.print_exc()
+    hint = "" if verbose or status == 2 else " (run with --verbose for the traceback)"
+    parser.exit(status, f"{parser.prog}: error: {message}{hint}\n")
+
+
+#: exceptions a handler may raise for a user's mistake: reported in one line, exit status 2
+_USER_ERRORS = (UsageError, ValueError, TypeError, FileNotFoundError, FileExistsError,
+                NotADirectoryError, IsADirectoryError, PermissionError)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``ctrnn-dyn`` console script; returns the exit status."""
+    """Entry point of the ``ctrnn-dyn`` console script; returns the exit status.
+
+    Exits (``SystemExit``) with status 2 on a user's mistake, printing one line that names the
+    argument (argparse's own errors, :class:`UsageError`, and a ``ValueError``, ``TypeError``
+    or file error from the handler); other exceptions print one line and exit with status 1,
+    ``KeyboardInterrupt`` with 130. ``--verbose`` adds the traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    return int(args._handler(args) or 0)
+    verbose = bool(getattr(args, "verbose", False))
+    _configure_logging(verbose, bool(getattr(args, "quiet", False)))
+    sub = getattr(args, "_parser", parser)
+    try:
+        return int(args._handler(args) or 0)
+    except _USER_ERRORS as err:
+        _exit_with(sub, 2, str(err), verbose)
+    except KeyboardInterrupt:
+        _exit_with(sub, 130, "interrupted", verbose)
+    except Exception as err:  # noqa: BLE001 - one line instead of a traceback
+        _exit_with(sub, 1, f"{type(err).__name__}: {err}", verbose)
+
+
+def check_output_dir(path: Path, argument: str = "--out", *, create: bool = True) -> Path:
+    """Check that ``path`` is, or can be created as, a directory, and create it (unless
+    ``create`` is false); returns it.
+
+    Raises:
+        UsageError: ``path`` is a file, one of its parents is a file, or it cannot be created
+            (the message names ``argument``).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(argument, f"{path} is a file; expected a directory (it is created if "
+                                   "it does not exist)")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(argument, f"cannot create {path}: {parent} is a file, not a "
+                                           "directory")
+            break
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UsageError(argument, f"cannot create {path}: {err.strerror or err}") from err
+    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,6 +245,95 @@ def _plot_history(history: Any, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+#: ``train`` options that shape the run's steps (argparse dests), in the order a resumed run's
+#: options are compared with its checkpoint's; the first that differs is named.
+_HISTORY_OPTIONS = ("task", "task_option", "hidden", "alpha", "noise", "seed", "batch_size",
+                    "lr", "clip", "weight_decay", "rate_l2", "weight_l2")
+#: real-valued options -> their hyper-parameter rule (ctrnn_dyn._checks)
+_HPARAM_OPTIONS = {"alpha": "alpha", "noise": "noise_const", "lr": "learning_rate",
+                   "clip": "clip_norm", "weight_decay": "weight_decay", "rate_l2": "rate_l2",
+                   "weight_l2": "weight_l2"}
+#: integer options -> their lower bound
+_INT_OPTIONS = {"hidden": 1, "steps": 1, "batch_size": 1, "checkpoint_every": 1,
+                "eval_every": 1, "seed": 0}
+_MAX_SEED = 2**63 - 1
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _check_train_options(args: argparse.Namespace) -> None:
+    """Sizes, hyper-parameters and task options of ``ctrnn-dyn train`` (before JAX loads)."""
+    from ctrnn_dyn import _checks
+
+    for dest, low in _INT_OPTIONS.items():
+        if getattr(args, dest) < low:
+            raise UsageError(_flag(dest), f"must be >= {low}, got {getattr(args, dest)}")
+    if args.seed > _MAX_SEED:
+        raise UsageError("--seed", f"must be < 2**63, got {args.seed}")
+    for dest, rule in _HPARAM_OPTIONS.items():
+        problem = _checks.hparam_problem(rule, getattr(args, dest))
+        if problem is not None:
+            raise UsageError(_flag(dest), problem[1])
+    for key, value in args.task_option:
+        problem = _checks.task_option_problem(value)
+        if problem is not None:
+            raise UsageError("--task-option", f"{key} {problem}")
+
+
+def _resumable_checkpoint(args: argparse.Namespace, task: Any, run_config: dict) -> Any:
+    """The checkpoint ``ctrnn-dyn train --resume`` continues, after checking that it exists, is
+    readable, was trained with the same settings and has steps left to take."""
+    from ctrnn_dyn import _checks
+    from ctrnn_dyn import checkpoint as ckpt
+
+    out: Path = args.out
+    path = out / ckpt.CHECKPOINT_NAME
+    if not path.is_file():
+        where = f"{out} does not exist" if not out.exists() else f"{out} has no checkpoint"
+        raise UsageError("--resume", f"nothing to resume: {where}; check --out, or drop "
+                                     "--resume to start a new run there")
+    try:
+        saved = ckpt.load(path)
+    except (ValueError, OSError) as err:
+        raise UsageError("--resume", f"cannot resume: {err}; delete it to start over, or "
+                                     "choose another --out") from err
+    before = dict(saved.extra or {})
+    if saved.task_config is not None:  # compare resolved tasks: defaults count as given
+        now_task = ckpt.task_config_or_none(task) or {}
+        before["task"] = saved.task_config.get("name")
+        run_config = {**run_config, "task": now_task.get("name", args.task)}
+        field = _checks.first_difference(saved.task_config, now_task)
+        if field is not None and field != "name":
+            raise UsageError("--task-option", (
+                f"the run in {out} was trained with {field}="
+                f"{json.dumps(saved.task_config.get(field))}, this command has {field}="
+                f"{json.dumps(now_task.get(field))}; resuming with another value would change "
+                f"how it is trained: pass --task-option {field}="
+                f"{json.dumps(saved.task_config.get(field))}, or start a new run with another "
+                "--out"))
+    dest = _checks.first_difference(before, run_config,
+                                    [d for d in _HISTORY_OPTIONS if d != "task_option"])
+    if dest is not None:
+        was, now = before[dest], run_config[dest]
+        raise UsageError(_flag(dest), (
+            f"the run in {out} was trained with {_flag(dest)} {was}, this command has "
+            f"{_flag(dest)} {now}; resuming with another value would change how it is trained: "
+            f"pass {_flag(dest)} {was}, or start a new run with another --out"))
+    if saved.nonfinite_step is not None:
+        raise UsageError("--resume", (
+            f"the run in {out} stopped at a non-finite loss at step {saved.nonfinite_step} and "
+            "cannot be continued; start a new run (another --out) with other settings, e.g. a "
+            "smaller --lr"))
+    if args.steps <= saved.step:
+        raise UsageError("--steps", (
+            f"the run in {out} has already taken {saved.step} steps, so --steps {args.steps} "
+            f"leaves nothing to do (nothing was changed); pass --steps > {saved.step} to "
+            "continue it"))
+    return saved
+
+
 @subcommand("train", help="train a CT-RNN on a task")
 def _train(parser: argparse.ArgumentParser) -> Handler:
     from ctrnn_dyn.tasks import TASKS
@@ -121,25 +344,38 @@ def _train(parser: argparse.ArgumentParser) -> Handler:
                         help="task parameter (JSON value), e.g. n_bits=3; repeatable")
     parser.add_argument("--hidden", type=int, default=64, help="hidden units (default 64)")
     parser.add_argument("--alpha", type=float, default=0.5, help="dt/tau in (0, 1] (default 0.5)")
-    parser.add_argument("--noise", type=float, default=0.0, help="noise_const sigma (default 0)")
+    parser.add_argument("--noise", type=float, default=0.0,
+                        help="noise_const sigma >= 0 (default 0)")
     parser.add_argument("--steps", type=int, default=3000, help="train steps (default 3000)")
     parser.add_argument("--batch-size", type=int, default=64, help="trials per step (default 64)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
-    parser.add_argument("--clip", type=float, default=1.0, help="global-norm gradient clip")
-    parser.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
-    parser.add_argument("--rate-l2", type=float, default=0.0, help="L2 penalty on rates")
-    parser.add_argument("--weight-l2", type=float, default=0.0, help="L2 penalty on kernels")
-    parser.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    parser.add_argument("--lr", type=float, default=1e-3,
+                        help="AdamW learning rate > 0 (default 0.001)")
+    parser.add_argument("--clip", type=float, default=1.0,
+                        help="global-norm gradient clip > 0 (default 1.0)")
+    parser.add_argument("--weight-decay", type=float, default=1e-4,
+                        help="AdamW weight decay >= 0 (default 0.0001)")
+    parser.add_argument("--rate-l2", type=float, default=0.0,
+                        help="L2 penalty on rates >= 0 (default 0)")
+    parser.add_argument("--weight-l2", type=float, default=0.0,
+                        help="L2 penalty on kernels >= 0 (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="PRNG seed >= 0 (default 0)")
     parser.add_argument("--checkpoint-every", type=int, default=500,
                         help="steps between checkpoints (default 500)")
     parser.add_argument("--eval-every", type=int, default=500,
                         help="steps between held-out evaluations (default 500)")
-    parser.add_argument("--out", required=True, type=Path, help="run directory")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="run directory (created; must not hold a checkpoint unless "
+                             "--resume)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue from OUT/checkpoint if it exists")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+                        help="continue the run in OUT from its checkpoint up to --steps; the "
+                             "options that shape training must be the ones it was started with")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (log lines instead)")
 
     def run(args: argparse.Namespace) -> int:
+        _check_train_options(args)
+        out: Path = check_output_dir(args.out, create=False)
+
         import jax
 
         from ctrnn_dyn.checkpoint import CHECKPOINT_NAME
@@ -147,29 +383,28 @@ def _train(parser: argparse.ArgumentParser) -> Handler:
         from ctrnn_dyn.tasks import get_task
         from ctrnn_dyn.train import default_optimizer, train
 
-        p = args._parser
+        if args.task not in TASKS and not args.task.startswith("neurogym:"):
+            raise UsageError("--task", f"unknown task name {args.task!r}; known tasks: "
+                                       f"{', '.join(sorted(TASKS))}")
         try:
             task = get_task(args.task, **dict(args.task_option))
         except (ValueError, TypeError) as err:
-            p.error(f"--task/--task-option: {err}")
-        for name in ("hidden", "steps", "batch_size", "checkpoint_every", "eval_every"):
-            if getattr(args, name) < 1:
-                p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-        if not 0.0 < args.alpha <= 1.0:
-            p.error(f"--alpha must be in (0, 1], got {args.alpha}")
-        out: Path = args.out
-        if (out / CHECKPOINT_NAME).exists() and not args.resume:
-            p.error(f"{out / CHECKPOINT_NAME} exists; pass --resume to continue it or choose "
-                    "another --out")
-        out.mkdir(parents=True, exist_ok=True)
+            raise UsageError("--task-option", str(err)) from err
+        run_config = {k: getattr(args, k) for k in _HISTORY_OPTIONS if k != "task_option"}
+        run_config.update(steps=args.steps, checkpoint_every=args.checkpoint_every,
+                          eval_every=args.eval_every,
+                          task_option=[list(o) for o in args.task_option])
+        if args.resume:
+            saved = _resumable_checkpoint(args, task, run_config)
+            logger.info("resuming %s at step %d of %d", out, saved.step, args.steps)
+        elif (out / CHECKPOINT_NAME).exists():
+            raise UsageError("--out", f"{out / CHECKPOINT_NAME} exists; pass --resume to "
+                                      "continue that run, or choose another --out")
+        check_output_dir(out)
         cell = CTRNNCell(hidden_features=args.hidden, output_features=task.output_size,
                          alpha=args.alpha, noise_const=args.noise)
         optimizer = default_optimizer(args.lr, clip_norm=args.clip,
                                       weight_decay=args.weight_decay)
-        run_config = {k: v for k, v in vars(args).items()
-                      if not k.startswith("_") and k not in ("out", "resume", "no_progress",
-                                                             "verbose", "task_option")}
-        run_config["task_option"] = [list(o) for o in args.task_option]
         t0 = time.perf_counter()
         result = train(
             cell, task, key=jax.random.key(args.seed), steps=args.steps,
@@ -192,6 +427,7 @@ def _train(parser: argparse.ArgumentParser) -> Handler:
             "eval_accuracy": float(h.eval_accuracy[-1]) if len(h.eval_accuracy) else None,
         }
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        logger.info("wrote %s/{checkpoint,history.csv,loss.png,summary.json}", out)
         print(json.dumps(summary))
         if result.nonfinite_step is not None:
             print(f"stopped: non-finite loss at step {result.nonfinite_step}", file=sys.stderr)
