@@ -843,6 +843,7 @@ def run_sweep(
                 for spec in todo
             }
             show = sys.stderr.isatty() if progress is None else progress
+            finished = len(skipped)
             with tqdm(total=len(chunks), initial=len(skipped), disable=not show,
                       desc="sweep", unit="chunk") as bar:
                 for fut in as_completed(futures):
@@ -856,6 +857,11 @@ def run_sweep(
                         _atomic_write_parquet(_frame(_failed_rows(spec, msg)),
                                               _chunk_paths(out, spec.chunk_id)[1])
                     bar.update(1)
+                    finished += 1
+                    if not show:  # without a bar: one line per finished chunk
+                        logger.info("chunk %s %s (%d of %d)", spec.chunk_id,
+                                    "failed" if spec.chunk_id in failed else "done", finished,
+                                    len(chunks))
         finally:
             if own:
                 client.close()
@@ -920,6 +926,9 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_sweep_command(args: argparse.Namespace) -> int:
     """Run the ``sweep`` subcommand; returns the exit status (1 if any chunk failed)."""
+    from ctrnn_dyn.cli import check_output_dir
+
+    check_output_dir(Path(args.out), create=False)  # created once the config is valid
     result = run_sweep(args.config, args.out, scheduler=args.scheduler,
                        progress=False if args.no_progress else None)
     logger.info("sweep done: %d chunks (%d run, %d skipped, %d failed) in %.1fs -> %s",

@@ -341,3 +341,33 @@ def test_train_help_shows_the_optimiser_defaults(capsys):
                     "--clip CLIP global-norm gradient clip > 0 (default 1.0)",
                     "--weight-decay WEIGHT_DECAY AdamW weight decay >= 0 (default 0.0001)"):
         assert snippet in text
+
+
+# -- sweep and reproduce: the same one-line errors -----------------------------------------------
+
+
+def test_sweep_mistakes_are_one_line(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    line = _refused(["sweep", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "o")],
+                    capsys)
+    assert line == (f"ctrnn-dyn sweep: error: sweep config {tmp_path / 'missing.toml'} does "
+                    "not exist")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('task = "flipflop"\n[train]\nclip_norm = -1\n')
+    line = _refused(["sweep", str(bad), "--out", str(tmp_path / "o")], capsys)
+    assert line == "ctrnn-dyn sweep: error: sweep config: train.clip_norm: must be > 0, got -1"
+    assert not (tmp_path / "o").exists()
+    line = _refused(["sweep", str(bad), "--out", str(afile)], capsys)
+    assert f"argument --out: {afile} is a file; expected a directory" in line
+
+
+def test_reproduce_mistakes_are_one_line(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    line = _refused(["reproduce", "flipflop", "--out", str(afile)], capsys)
+    assert f"argument --out: {afile} is a file; expected a directory" in line
+    line = _refused(["reproduce", "flipflop", "--seed", "-1", "--out", str(tmp_path)], capsys)
+    assert "argument --seed: must be >= 0, got -1" in line
+    line = _refused(["reproduce", "flipflopp"], capsys)
+    assert "argument NAME: invalid choice: 'flipflopp'" in line

@@ -131,9 +131,16 @@ def run_reproduce_command(args: argparse.Namespace) -> int:
     Returns:
         0 when every check of every reproduction holds, 1 otherwise.
     """
+    from ctrnn_dyn.cli import UsageError, check_output_dir
+
+    if args.seed < 0:
+        raise UsageError("--seed", f"must be >= 0, got {args.seed}")
+    check_output_dir(args.out, create=False)  # each reproduction creates it
     names = list(REPRODUCTIONS) if args.name == "all" else [args.name]
     status = 0
-    for name in names:
+    for i, name in enumerate(names, 1):
+        logger.info("reproducing %s (%d of %d)%s", name, i, len(names),
+                    ", quick" if args.quick else "")
         result = get(name)(args.out, quick=bool(args.quick), seed=int(args.seed),
                            forward=args.forward)
         failed = [k for k, ok in result.checks.items() if not ok]

@@ -279,9 +279,11 @@ def train_network(
         learning_rate / 10, learning_rate, max(steps // 20, 1), steps, learning_rate / 20
     )
     timer = Timer()
+    logger.info("training a %d-unit network (alpha=%g) on %s for %d steps", hidden, alpha,
+                type(task).__name__, steps)
     result = train(cell, task, key=key, steps=steps, batch_size=batch_size,
                    optimizer=default_optimizer(schedule), loss=loss, weight_l2=weight_l2,
-                   rate_l2=rate_l2, sync_every=min(100, steps), progress=False,
+                   rate_l2=rate_l2, sync_every=min(100, steps), progress=None,
                    fast=forward == "fast")
     return TrainedNetwork(cell, result.params, one_step_map(cell, result.params), result,
                           timer.elapsed)

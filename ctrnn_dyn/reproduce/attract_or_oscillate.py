@@ -137,6 +137,7 @@ def _one_network(alpha: float, cfg: dict, key: jax.Array) -> dict:
                                               cfg["classify_starts"], noise_scale=0.0,
                                               key=k_starts), np.float64)
     zero = np.zeros(task.input_size)
+    logger.info("alpha=%g: classify_dynamics, fixed points and cycles", alpha)
     verdict = classify_dynamics(net.F, starts, zero, dt=alpha,
                                 n_transient=cfg["classify_transient_steps"],
                                 n_steps=cfg["classify_steps"])
@@ -206,6 +207,8 @@ def _one_alpha(alpha: float, cfg: dict, key: jax.Array) -> dict:
     """
     nets = []
     for j in range(cfg["networks"][str(alpha)]):
+        logger.info("alpha=%g: network %d of at most %d", alpha, j + 1,
+                    cfg["networks"][str(alpha)])
         nets.append(_one_network(alpha, cfg, jax.random.fold_in(key, j)))
         if cfg["stop_at_first_trained"] and nets[-1]["claims"]["accuracy"] > 0.9:
             break

@@ -91,6 +91,7 @@ def _analyse_context(net, cfg, states, key, c):
     u = np.zeros(4)
     u[2 + c] = 1.0
     starts = sample_initial_states(states, cfg["starts_per_context"], noise_scale=0.0, key=key)
+    logger.info("context_integration: slow points of context %d", c)
     fps = find_fixed_points(net.F, np.asarray(starts), u, left_eigvecs=True)
     keep = np.isfinite(fps.q) & (fps.q <= cfg["slow_q_max"])
     pts = fps[keep]

@@ -96,6 +96,7 @@ def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0,
 
     starts = sample_initial_states(states, cfg["fixed_point_starts"],
                                    noise_scale=cfg["start_noise"], key=k_starts)
+    logger.info("flipflop: finding fixed points from %d starts", len(starts))
     fps = find_fixed_points(net.F, np.asarray(starts)).fixed
     stable = fps.stable
     y_stable = readout(net, stable.x)

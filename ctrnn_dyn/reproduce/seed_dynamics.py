@@ -226,9 +226,13 @@ def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0,
     out = check_run_args(out_dir, quick, seed, forward)
     settings = _settings(quick)
 
+    logger.info("seed_dynamics: the switch's fixed points")
     sw_claims, sw_checks, sw_fps = _switch(settings)
+    logger.info("seed_dynamics: the oscillator's limit cycle")
     osc_claims, osc_checks, osc_fps, cycle = _oscillator(settings)
+    logger.info("seed_dynamics: the chaotic circuit's Lyapunov spectrum")
     ch_claims, ch_checks, spec, _ = _chaos(settings)
+    logger.info("seed_dynamics: classify_dynamics on the three circuits")
     cls_claims, cls_checks = _classify(settings)
 
     fig = new_figure(14.0, 12.5)

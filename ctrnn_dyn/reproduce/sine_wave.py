@@ -129,6 +129,7 @@ def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0,
     starts[:, 0] = half.mean(axis=1)  # the centre of each oscillation is the natural start
     starts = starts.reshape(-1, states.shape[-1])
     inputs = np.repeat(levels, S, axis=0)
+    logger.info("sine_wave: finding fixed points from %d starts", len(starts))
     fps = find_fixed_points(net.F, starts, inputs, tol_unique=None, outlier_distance_scale=None,
                             max_iters=cfg["max_solver_iters"])
 
