@@ -10,6 +10,8 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 EXPECTED = {"01_quickstart.ipynb", "02_phase_portraits.ipynb",
             "03_flipflop_reverse_engineering.ipynb"}
+#: notebooks that need an optional extra: they are skipped without it
+REQUIRES = {"04_from_pytorch.ipynb": "torch"}
 
 
 def test_the_three_tutorials_exist():
@@ -28,6 +30,8 @@ def test_notebook_committed_without_outputs(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
+    if path.name in REQUIRES:
+        pytest.importorskip(REQUIRES[path.name])
     from nbclient import NotebookClient
 
     monkeypatch.setenv("MPLBACKEND", "Agg")
