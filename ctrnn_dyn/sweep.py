@@ -179,9 +179,12 @@ def load_config(path: str | os.PathLike, *, scheduler: str | None = None) -> Swe
 
     Raises:
         FileNotFoundError: no file at ``path``.
+        IsADirectoryError: ``path`` is a directory.
         ValueError: invalid TOML or an invalid field (the message names it).
     """
     p = Path(path)
+    if p.is_dir():
+        raise IsADirectoryError(f"sweep config {p} is a directory; expected a TOML file")
     if not p.is_file():
         raise FileNotFoundError(f"sweep config {p} does not exist")
     try:

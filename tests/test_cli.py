@@ -353,6 +353,9 @@ def test_sweep_mistakes_are_one_line(tmp_path, capsys):
                     capsys)
     assert line == (f"ctrnn-dyn sweep: error: sweep config {tmp_path / 'missing.toml'} does "
                     "not exist")
+    line = _refused(["sweep", str(tmp_path), "--out", str(tmp_path / "o")], capsys)
+    assert line == (f"ctrnn-dyn sweep: error: sweep config {tmp_path} is a directory; expected "
+                    "a TOML file")
     bad = tmp_path / "bad.toml"
     bad.write_text('task = "flipflop"\n[train]\nclip_norm = -1\n')
     line = _refused(["sweep", str(bad), "--out", str(tmp_path / "o")], capsys)
