@@ -4,8 +4,8 @@
   reproduction pages show the committed figures without a copy under ``docs/``.
 * ``on_page_content`` turns the reStructuredText the docstrings use into what the site shows:
   ``:class:`~a.b.C``` and the other cross-reference roles become code (``C``), ``:math:`x```
-  inline maths and a ``.. math::`` block display maths (typeset by MathJax), and the ``::`` that
-  introduces a literal block a colon.
+  inline maths and a ``.. math::`` block display maths (typeset by MathJax), a simple table
+  (``===`` borders) a table, and the ``::`` that introduces a literal block a colon.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ _MATH_BLOCK = re.compile(
     re.S,
 )
 _DIRECTIVE = re.compile(r"<p>\.\. (?:code-block|code)::[^<]*</p>")
+_SIMPLE_TABLE = re.compile(r"<p>(=+(?: +=+)+)\n(.*?)\n\1</p>", re.S)
 _LITERAL_INTRO = re.compile(r"::</p>")
 
 
@@ -50,7 +51,26 @@ def _math_block(match: re.Match) -> str:
     return f'<div class="arithmatex">\\[{html.escape(tex, quote=False)}\\]</div>'
 
 
+def _simple_table(match: re.Match) -> str:
+    """A reStructuredText simple table (``===`` borders, one header row) as an HTML table."""
+    border, body = match.groups()
+    spans = [(m.start(), m.end()) for m in re.finditer(r"=+", border)]
+    lines = [line for line in body.split("\n") if line.strip()]
+    if len(lines) < 2 or lines[1] != border:
+        return match.group(0)
+
+    def cells(line: str) -> list[str]:
+        edges = [a for a, _ in spans[1:]] + [None]
+        return [line[a:b].strip() for (a, _), b in zip(spans, edges, strict=True)]
+
+    head = "".join(f"<th>{c}</th>" for c in cells(lines[0]))
+    rows = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in cells(line)) + "</tr>"
+                   for line in lines[2:])
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
 def on_page_content(content, page, config, files):
+    content = _SIMPLE_TABLE.sub(_simple_table, content)
     content = _ROLE.sub(_role, content)
     content = _MATH.sub(lambda m: f'<span class="arithmatex">\\({m.group(1)}\\)</span>', content)
     content = _MATH_BLOCK.sub(_math_block, content)
