@@ -646,12 +646,16 @@ def _neurogym_chain(env: Any) -> list[Any]:
 def _neurogym_make(name: str, env_kwargs: dict | None) -> Any:
     import warnings
 
+    import gymnasium
     import neurogym
 
     with warnings.catch_warnings():
         # gymnasium warns that neurogym's metadata lists no render modes; nothing to act on
         warnings.filterwarnings("ignore", message=".*metadata doesn't include `render_modes`")
-        return neurogym.make(name, **(env_kwargs or {}))
+        try:
+            return neurogym.make(name, **(env_kwargs or {}))
+        except gymnasium.error.UnregisteredEnv as err:
+            raise ValueError(f"env: unknown neurogym environment {name!r}: {err}") from None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

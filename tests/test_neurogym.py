@@ -115,6 +115,8 @@ def test_labels_and_padding_options():
 def test_invalid_arguments():
     with pytest.raises(TypeError, match="neurogym environment id or a neurogym TrialEnv"):
         from_neurogym(_make(PDM).unwrapped.action_space, n_trials=2)
+    with pytest.raises(ValueError, match="unknown neurogym environment 'Nope-v0'"):
+        get_task("neurogym:Nope-v0", n_trials=2)
     with pytest.raises(ValueError, match="n_trials must be >= 1"):
         from_neurogym(PDM, n_trials=0)
     with pytest.raises(ValueError, match="env_kwargs apply only"):
