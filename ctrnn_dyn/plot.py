@@ -1,40 +1,71 @@
 r"""Figures of dynamics: phase portraits, fixed points in PCA space, spectra, attractors, curves.
 
 Every function takes an optional ``ax`` (a new figure is made when it is ``None``), draws on
-it, and returns it; none calls ``plt.show()``. One colour-blind-safe palette (Okabe & Ito
-2008) and one marker code for stability classes run through all of them:
+it, and returns it; none calls ``plt.show()``. Every function draws inside the package's one
+figure style, :func:`style` (the rcParams of :func:`paper_style`): 7-pt DejaVu Sans text, which
+stays readable when a figure :data:`PAGE_WIDTH` (7.2 in) wide is printed across a journal page
+or one :data:`COLUMN_WIDTH` (3.5 in) wide in a column; thin lines; the colour-blind-safe
+Okabe & Ito (2008) cycle; legends outside the axes (:func:`legend_outside`); colour bars for
+continuous variables (:func:`value_colors`, :func:`colorbar`); figures saved as a PNG at
+:data:`SAVE_DPI` plus a vector PDF (:func:`save_figure`). Build multi-panel figures inside
+``with plot.style(): ...`` so that their titles and labels share it.
 
-============== ======================= ==========================
-class          marker                  colour
-============== ======================= ==========================
-stable node    filled circle           black
-stable focus   filled circle           blue
-saddle         open circle             vermillion
-unstable node  open square             orange
-unstable focus open square             reddish purple
-marginal       filled diamond          bluish green
-============== ======================= ==========================
+One marker code for fixed and slow points runs through all figures (:data:`POINT_STYLE`,
+chosen by :func:`point_class` from a point's class and number of unstable modes; filled
+markers are stable, open ones unstable in some direction):
 
-Use :func:`paper_style` (``with plt.rc_context(paper_style()): ...``) for paper-sized figures.
+=========================== =================== ==========================
+class                       marker              colour
+=========================== =================== ==========================
+stable node                 filled circle       black
+stable focus                filled circle       blue
+saddle, 1 unstable mode     open triangle       vermillion
+saddle, 2 unstable modes    open diamond        reddish purple
+saddle, ≥ 3 unstable modes  open pentagon       sky blue
+unstable node               open square         orange
+unstable focus              open hexagon        orange
+marginal                    filled plus         bluish green
+slow point                  cross               grey
+=========================== =================== ==========================
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import functools
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colorbar import Colorbar
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
 
 from ctrnn_dyn.pca import TrajectoryPCA
 
 __all__ = [
+    "COLUMN_WIDTH",
+    "PAGE_WIDTH",
+    "SAVE_DPI",
     "OKABE_ITO",
+    "POINT_STYLE",
     "STABILITY_STYLE",
     "paper_style",
+    "style",
+    "point_class",
+    "point_classes",
+    "mark_points",
+    "legend_outside",
+    "value_colors",
+    "colorbar",
+    "save_figure",
     "phase_portrait",
     "fixed_points_3d",
     "eigenspectrum",
@@ -42,6 +73,13 @@ __all__ = [
     "trajectories",
     "loss_curve",
 ]
+
+#: Print width (inches) of a journal's single column.
+COLUMN_WIDTH = 3.5
+#: Print width (inches) of a full journal page (two columns).
+PAGE_WIDTH = 7.2
+#: Resolution of saved PNGs (dots per inch at print size).
+SAVE_DPI = 300
 
 #: Okabe–Ito colour-blind-safe palette.
 OKABE_ITO: dict[str, str] = {
@@ -57,37 +95,254 @@ OKABE_ITO: dict[str, str] = {
 _CYCLE = [OKABE_ITO[c] for c in ("blue", "orange", "bluish green", "vermillion",
                                   "reddish purple", "sky blue", "black", "yellow")]
 
-#: Marker code per stability class (see :mod:`ctrnn_dyn.linear`).
-STABILITY_STYLE: dict[str, dict[str, Any]] = {
+#: Marker code per point class (keys are what :func:`point_class` returns; ``"saddle"`` is a
+#: saddle whose number of unstable modes is unknown, ``"fixed point"`` a point of unknown class).
+POINT_STYLE: dict[str, dict[str, Any]] = {
     "stable node": {"marker": "o", "color": OKABE_ITO["black"], "filled": True},
     "stable focus": {"marker": "o", "color": OKABE_ITO["blue"], "filled": True},
-    "saddle": {"marker": "o", "color": OKABE_ITO["vermillion"], "filled": False},
+    "saddle, 1 unstable mode": {"marker": "^", "color": OKABE_ITO["vermillion"],
+                                "filled": False},
+    "saddle, 2 unstable modes": {"marker": "D", "color": OKABE_ITO["reddish purple"],
+                                 "filled": False},
+    "saddle, ≥ 3 unstable modes": {"marker": "p", "color": OKABE_ITO["sky blue"],
+                                   "filled": False},
+    "saddle": {"marker": "^", "color": OKABE_ITO["vermillion"], "filled": False},
     "unstable node": {"marker": "s", "color": OKABE_ITO["orange"], "filled": False},
-    "unstable focus": {"marker": "s", "color": OKABE_ITO["reddish purple"], "filled": False},
-    "marginal": {"marker": "D", "color": OKABE_ITO["bluish green"], "filled": True},
-    "fixed point": {"marker": "o", "color": OKABE_ITO["black"], "filled": True},
+    "unstable focus": {"marker": "h", "color": OKABE_ITO["orange"], "filled": False},
+    "marginal": {"marker": "P", "color": OKABE_ITO["bluish green"], "filled": True},
+    "slow point": {"marker": "x", "color": "0.45", "filled": True},
+    "fixed point": {"marker": "o", "color": "0.35", "filled": True},
 }
+#: The same table under its earlier name.
+STABILITY_STYLE = POINT_STYLE
 
 
 def paper_style() -> dict[str, Any]:
-    """rcParams for paper-sized figures (8-9 pt text, thin lines, the Okabe–Ito cycle)."""
+    """rcParams of the package's figure style.
+
+    7-pt DejaVu Sans text (titles 7.5 pt, legends and ticks 6.5 pt), mathtext in DejaVu Sans,
+    0.6-pt axes, no top/right spines, no legend frames, the Okabe–Ito colour cycle, ``viridis``
+    for continuous variables, :data:`SAVE_DPI` for saved PNGs, TrueType fonts in PDFs.
+    """
     from cycler import cycler
 
     return {
-        "figure.figsize": (3.4, 2.8),
-        "figure.dpi": 150,
-        "savefig.dpi": 300,
-        "font.size": 8,
-        "axes.labelsize": 8,
-        "axes.titlesize": 9,
-        "legend.fontsize": 7,
-        "xtick.labelsize": 7,
-        "ytick.labelsize": 7,
+        "figure.figsize": (COLUMN_WIDTH, 2.6),
+        "figure.dpi": 100,
+        "figure.facecolor": "white",
+        "savefig.dpi": SAVE_DPI,
+        "savefig.facecolor": "white",
+        "font.family": "DejaVu Sans",
+        "mathtext.fontset": "dejavusans",
+        "font.size": 7.0,
+        "axes.labelsize": 7.0,
+        "axes.titlesize": 7.5,
+        "figure.titlesize": 8.5,
+        "legend.fontsize": 6.5,
+        "xtick.labelsize": 6.5,
+        "ytick.labelsize": 6.5,
+        "axes.titlepad": 4.0,
+        "axes.labelpad": 2.5,
+        "axes.linewidth": 0.6,
+        "xtick.major.width": 0.6,
+        "ytick.major.width": 0.6,
+        "xtick.minor.width": 0.4,
+        "ytick.minor.width": 0.4,
+        "xtick.major.size": 2.5,
+        "ytick.major.size": 2.5,
+        "xtick.minor.size": 1.5,
+        "ytick.minor.size": 1.5,
         "lines.linewidth": 1.0,
+        "lines.markersize": 4.0,
         "axes.spines.top": False,
         "axes.spines.right": False,
+        "legend.frameon": False,
+        "legend.handlelength": 1.6,
+        "legend.borderaxespad": 0.3,
         "axes.prop_cycle": cycler(color=_CYCLE),
+        "image.cmap": "viridis",
+        "pdf.fonttype": 42,
+        "ps.fonttype": 42,
     }
+
+
+@contextlib.contextmanager
+def style() -> Iterator[None]:
+    """Context manager: the package's figure style (:func:`paper_style`) for what is drawn
+    inside it (``with plot.style(): fig = ...``)."""
+    with mpl.rc_context(paper_style()):
+        yield
+
+
+def _styled(fn: Callable) -> Callable:
+    """Run a plot function inside :func:`style`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with style():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def point_class(stability: Any, n_unstable: Any = None, converged: Any = True) -> str:
+    """The :data:`POINT_STYLE` key of one point.
+
+    Args:
+        stability: class string of :func:`ctrnn_dyn.linear.classify` (``""`` or ``None``:
+            unknown).
+        n_unstable: number of unstable modes (``|μ| > 1``), splits saddles into 1, 2 and ≥ 3
+            modes; ``None``: unknown.
+        converged: ``False`` marks a slow point (not a fixed point).
+
+    Returns:
+        A key of :data:`POINT_STYLE`.
+    """
+    if not bool(converged):
+        return "slow point"
+    cls = "" if stability is None else str(stability)
+    if cls == "saddle":
+        if n_unstable is None or int(n_unstable) < 1:
+            return "saddle"
+        k = int(n_unstable)
+        return ("saddle, 1 unstable mode" if k == 1 else "saddle, 2 unstable modes" if k == 2
+                else "saddle, ≥ 3 unstable modes")
+    return cls if cls in POINT_STYLE else "fixed point"
+
+
+def point_classes(fixed_points: Any) -> np.ndarray:
+    """:func:`point_class` of every entry of a ``FixedPoints``-like object (``stability``,
+    ``n_unstable``, ``converged``; missing attributes are unknown): ``(N,)`` strings."""
+    x = np.asarray(fixed_points.x)
+    N = x.shape[0]
+    stab = getattr(fixed_points, "stability", None)
+    n_unst = getattr(fixed_points, "n_unstable", None)
+    conv = getattr(fixed_points, "converged", None)
+    return np.array([
+        point_class(None if stab is None else stab[i],
+                    None if n_unst is None else n_unst[i],
+                    True if conv is None else conv[i])
+        for i in range(N)
+    ], dtype=str).reshape(N)
+
+
+def mark_points(ax: Axes, coords: Any, classes: Sequence[str], *, size: float = 30,
+                zorder: int = 5, label: bool = True) -> None:
+    """Scatter points in the marker code of :data:`POINT_STYLE`, one artist per class present
+    (so a legend has one entry per class).
+
+    Args:
+        ax: 2-D or 3-D axes.
+        coords: ``(N, 2)`` or ``(N, 3)`` positions.
+        classes: ``N`` keys of :data:`POINT_STYLE` (unknown keys draw as ``"fixed point"``).
+        size: marker area (points²).
+        zorder: drawing order.
+        label: give each artist its class as legend label.
+    """
+    pts = np.asarray(coords, float)
+    labels = np.asarray(classes).astype(str)
+    for cls in dict.fromkeys(labels):
+        s = POINT_STYLE.get(cls, POINT_STYLE["fixed point"])
+        sel = labels == cls
+        face = s["color"] if s["filled"] else "white"
+        extra = {"depthshade": False} if pts.shape[1] == 3 else {}
+        kw = ({"color": s["color"]} if s["marker"] in ("x", "+")
+              else {"facecolors": face, "edgecolors": s["color"]})
+        ax.scatter(*[pts[sel, i] for i in range(pts.shape[1])], s=size, marker=s["marker"],
+                   linewidths=1.1, label=cls if label else None, zorder=zorder, **kw, **extra)
+
+
+def legend_outside(ax: Axes, where: str = "right", *, ncol: int = 1, handles: Any = None,
+                   labels: Any = None, **kwargs: Any) -> Any:
+    """A legend outside the axes, so it never hides data (duplicate labels merged).
+
+    Args:
+        ax: axes.
+        where: ``"right"`` (beside the axes, top-aligned), ``"below"`` or ``"above"``.
+        ncol: legend columns.
+        handles: artists (default: the axes' labelled artists).
+        labels: their labels.
+        **kwargs: passed on to ``ax.legend``.
+
+    Returns:
+        The legend, or ``None`` when nothing is labelled.
+    """
+    if where not in ("right", "below", "above"):
+        raise ValueError(f"where must be 'right', 'below' or 'above', got {where!r}")
+    if handles is None:
+        handles, labels = ax.get_legend_handles_labels()
+    uniq = dict(zip(labels, handles, strict=True))
+    if not uniq:
+        return None
+    place = {"right": {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0)},
+             "below": {"loc": "upper center", "bbox_to_anchor": (0.5, -0.18)},
+             "above": {"loc": "lower center", "bbox_to_anchor": (0.5, 1.02)}}[where]
+    opts = {"frameon": False, "borderaxespad": 0.0, "ncol": ncol, **place, **kwargs}
+    return ax.legend(list(uniq.values()), list(uniq.keys()), **opts)
+
+
+def value_colors(values: Any, *, cmap: str = "viridis", vmin: float | None = None,
+                 vmax: float | None = None) -> tuple[np.ndarray, ScalarMappable]:
+    """Colours for a continuous variable and the mappable for its colour bar.
+
+    Args:
+        values: ``(N,)`` numbers.
+        cmap: a perceptually uniform, colour-blind-safe map (``viridis``, ``cividis``).
+        vmin: lower end of the scale (default: ``min(values)``).
+        vmax: upper end of the scale (default: ``max(values)``).
+
+    Returns:
+        ``(colors (N, 4) RGBA, mappable)``; pass the mappable to :func:`colorbar`.
+    """
+    v = _finite_array(values, "values", (1,)).astype(float)
+    lo = float(v.min()) if vmin is None else float(vmin)
+    hi = float(v.max()) if vmax is None else float(vmax)
+    if hi == lo:
+        hi = lo + 1.0
+    sm = ScalarMappable(Normalize(lo, hi), mpl.colormaps[cmap])
+    sm.set_array(v)
+    return sm.to_rgba(v), sm
+
+
+def colorbar(ax: Axes | Sequence[Axes], mappable: ScalarMappable, label: str,
+             **kwargs: Any) -> Colorbar:
+    """A labelled colour bar beside ``ax`` (an axes or several that share it).
+
+    Args:
+        ax: the axes the bar belongs to (space is taken from them).
+        mappable: from :func:`value_colors`, ``scatter``, ``imshow``, ...
+        label: what the colour shows, with its unit.
+        **kwargs: passed on to ``Figure.colorbar`` (default ``shrink=0.9``, ``pad=0.02``).
+
+    Returns:
+        The colour bar.
+    """
+    first = ax if isinstance(ax, Axes) else ax[0]
+    opts = {"shrink": 0.9, "pad": 0.02, "aspect": 25, **kwargs}
+    cb = first.figure.colorbar(mappable, ax=ax, label=label, **opts)
+    cb.outline.set_linewidth(0.5)
+    return cb
+
+
+def save_figure(fig: Figure, path: str | Path, *, dpi: int = SAVE_DPI) -> tuple[Path, Path]:
+    """Write ``fig`` as ``PATH.png`` (``dpi`` dots per inch, at least 200) and ``PATH.pdf``
+    (vector); ``path``'s suffix, if any, is replaced.
+
+    Returns:
+        ``(png, pdf)`` paths.
+
+    Raises:
+        ValueError: ``dpi < 200``.
+    """
+    if not (isinstance(dpi, int | np.integer) and dpi >= 200):
+        raise ValueError(f"dpi must be an int >= 200, got {dpi!r}")
+    stem = Path(path).with_suffix("")
+    png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
+    meta_png = {"Software": None}
+    meta_pdf = {"Creator": None, "Producer": None, "CreationDate": None}
+    fig.savefig(png, dpi=int(dpi), metadata=meta_png)
+    fig.savefig(pdf, metadata=meta_pdf)
+    return png, pdf
 
 
 # --------------------------------------------------------------------------------- helpers
@@ -96,7 +351,7 @@ def _new_ax(ax: Axes | None, projection: str | None = None) -> Axes:
         if projection == "3d" and getattr(ax, "name", "") != "3d":
             raise ValueError("ax must be a 3-D axes (projection='3d') for this plot")
         return ax
-    fig = plt.figure(figsize=(5.0, 4.0) if projection == "3d" else (5.0, 3.6),
+    fig = plt.figure(figsize=(COLUMN_WIDTH, 3.0) if projection == "3d" else (COLUMN_WIDTH, 2.6),
                      layout="constrained")
     return fig.add_subplot(111, projection=projection)
 
@@ -119,45 +374,38 @@ def _traj_batch(trajectories: Any, name: str = "trajectories") -> np.ndarray:
     return arr[None] if arr.ndim == 2 else arr
 
 
-def _fixed_point_parts(fixed_points: Any) -> tuple[np.ndarray, np.ndarray, Any, Any]:
-    """``(x (N, d), labels (N,), eigvals or None, eigvecs or None)``, converged points only."""
+def _fixed_point_parts(fixed_points: Any, slow_points: bool = False
+                       ) -> tuple[np.ndarray, np.ndarray, Any, Any]:
+    """``(x (N, d), classes (N,), eigvals or None, eigvecs or None)``: the converged points
+    (and the slow ones when ``slow_points``), classes as :func:`point_class` names them (the
+    number of unstable modes from ``n_unstable``, else from ``|eigvals| > 1``)."""
     if isinstance(fixed_points, np.ndarray | jax.Array | list | tuple):
         x = _finite_array(fixed_points, "fixed_points", (2,))
         return x, np.full(x.shape[0], "fixed point"), None, None
     if not hasattr(fixed_points, "x"):
         raise TypeError("fixed_points must be a FixedPoints-like object with .x (N, d) or an "
                         f"array (N, d), got {type(fixed_points).__name__}")
-    x = _finite_array(fixed_points.x, "fixed_points.x", (2,))
-    keep = getattr(fixed_points, "converged", None)
-    keep = np.ones(x.shape[0], bool) if keep is None else np.asarray(keep, bool)
-    labels = getattr(fixed_points, "stability", None)
-    labels = (np.full(x.shape[0], "fixed point") if labels is None
-              else np.asarray(labels).astype(str))
+    x = np.asarray(fixed_points.x)
+    conv = getattr(fixed_points, "converged", None)
+    conv = np.ones(x.shape[0], bool) if conv is None else np.asarray(conv, bool)
+    keep = (conv | slow_points) & np.all(np.isfinite(x), axis=-1) if x.ndim == 2 else conv
+    x = _finite_array(x[keep] if x.ndim == 2 else x, "fixed_points.x", (2,))
     eigvals = getattr(fixed_points, "eigvals", None)
     eigvecs = getattr(fixed_points, "eigvecs", None)
+    n_unst = getattr(fixed_points, "n_unstable", None)
+    if n_unst is None and eigvals is not None:
+        n_unst = np.sum(np.abs(np.asarray(eigvals)) > 1.0, axis=-1)
+    stab = getattr(fixed_points, "stability", None)
+    view = {"x": x,
+            "stability": None if stab is None else np.asarray(stab).astype(str)[keep],
+            "n_unstable": None if n_unst is None else np.asarray(n_unst)[keep],
+            "converged": conv[keep]}
+    classes = point_classes(type("Points", (), view))
     eigvals = None if eigvals is None else np.asarray(eigvals)[keep]
     eigvecs = None if eigvecs is None else np.asarray(eigvecs)[keep]
-    return x[keep], labels[keep], eigvals, eigvecs
-
-
-def _scatter_by_class(ax: Axes, pts: np.ndarray, labels: np.ndarray, size: float = 40,
-                      zorder: int = 5) -> None:
-    """One scatter per stability class present (so the legend has one entry per class)."""
-    for cls in dict.fromkeys(labels):
-        style = STABILITY_STYLE.get(cls, STABILITY_STYLE["fixed point"])
-        sel = labels == cls
-        face = style["color"] if style["filled"] else "white"
-        coords = [pts[sel, i] for i in range(pts.shape[1])]
-        extra = {"depthshade": False} if pts.shape[1] == 3 else {}
-        ax.scatter(*coords, s=size, marker=style["marker"], facecolors=face,
-                   edgecolors=style["color"], linewidths=1.2, label=cls, zorder=zorder,
-                   **extra)
-
-
-def _outside_legend(ax: Axes) -> None:
-    """Legend to the right of the axes, so it never hides data."""
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, fontsize="small",
-              borderaxespad=0.0)
+    if eigvals is not None:  # slow points carry no unstable-mode segments
+        eigvals = np.where(conv[keep][:, None], eigvals, 0.0)
+    return x, classes, eigvals, eigvecs
 
 
 def _vector_field_on(F: Callable, X: np.ndarray, u: Any, dt: float) -> np.ndarray:
@@ -170,6 +418,7 @@ def _vector_field_on(F: Callable, X: np.ndarray, u: Any, dt: float) -> np.ndarra
 
 
 # --------------------------------------------------------------------------- phase portrait
+@_styled
 def phase_portrait(
     F: Callable,
     *,
@@ -316,12 +565,12 @@ def phase_portrait(
             ax.plot(traj[0, 0], traj[0, 1], marker=".", color=_CYCLE[b % len(_CYCLE)],
                     zorder=3, ms=5)
     if fp is not None and fp[0].shape[0]:
-        _scatter_by_class(ax, to_plane(fp[0]), fp[1])
+        mark_points(ax, to_plane(fp[0]), fp[1])
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    _outside_legend(ax)
+    legend_outside(ax)
     return ax
 
 
@@ -344,17 +593,23 @@ def _project3(pca: TrajectoryPCA | None, d: int):
             [f"PC{i + 1} ({100 * ev[i]:.0f}%)" for i in range(3)])
 
 
+@_styled
 def fixed_points_3d(
     fixed_points: Any,
     *,
     pca: TrajectoryPCA | None = None,
     trajectories: Any = None,
     mode_length: float | None = None,
+    slow_points: bool = False,
+    fit: str = "all",
+    trajectory_alpha: float = 1.0,
+    trajectory_width: float = 0.6,
+    marker_size: float = 30,
     ax: Axes | None = None,
 ) -> Axes:
     """Fixed points in 3-D PCA space, as in Sussillo & Barak (2013), Fig. 2–3.
 
-    Stable points filled, unstable ones open (marker code of :data:`STABILITY_STYLE`); each
+    Stable points filled, unstable ones open (marker code of :data:`POINT_STYLE`); each
     unstable mode (``|μ| > 1``) drawn as a line segment ``x ± mode_length · v/‖v‖`` along its
     eigenvector ``v = eigvecs[i][:, j]`` of ``eigvals[i][j]`` (real part; for a complex pair
     the real part and the imaginary part, which span the unstable plane); trajectories
@@ -368,12 +623,20 @@ def fixed_points_3d(
         trajectories: ``(T, d)`` or ``(B, T, d)``.
         mode_length: half-length of unstable-mode segments in state units (default 10 %
             of the extent of the data).
+        slow_points: also mark the entries that did not converge (slow points).
+        fit: ``"all"``: the axes span points and trajectories; ``"points"``: they span the
+            points (plus 15 %), and trajectories are clipped to them.
+        trajectory_alpha: opacity of the trajectories.
+        trajectory_width: their line width (points).
+        marker_size: marker area (points²).
         ax: a 3-D axes.
 
     Returns:
         The 3-D axes.
     """
-    x, labels, eigvals, eigvecs = _fixed_point_parts(fixed_points)
+    if fit not in ("all", "points"):
+        raise ValueError(f"fit must be 'all' or 'points', got {fit!r}")
+    x, labels, eigvals, eigvecs = _fixed_point_parts(fixed_points, slow_points)
     d = x.shape[1]
     trajs = None if trajectories is None else _traj_batch(trajectories)
     if trajs is not None and trajs.shape[-1] != d:
@@ -386,9 +649,11 @@ def fixed_points_3d(
     allx = x if trajs is None else np.concatenate([x, trajs.reshape(-1, d)])
     if mode_length is None:
         mode_length = 0.1 * float(np.max(np.ptp(allx, axis=0)) or 1.0)
+    clip = fit == "points" and x.shape[0] > 0
     if trajs is not None:
         for traj in proj(trajs):
-            ax.plot(*traj.T, color="0.6", lw=0.6, zorder=1)
+            ax.plot(*traj.T, color="0.6", lw=trajectory_width, alpha=trajectory_alpha,
+                    zorder=1, axlim_clip=clip)
     if eigvals is not None and eigvecs is not None:
         first = True
         for xi, mu, V in zip(x, eigvals, eigvecs, strict=True):
@@ -399,19 +664,27 @@ def fixed_points_3d(
                     v = np.abs(V[:, j])
                 v = v / np.linalg.norm(v)
                 seg = proj(np.stack([xi - mode_length * v, xi + mode_length * v]))
-                ax.plot(*seg.T, color=OKABE_ITO["vermillion"], lw=1.5, zorder=4,
+                ax.plot(*seg.T, color=OKABE_ITO["vermillion"], lw=1.0, zorder=4,
                         label="unstable mode" if first else None)
                 first = False
     if x.shape[0]:
-        _scatter_by_class(ax, proj(x), labels)
+        z = proj(x)
+        mark_points(ax, z, labels, size=marker_size)
+        if clip:
+            lo, hi = z.min(0), z.max(0)
+            pad = 0.15 * np.maximum(hi - lo, 1e-6)
+            ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+            ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+            ax.set_zlim(lo[2] - pad[2], hi[2] + pad[2])
     ax.set_xlabel(axlabels[0])
     ax.set_ylabel(axlabels[1])
     ax.set_zlabel(axlabels[2])
-    _outside_legend(ax)
+    legend_outside(ax)
     return ax
 
 
 # ----------------------------------------------------------------------------- spectra
+@_styled
 def eigenspectrum(
     eigvals: Any,
     *,
@@ -481,11 +754,12 @@ def eigenspectrum(
         lab = labels[i] if labels is not None else (f"point {i}" if mu.shape[0] > 1 else None)
         ax.scatter(row.real, row.imag, s=16, color=_CYCLE[i % len(_CYCLE)], zorder=3,
                    label=lab, marker="o", linewidths=0)
-    _outside_legend(ax)
+    legend_outside(ax)
     return ax
 
 
 # ----------------------------------------------------------------------------- attractors
+@_styled
 def attractor_3d(
     states: Any,
     *,
@@ -524,6 +798,7 @@ def attractor_3d(
     return ax
 
 
+@_styled
 def trajectories(
     values: Any,
     targets: Any = None,
@@ -585,6 +860,7 @@ def trajectories(
     return ax
 
 
+@_styled
 def loss_curve(
     loss: Any,
     *,

@@ -1,15 +1,39 @@
-"""Shared plumbing of the reproductions: argument checks, JSON-able numbers, PNG + JSON output.
+"""Shared plumbing of the reproductions: argument checks, JSON-able numbers, figure, JSON and
+data output.
 
-Every reproduction writes ``OUT/NAME.png`` (the figure) and ``OUT/NAME.json``:
+Every reproduction builds its figure inside :func:`ctrnn_dyn.plot.style` on a
+:func:`new_figure` at most :data:`~ctrnn_dyn.plot.PAGE_WIDTH` (7.2 in) wide, so its text is
+read at print size, and calls :func:`write_reproduction` once, which writes
 
-.. code-block:: text
+* ``OUT/NAME.png`` (``plot.SAVE_DPI`` = 300 dpi) and ``OUT/NAME.pdf`` (vector), the figure;
+* ``OUT/NAME.json``:
 
-    {"name": ..., "quick": bool, "seed": int,
-     "claims": {...},          # the numbers the figure shows
-     "checks": {name: bool},   # each quantitative claim of the reproduction, checked
-     "settings": {...},        # every size / hyper-parameter used
-     "versions": {...},        # python, jax, flax, optax, jaxopt, numpy, ..., ctrnn_dyn
-     "wall_time_s": float}
+  .. code-block:: text
+
+      {"name": ..., "quick": bool, "seed": int,
+       "claims": {...},          # the numbers the figure shows
+       "checks": {name: bool},   # each quantitative claim of the reproduction, checked
+       "settings": {...},        # every size / hyper-parameter used
+       "versions": {...},        # python, jax, flax, optax, jaxopt, numpy, ..., ctrnn_dyn
+       "wall_time_s": float}
+
+* ``OUT/NAME.npz`` (:func:`save_data`; no pickled objects, it loads with
+  ``np.load(path, allow_pickle=False)``): the data behind the figure, so that a claim can be
+  re-checked with NumPy alone, without training again. Its keys:
+
+  - one network, under the seed's names (:func:`network_arrays`): ``recurrent_kernel``
+    ``(n, n)`` (rows presynaptic: the recurrent drive is ``f(x) @ recurrent_kernel +
+    recurrent_bias``), ``recurrent_bias`` ``(n,)``, ``input_kernel`` ``(m, n)``,
+    ``output_kernel`` ``(n, p)``, ``output_bias`` ``(p,)``, ``alpha`` (``()`` or ``(n,)``);
+    several networks under ``net/<name>/<key>`` with the same keys;
+  - per analysed condition the fixed points as :meth:`~ctrnn_dyn.fixed_points.FixedPoints.save`
+    writes them, under ``fp/<condition>/<field>`` (``x``, ``u``, ``q``, ``converged``,
+    ``n_iters``, ``x_init``, ``eigvals``, ``n_unstable``, ``stability``, ``n_starts``,
+    ``stop_reason``, ``alpha``, ``format_version``); the ``(N, d, d)`` fields
+    (``jacobians``, ``eigvecs``, ``left_eigvecs``) are left out unless asked for, since they
+    follow from the saved parameters (:func:`load_fixed_points` recomputes nothing; it returns
+    them as ``None``);
+  - further arrays under the names each reproduction's docstring lists.
 """
 
 from __future__ import annotations
@@ -18,7 +42,9 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import platform
+import tempfile
 import time
 from collections.abc import Mapping
 from importlib import metadata
@@ -33,7 +59,10 @@ __all__ = [
     "Timer",
     "check_run_args",
     "jsonable",
+    "load_fixed_points",
+    "network_arrays",
     "new_figure",
+    "save_data",
     "software_versions",
     "write_reproduction",
 ]
@@ -52,9 +81,11 @@ class ReproductionResult(NamedTuple):
         claims: the numbers behind the figure (JSON-able nested dict).
         checks: each quantitative claim of the reproduction and whether it holds.
         settings: sizes and hyper-parameters used.
-        png: path of the written figure.
+        png: path of the written figure (PNG).
         json: path of the written JSON.
         wall_time_s: seconds from the start of ``run`` to the files being written.
+        pdf: path of the vector figure.
+        npz: path of the data behind the figure, ``None`` if none was written.
     """
 
     name: str
@@ -64,6 +95,8 @@ class ReproductionResult(NamedTuple):
     png: Path
     json: Path
     wall_time_s: float
+    pdf: Path | None = None
+    npz: Path | None = None
 
     @property
     def all_checks_pass(self) -> bool:
@@ -160,8 +193,146 @@ def jsonable(value: Any) -> Any:
 
 
 def new_figure(width: float, height: float) -> Figure:
-    """A pyplot-free figure (no global state, no GUI backend) with constrained layout."""
-    return Figure(figsize=(width, height), layout="constrained", dpi=110)
+    """A pyplot-free figure (no global state, no GUI backend) with constrained layout.
+
+    ``width`` and ``height`` are the print size in inches: at most
+    :data:`~ctrnn_dyn.plot.PAGE_WIDTH` wide for a figure across a journal page (a wider one
+    is shrunk when printed, and its 7-pt text with it; a warning is logged). Create it inside
+    ``with plot.style():`` so that its text takes the package's style.
+    """
+    from ctrnn_dyn.plot import PAGE_WIDTH
+
+    if width > PAGE_WIDTH + 1e-9:
+        logger.warning("figure %.1f in wide: wider than a journal page (%.1f in), its text "
+                       "will print smaller than the style's 7 pt", width, PAGE_WIDTH)
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def network_arrays(cell: Any, params: Any) -> dict[str, np.ndarray]:
+    r"""A trained ``CTRNNCell``'s parameters under the seed's names, as float arrays.
+
+    Args:
+        cell: the :class:`~ctrnn_dyn.model.CTRNNCell` (for its effective recurrent kernel and
+            ``alpha``).
+        params: its params tree (``{"params": {"cell": {...}}}`` or ``{"params": {...}}``).
+
+    Returns:
+        ``{"recurrent_kernel" (n, n), "recurrent_bias" (n,), "input_kernel" (m, n),
+        "output_kernel" (n, p), "output_bias" (p,), "alpha" () or (n,)}``; the update is
+        :math:`x' = (1-\alpha) x + \alpha (f(x) K_\mathrm{rec} + b_\mathrm{rec} + u K_\mathrm{in})`
+        and the readout :math:`y = f(x) K_\mathrm{out} + b_\mathrm{out}`.
+    """
+    tree = params["params"] if "params" in params else params
+    tree = tree.get("cell", tree)
+    return {
+        "recurrent_kernel": np.asarray(cell.recurrent_weights(tree)),
+        "recurrent_bias": np.asarray(tree["recurrent_kernel"]["bias"]),
+        "input_kernel": np.asarray(tree["input_kernel"]["kernel"]),
+        "output_kernel": np.asarray(tree["output_kernel"]["kernel"]),
+        "output_bias": np.asarray(tree["output_kernel"]["bias"]),
+        "alpha": np.asarray(cell.alpha_values(tree), np.float64),
+    }
+
+
+#: FixedPoints fields of shape (N, d, d), left out of a figure's data unless asked for.
+LARGE_FIXED_POINT_FIELDS = ("jacobians", "eigvecs", "left_eigvecs")
+
+
+def _fixed_point_arrays(fps: Any, keep_large: bool) -> dict[str, np.ndarray]:
+    """The arrays ``fps.save`` writes (read back from a temporary file)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "fp.npz")
+        fps.save(path)
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files if keep_large or k not in LARGE_FIXED_POINT_FIELDS}
+
+
+def _check_key(key: str, what: str) -> str:
+    if not isinstance(key, str) or not key or "/" in key:
+        raise ValueError(f"{what} names must be non-empty strings without '/', got {key!r}")
+    return key
+
+
+def save_data(
+    path: str | Path,
+    *,
+    network: Mapping[str, Any] | None = None,
+    networks: Mapping[str, Mapping[str, Any]] | None = None,
+    fixed_points: Mapping[str, Any] | None = None,
+    arrays: Mapping[str, Any] | None = None,
+    large_fixed_point_fields: bool = False,
+) -> Path:
+    """Write the data behind a figure as one compressed ``.npz`` without pickled objects.
+
+    Keys (see the module docstring): ``network``'s arrays at the top level; each of
+    ``networks`` under ``net/<name>/``; each condition of ``fixed_points`` under
+    ``fp/<condition>/`` with the fields :meth:`FixedPoints.save` writes (less
+    :data:`LARGE_FIXED_POINT_FIELDS` unless ``large_fixed_point_fields``); ``arrays`` under
+    their own keys. Written through a temporary file and renamed.
+
+    Args:
+        path: the ``.npz`` to write.
+        network: seed-named arrays of the one network (:func:`network_arrays`).
+        networks: ``{name: seed-named arrays}`` for several networks.
+        fixed_points: ``{condition: FixedPoints}``.
+        arrays: further ``{key: array}`` (numeric, bool or string).
+        large_fixed_point_fields: keep the ``(N, d, d)`` fixed-point fields.
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Raises:
+        ValueError: a name is empty or contains ``/`` (network, condition), two entries share a
+            key, or an array holds Python objects.
+    """
+    out: dict[str, np.ndarray] = {}
+
+    def put(key: str, value: Any) -> None:
+        arr = np.asarray(value)
+        if arr.dtype == object:
+            raise ValueError(f"data[{key!r}] holds Python objects; only numeric, bool and "
+                             "string arrays are saved")
+        if key in out:
+            raise ValueError(f"data key {key!r} given twice")
+        out[key] = arr
+
+    for k, v in (network or {}).items():
+        put(k, v)
+    for name, net in (networks or {}).items():
+        for k, v in net.items():
+            put(f"net/{_check_key(name, 'network')}/{k}", v)
+    for cond, fps in (fixed_points or {}).items():
+        for k, v in _fixed_point_arrays(fps, large_fixed_point_fields).items():
+            put(f"fp/{_check_key(cond, 'condition')}/{k}", v)
+    for k, v in (arrays or {}).items():
+        put(k, v)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **out)
+    tmp.replace(path)
+    return path
+
+
+def load_fixed_points(path: str | Path, condition: str) -> Any:
+    """The :class:`~ctrnn_dyn.fixed_points.FixedPoints` of ``condition`` from a figure's
+    ``.npz`` (fields left out of the file are ``None``).
+
+    Raises:
+        KeyError: no fixed points for ``condition`` in the file (the message lists those
+            present).
+    """
+    from ctrnn_dyn.fixed_points import FixedPoints
+
+    prefix = f"fp/{condition}/"
+    with np.load(path, allow_pickle=False) as z:
+        fields = {k[len(prefix):]: z[k] for k in z.files if k.startswith(prefix)}
+        conds = sorted({k.split("/")[1] for k in z.files if k.startswith("fp/")})
+    if not fields:
+        raise KeyError(f"no fixed points for condition {condition!r} in {path}; "
+                       f"conditions: {conds}")
+    names = {f.name for f in dataclasses.fields(FixedPoints)}
+    return FixedPoints(**{k: v for k, v in fields.items() if k in names})
 
 
 def write_reproduction(
@@ -175,14 +346,18 @@ def write_reproduction(
     quick: bool,
     seed: int,
     timer: Timer,
+    data: Mapping[str, Any] | None = None,
 ) -> ReproductionResult:
-    """Write ``out_dir/name.png`` and ``out_dir/name.json``; returns the result.
+    """Write ``out_dir/name.png`` (300 dpi), ``name.pdf``, ``name.json`` and, when ``data`` is
+    given, ``name.npz`` (``save_data(path, **data)``); returns the result.
 
-    The JSON is written through a temporary file and renamed, so a killed run never leaves a
-    half-written file.
+    The JSON and the data are written through a temporary file and renamed, so a killed run
+    never leaves a half-written file.
     """
-    png = out_dir / f"{name}.png"
-    fig.savefig(png, dpi=110)
+    from ctrnn_dyn.plot import save_figure
+
+    png, pdf = save_figure(fig, out_dir / f"{name}.png")
+    npz = None if data is None else save_data(out_dir / f"{name}.npz", **data)
     checks = {k: bool(v) for k, v in checks.items()}
     wall = timer.elapsed
     payload = {
@@ -203,9 +378,10 @@ def write_reproduction(
     failed = [k for k, v in checks.items() if not v]
     if failed:
         logger.warning("%s: checks failed: %s", name, ", ".join(failed))
-    logger.info("%s: wrote %s and %s in %.1f s", name, png, path, wall)
+    logger.info("%s: wrote %s, %s, %s%s in %.1f s", name, png, pdf, path,
+                "" if npz is None else f" and {npz}", wall)
     return ReproductionResult(name, payload["claims"], checks, payload["settings"], png, path,
-                              wall)
+                              wall, pdf, npz)
 
 
 # ---------------------------------------------------------------------------------------------
