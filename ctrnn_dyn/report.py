@@ -329,7 +329,8 @@ def analyze_run(
         dynamics_steps: steps over which it measures the Lyapunov exponents.
         n_eigvals: leading multipliers / eigenvalues listed per fixed point in the numbers.
         **find_kwargs: passed to :func:`~ctrnn_dyn.fixed_points.find_fixed_points`
-            (``tol_q``, ``max_iters``, ``method``, …).
+            (``tol_q``, ``max_iters``, ``method``, …; not ``compute_jacobians`` or
+            ``decompose``, which the report needs on).
 
     Returns:
         :class:`AnalysisReport`.
@@ -339,6 +340,12 @@ def analyze_run(
             :func:`~ctrnn_dyn.runs.load_run` for a bad path.
     """
     t0 = time.perf_counter()
+    reserved = sorted({"compute_jacobians", "decompose", "inputs"} & set(find_kwargs))
+    if reserved:
+        raise ValueError(
+            f"analyze_run sets {', '.join(reserved)} of find_fixed_points itself (the report needs "
+            "the linearisation; pass constant inputs as inputs=)"
+        )
     if not isinstance(run, Run):
         run = load_run(run)
     for name, value, low in (("n_dynamics", n_dynamics, 1), ("dynamics_steps", dynamics_steps, 1),

@@ -57,6 +57,13 @@ def test_load_run_errors(tmp_path):
         load_run(tmp_path)
 
 
+def test_analyze_run_keeps_the_linearisation_on(tmp_path):
+    from ctrnn_dyn.report import analyze_run
+
+    with pytest.raises(ValueError, match="decompose"):
+        analyze_run(tmp_path, decompose=False)
+
+
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ff")
