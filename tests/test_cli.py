@@ -56,8 +56,8 @@ def test_train_writes_outputs_and_resume_matches_a_straight_run(tmp_path, capsys
         (["--task", "flipflop", "--batch-size", "0"], "argument --batch-size: must be >= 1"),
         (["--task", "flipflop", "--alpha", "1.5"], "argument --alpha: must be in (0, 1]"),
         (["--task", "flipflop", "--task-option", "n_bitz=3"],
-         "argument --task-option: FlipFlop.__init__() got an unexpected keyword argument "
-         "'n_bitz'"),
+         "argument --task-option: flipflop has no option 'n_bitz'; its options: n_bits, "
+         "n_steps, p_pulse, settle_steps"),
     ],
 )
 def test_bad_arguments_give_clear_errors(args, message, tmp_path, capsys):
