@@ -54,9 +54,20 @@ _EXPORTS = {
     "TrainResult": "train",
     "default_optimizer": "train",
     "make_train_step": "train",
+    "load_run": "runs",
+    "Run": "runs",
+    "analyze_run": "report",
+    "write_report": "report",
+    "AnalysisReport": "report",
 }
 
 __all__ = sorted(_EXPORTS)
+
+_SUBMODULES = frozenset({
+    "attractors", "checkpoint", "cli", "dynamics", "ensemble", "fast_path", "fixed_points",
+    "interop", "linear", "model", "native", "pca", "plot", "report", "reproduce", "runs",
+    "sweep", "systems", "tasks", "train",
+})
 
 if TYPE_CHECKING:
     from ctrnn_dyn.attractors import DynamicsClassification as DynamicsClassification
@@ -84,6 +95,11 @@ if TYPE_CHECKING:
     from ctrnn_dyn.model import RateCTRNNCell as RateCTRNNCell
     from ctrnn_dyn.model import rnn as rnn
     from ctrnn_dyn.pca import TrajectoryPCA as TrajectoryPCA
+    from ctrnn_dyn.report import AnalysisReport as AnalysisReport
+    from ctrnn_dyn.report import analyze_run as analyze_run
+    from ctrnn_dyn.report import write_report as write_report
+    from ctrnn_dyn.runs import Run as Run
+    from ctrnn_dyn.runs import load_run as load_run
     from ctrnn_dyn.tasks import TASKS as TASKS
     from ctrnn_dyn.tasks import Batch as Batch
     from ctrnn_dyn.tasks import ContextIntegration as ContextIntegration
@@ -99,6 +115,8 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str):
+    if name in _SUBMODULES:  # ``ctrnn_dyn.plot`` etc. without an explicit import
+        return importlib.import_module(f"ctrnn_dyn.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'ctrnn_dyn' has no attribute {name!r}")
@@ -108,4 +126,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+    return sorted({*globals(), *_EXPORTS, *_SUBMODULES})
