@@ -338,7 +338,9 @@ def _resumable_checkpoint(args: argparse.Namespace, task: Any, run_config: dict)
 def _train(parser: argparse.ArgumentParser) -> Handler:
     from ctrnn_dyn.tasks import TASKS
 
-    parser.add_argument("--task", required=True, help=f"task name: {', '.join(TASKS)}")
+    parser.add_argument("--task", required=True,
+                        help=f"task name: {', '.join(TASKS)}, or neurogym:ENV_ID (a neurogym "
+                             "environment, e.g. neurogym:PerceptualDecisionMaking-v0)")
     parser.add_argument("--task-option", action="append", default=[], type=_parse_option,
                         metavar="KEY=VALUE",
                         help="task parameter (JSON value), e.g. n_bits=3; repeatable")
