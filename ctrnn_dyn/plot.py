@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib as mpl
 import matplotlib.pyplot as plt
+import matplotlib.transforms as mtransforms
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
@@ -63,6 +64,7 @@ __all__ = [
     "point_classes",
     "mark_points",
     "legend_outside",
+    "panel_label",
     "value_colors",
     "colorbar",
     "save_figure",
@@ -275,10 +277,35 @@ def legend_outside(ax: Axes, where: str = "right", *, ncol: int = 1, handles: An
     if not uniq:
         return None
     place = {"right": {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0)},
-             "below": {"loc": "upper center", "bbox_to_anchor": (0.5, -0.18)},
-             "above": {"loc": "lower center", "bbox_to_anchor": (0.5, 1.02)}}[where]
+             "below": {"loc": "upper center", "bbox_to_anchor": (0.5, 0.0)},
+             "above": {"loc": "lower center", "bbox_to_anchor": (0.5, 1.0)}}[where]
+    if where != "right" and getattr(ax, "name", "") != "3d":
+        # clear the tick labels and axis label (below) or the title (above), in points
+        rc = mpl.rcParams
+        if where == "below":
+            pad = (rc["xtick.major.size"] + rc["xtick.major.pad"] + rc["axes.labelpad"]
+                   + 1.25 * (_points(rc["xtick.labelsize"]) + _points(rc["axes.labelsize"])))
+        else:
+            pad = rc["axes.titlepad"] + 1.3 * _points(rc["axes.titlesize"]) * (
+                1 + ax.get_title().count("\n")) if ax.get_title() else 2.0
+        place["bbox_transform"] = mtransforms.offset_copy(
+            ax.transAxes, fig=ax.figure, y=-pad if where == "below" else pad, units="points")
     opts = {"frameon": False, "borderaxespad": 0.0, "ncol": ncol, **place, **kwargs}
     return ax.legend(list(uniq.values()), list(uniq.keys()), **opts)
+
+
+def panel_label(ax: Axes, letter: str) -> None:
+    """A bold panel letter (``"a"``, ``"b"``, ...) at the axes' top-left corner, outside it."""
+    put = ax.text2D if getattr(ax, "name", "") == "3d" else ax.text
+    put(-0.02, 1.02, letter, transform=ax.transAxes, fontsize=9, fontweight="bold",
+        ha="right", va="bottom")
+
+
+def _points(size: Any) -> float:
+    """A font size (number or name such as ``"small"``) in points."""
+    from matplotlib.font_manager import FontProperties
+
+    return float(FontProperties(size=size).get_size_in_points())
 
 
 def value_colors(values: Any, *, cmap: str = "viridis", vmin: float | None = None,
@@ -601,6 +628,7 @@ def fixed_points_3d(
     trajectories: Any = None,
     mode_length: float | None = None,
     slow_points: bool = False,
+    modes: bool = True,
     fit: str = "all",
     trajectory_alpha: float = 1.0,
     trajectory_width: float = 0.6,
@@ -624,6 +652,7 @@ def fixed_points_3d(
         mode_length: half-length of unstable-mode segments in state units (default 10 %
             of the extent of the data).
         slow_points: also mark the entries that did not converge (slow points).
+        modes: draw the unstable-mode segments.
         fit: ``"all"``: the axes span points and trajectories; ``"points"``: they span the
             points (plus 15 %), and trajectories are clipped to them.
         trajectory_alpha: opacity of the trajectories.
@@ -654,7 +683,7 @@ def fixed_points_3d(
         for traj in proj(trajs):
             ax.plot(*traj.T, color="0.6", lw=trajectory_width, alpha=trajectory_alpha,
                     zorder=1, axlim_clip=clip)
-    if eigvals is not None and eigvecs is not None:
+    if modes and eigvals is not None and eigvecs is not None:
         first = True
         for xi, mu, V in zip(x, eigvals, eigvecs, strict=True):
             for j in np.nonzero(np.abs(mu) > 1.0)[0]:

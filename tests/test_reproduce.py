@@ -8,7 +8,6 @@ NumPy Euler loop for the oscillator's period).
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import struct
 from pathlib import Path
@@ -192,27 +191,6 @@ def test_seed_chaos_lyapunov_signature(seed_dynamics):
     assert set(labels["switch"]["labels"]) == {"fixed point"}
     assert set(labels["oscillator"]["labels"]) == {"limit cycle"}
     assert set(labels["chaos"]["labels"]) == {"chaotic"}
-
-
-# ----------------------------------------------------------------------------- flip-flop
-
-
-@pytest.fixture(scope="module")
-def flipflop(tmp_path_factory):
-    return _run(tmp_path_factory, "flipflop")
-
-
-def test_flipflop_eight_memories_and_saddles(flipflop):
-    _check_files(flipflop, "flipflop")
-    c = flipflop.claims
-    readouts = np.array(c["stable_readouts"])
-    assert readouts.shape == (8, 3)
-    patterns = {tuple(p) for p in itertools.product((-1.0, 1.0), repeat=3)}
-    assert {tuple(np.sign(y)) for y in readouts} == patterns  # one stable point per pattern
-    modes = np.array(c["saddle_unstable_modes"])
-    assert c["n_saddles"] == len(modes) and np.sum(modes == 1) >= 1
-    assert c["max_q"] <= 1e-20
-    assert flipflop.all_checks_pass, flipflop.checks
 
 
 # --------------------------- slower reproductions: full claims are `slow`, a smoke test default
