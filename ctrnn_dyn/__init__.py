@@ -59,6 +59,10 @@ _EXPORTS = {
     "analyze_run": "report",
     "write_report": "report",
     "AnalysisReport": "report",
+    "from_torch": "interop",
+    "TorchMap": "interop",
+    "from_neurogym": "tasks",
+    "NeurogymTask": "tasks",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -87,6 +91,8 @@ if TYPE_CHECKING:
     from ctrnn_dyn.fixed_points import FixedPoints as FixedPoints
     from ctrnn_dyn.fixed_points import find_fixed_points as find_fixed_points
     from ctrnn_dyn.fixed_points import sample_initial_states as sample_initial_states
+    from ctrnn_dyn.interop import TorchMap as TorchMap
+    from ctrnn_dyn.interop import from_torch as from_torch
     from ctrnn_dyn.linear import classify as classify
     from ctrnn_dyn.linear import continuous_eigvals as continuous_eigvals
     from ctrnn_dyn.linear import eig as eig
@@ -106,8 +112,10 @@ if TYPE_CHECKING:
     from ctrnn_dyn.tasks import FixedTrials as FixedTrials
     from ctrnn_dyn.tasks import FlipFlop as FlipFlop
     from ctrnn_dyn.tasks import ModuloThree as ModuloThree
+    from ctrnn_dyn.tasks import NeurogymTask as NeurogymTask
     from ctrnn_dyn.tasks import PerceptualDecision as PerceptualDecision
     from ctrnn_dyn.tasks import SineWave as SineWave
+    from ctrnn_dyn.tasks import from_neurogym as from_neurogym
     from ctrnn_dyn.tasks import get_task as get_task
     from ctrnn_dyn.train import TrainResult as TrainResult
     from ctrnn_dyn.train import default_optimizer as default_optimizer

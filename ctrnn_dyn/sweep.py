@@ -138,7 +138,7 @@ class SweepConfig:
     """A validated sweep.
 
     Attributes:
-        task: registered task name (``ctrnn_dyn.tasks.TASKS``).
+        task: registered task name (``ctrnn_dyn.tasks.TASKS``) or ``neurogym:ENV_ID``.
         task_options: keyword arguments of the task.
         cell: ``CTRNNCell`` fields shared by all configurations (before overrides).
         train: training settings (defaults filled in).
@@ -253,9 +253,12 @@ def validate_config(doc: Mapping[str, Any]) -> SweepConfig:
     if "task" not in doc:
         raise _fail("task", f"required; one of {', '.join(sorted(tasks.TASKS))}")
     task = doc["task"]
-    if task not in tasks.TASKS:
-        raise _fail("task", f"unknown task {task!r}; known: {', '.join(sorted(tasks.TASKS))}")
-    task_fields = {f.name for f in dataclasses.fields(tasks.TASKS[task])}
+    neurogym = isinstance(task, str) and task.startswith("neurogym:")
+    if task not in tasks.TASKS and not neurogym:
+        raise _fail("task", f"unknown task {task!r}; known: "
+                            f"{', '.join(sorted(tasks.TASKS))}, neurogym:ENV_ID")
+    task_fields = ({f.name for f in dataclasses.fields(tasks.NeurogymTask)} - {"env"} if neurogym
+                   else {f.name for f in dataclasses.fields(tasks.TASKS[task])})
     task_options = dict(_check_table(doc.get("task_options", {}), "task_options", task_fields))
     for k, v in task_options.items():
         _check_value(f"task_options.{k}", v)

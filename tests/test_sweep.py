@@ -383,3 +383,16 @@ def test_failing_chunk_is_retried_then_recorded(tmp_path, monkeypatch):
     assert len(df) == 2 and (df["status"] == "failed").all()
     assert df["error"].str.contains("solver exploded").all()
     assert df["final_loss"].isna().all()
+
+
+def test_a_neurogym_task_is_a_valid_sweep_task_and_its_options_are_checked():
+    doc = tomllib.loads(SMALL)
+    doc["task"] = "neurogym:PerceptualDecisionMaking-v0"
+    doc["task_options"] = {"n_trials": 16, "seed": 3}
+    assert sweep.validate_config(doc).task == "neurogym:PerceptualDecisionMaking-v0"
+    doc["task_options"] = {"n_trails": 16}
+    with pytest.raises(ValueError, match="n_trails"):
+        sweep.validate_config(doc)
+    doc["task"] = "neurogym_PerceptualDecisionMaking"
+    with pytest.raises(ValueError, match="unknown task 'neurogym_Perc.*neurogym:ENV_ID"):
+        sweep.validate_config(doc)
