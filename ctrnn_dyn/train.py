@@ -760,11 +760,11 @@ def train(
     start = int(state.step)
     if progress is None:
         progress = sys.stderr.isatty()
-    bar = tqdm(total=steps, initial=min(start, steps), disable=not progress, desc="train",
-               unit="step")
     if start < steps:  # without a bar: one log line here and one per evaluation/checkpoint
         logger.info("training %s on %s: steps %d..%d", type(cell).__name__, type(task).__name__,
                     start + 1, steps)
+    bar = tqdm(total=steps, initial=min(start, steps), disable=not progress, desc="train",
+               unit="step")
     buffer: list[StepMetrics] = []
     buffer_start = start
     nonfinite: int | None = None
