@@ -386,6 +386,14 @@ def _train(parser: argparse.ArgumentParser) -> Handler:
         from ctrnn_dyn.train import default_optimizer, train
 
         if args.task not in TASKS and not args.task.startswith("neurogym:"):
+        if args.task in TASKS:
+            import dataclasses
+
+            known = [f.name for f in dataclasses.fields(TASKS[args.task])]
+            for key, _ in args.task_option:
+                if key not in known:
+                    raise UsageError("--task-option", f"{args.task} has no option {key!r}; its "
+                                                      f"options: {', '.join(known)}")
             raise UsageError("--task", f"unknown task name {args.task!r}; known tasks: "
                                        f"{', '.join(sorted(TASKS))}")
         if args.task in TASKS:

@@ -374,3 +374,18 @@ def test_reproduce_mistakes_are_one_line(tmp_path, capsys):
     assert "argument --seed: must be >= 0, got -1" in line
     line = _refused(["reproduce", "flipflopp"], capsys)
     assert "argument NAME: invalid choice: 'flipflopp'" in line
+
+
+def test_verbose_and_quiet_after_a_subcommand_leave_its_own_flags_alone(capsys):
+    @cli.subcommand("flags", help="uses -v itself")
+    def _flags(parser: argparse.ArgumentParser):
+        parser.add_argument("-v", "--values", default="a")
+        return lambda args: print(args.values, args.verbose, args.quiet) or 0
+
+    try:
+        assert cli.main(["flags", "-v", "b", "--verbose", "-q"]) == 0
+        assert capsys.readouterr().out.split() == ["b", "True", "True"]
+        assert cli.main(["flags"]) == 0
+        assert capsys.readouterr().out.split() == ["a", "False", "False"]
+    finally:
+        del cli.SUBCOMMANDS["flags"]
