@@ -102,13 +102,16 @@ def _configure(sub: argparse.ArgumentParser) -> None:
         return
     sub._ctrnn_configure = None
     sub.set_defaults(_handler=configure(sub), _parser=sub)
-    # --verbose/--quiet are also accepted after the subcommand (default: the top level's)
-    if "--verbose" not in sub._option_string_actions:
-        sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                         help="log at INFO level, show tracebacks")
-    if "--quiet" not in sub._option_string_actions:
-        sub.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                         help="no progress lines, warnings and errors only")
+    # --verbose/--quiet are also accepted after the subcommand (default: the top level's),
+    # under whichever of their spellings the subcommand has left free
+    for flags, dest, help_text in ((("-v", "--verbose"), "verbose",
+                                    "log at INFO level, show tracebacks"),
+                                   (("-q", "--quiet"), "quiet",
+                                    "no progress lines, warnings and errors only")):
+        free = [f for f in flags if f not in sub._option_string_actions]
+        if len(free) == len(flags) or (free and free[-1].startswith("--")):
+            sub.add_argument(*free, dest=dest, action="store_true", default=argparse.SUPPRESS,
+                             help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -386,14 +389,6 @@ def _train(parser: argparse.ArgumentParser) -> Handler:
         from ctrnn_dyn.train import default_optimizer, train
 
         if args.task not in TASKS and not args.task.startswith("neurogym:"):
-        if args.task in TASKS:
-            import dataclasses
-
-            known = [f.name for f in dataclasses.fields(TASKS[args.task])]
-            for key, _ in args.task_option:
-                if key not in known:
-                    raise UsageError("--task-option", f"{args.task} has no option {key!r}; its "
-                                                      f"options: {', '.join(known)}")
             raise UsageError("--task", f"unknown task name {args.task!r}; known tasks: "
                                        f"{', '.join(sorted(TASKS))}")
         if args.task in TASKS:
