@@ -32,6 +32,7 @@ from flax import linen as nn
 from flax import serialization
 
 from ctrnn_dyn import _files
+from ctrnn_dyn.history import History
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -58,7 +59,7 @@ class Checkpoint:
         opt_state: optimiser state (restored into its structure when ``load`` got a template,
             else a dict ``{pytree path: array}``).
         step: number of steps taken.
-        history: :class:`ctrnn_dyn.train.History` (``.loss`` etc.).
+        history: :class:`ctrnn_dyn.history.History` (``.loss`` etc.).
         cell_config: JSON description of the cell (see :func:`cell_config`), or None.
         task_config: JSON description of the task (``ctrnn_dyn.tasks.task_config``), or None.
         key: raw data of the run's PRNG key (uint32 array), or None.
@@ -305,8 +306,6 @@ def load(
         FileNotFoundError: nothing at ``path``.
         ValueError: not a checkpoint, truncated/corrupt (checksum), or not matching a template.
     """
-    from ctrnn_dyn.train import History
-
     p = _resolve(path)
     if not p.is_file():
         raise FileNotFoundError(f"no checkpoint at {p}")

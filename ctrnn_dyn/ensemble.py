@@ -89,7 +89,7 @@ class EnsembleHistory(NamedTuple):
 
     Attributes:
         loss, mse, grad_norm, accuracy: ``(E, steps)`` metrics of every train step (on that
-            step's batch, params before the update) — as :class:`ctrnn_dyn.train.History`.
+            step's batch, params before the update) — as :class:`ctrnn_dyn.history.History`.
         eval_loss, eval_accuracy: ``(E,)`` held-out data loss and accuracy after the last step.
     """
 

@@ -30,7 +30,7 @@ class Run(NamedTuple):
             switches the noise off).
         params: ``nn.RNN`` variables ``{"params": {"cell": ...}}`` at the last checkpoint.
         task: the task the network was trained on, rebuilt from its configuration.
-        history: :class:`ctrnn_dyn.train.History` (``.step``, ``.loss``, ``.eval_loss``, …).
+        history: :class:`ctrnn_dyn.history.History` (``.step``, ``.loss``, ``.eval_loss``, …).
         step: number of training steps the parameters have taken.
         nonfinite_step: first step with a non-finite loss, or ``None``.
         config: the other run settings stored with the checkpoint (batch size, learning rate,
