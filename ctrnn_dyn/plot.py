@@ -144,6 +144,7 @@ def paper_style() -> dict[str, Any]:
         "xtick.labelsize": 6.5,
         "ytick.labelsize": 6.5,
         "axes.titlepad": 4.0,
+        "axes.titlelocation": "left",
         "axes.labelpad": 2.5,
         "axes.linewidth": 0.6,
         "xtick.major.width": 0.6,
@@ -295,10 +296,13 @@ def legend_outside(ax: Axes, where: str = "right", *, ncol: int = 1, handles: An
 
 
 def panel_label(ax: Axes, letter: str) -> None:
-    """A bold panel letter (``"a"``, ``"b"``, ...) at the axes' top-left corner, outside it."""
+    """A bold panel letter (``"a"``, ``"b"``, ...) left of the axes' (left-aligned) title, above
+    the tick labels, so that it never runs into the title."""
     put = ax.text2D if getattr(ax, "name", "") == "3d" else ax.text
-    put(-0.02, 1.02, letter, transform=ax.transAxes, fontsize=9, fontweight="bold",
-        ha="right", va="bottom")
+    where = mtransforms.offset_copy(ax.transAxes, fig=ax.figure, x=-30,
+                                    y=mpl.rcParams["axes.titlepad"], units="points")
+    put(0.0, 1.0, letter, transform=where, fontsize=9, fontweight="bold", ha="left",
+        va="baseline")
 
 
 def _points(size: Any) -> float:
@@ -461,6 +465,7 @@ def phase_portrait(
     plane_offset: Any = None,
     kind: str = "stream",
     time_unit: str = "time unit",
+    state_symbol: str = "x",
     ax: Axes | None = None,
 ) -> Axes:
     r"""Phase portrait of a map ``F`` through its velocity :math:`v(x) = (F(x,u) - x)/dt`.
@@ -492,6 +497,8 @@ def phase_portrait(
         plane_offset: ``(n,)`` shift of the plane from the mean state.
         kind: ``"stream"`` or ``"quiver"``.
         time_unit: unit name for the colour bar label.
+        state_symbol: the state's symbol in axis labels and nullcline names (2-D), e.g.
+            ``"h"`` for rates.
         ax: axes to draw on.
 
     Returns:
@@ -520,7 +527,7 @@ def phase_portrait(
         def to_plane(a):
             return a
         lift = None
-        xlabel, ylabel = r"$x_1$ (state)", r"$x_2$ (state)"
+        xlabel, ylabel = rf"${state_symbol}_1$", rf"${state_symbol}_2$"
     else:
         if pca is None:
             if trajs is None:
@@ -583,7 +590,7 @@ def phase_portrait(
                 ax.contour(FX, FY, Wi, levels=[0.0], colors=OKABE_ITO["black"],
                            linestyles=style, linewidths=0.9, zorder=2)
                 ax.plot([], [], color=OKABE_ITO["black"], lw=0.9, linestyle=style,
-                        label=rf"$\dot x_{i + 1} = 0$")
+                        label=rf"$\dot {state_symbol}_{i + 1} = 0$")
 
     if trajs is not None:
         for b, traj in enumerate(to_plane(trajs)):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.optimize import brentq
 
 from ctrnn_dyn import reproduce
 
@@ -139,3 +140,128 @@ def test_flipflop_claims_rederived_from_npz_with_numpy(flipflop):
     assert got["n_one_mode"] == 12 and got["n_one_bit"] == 12 and got["n_edges"] == 12
     assert c["test_accuracy"] > 0.95
     assert flipflop.all_checks_pass, flipflop.checks
+
+
+# ------------------------------------------------------------------------ seed circuits
+
+
+@pytest.fixture(scope="module")
+def seed_dynamics(tmp_path_factory):
+    return _run(tmp_path_factory, "seed_dynamics")
+
+
+def _rate_map(data: dict, name: str):
+    """The seed's rate circuit ``h' = (1 - a) h + a sigma(h K + b)`` from the npz, in NumPy."""
+    K = data[f"net/{name}/recurrent_kernel"]
+    b = data[f"net/{name}/recurrent_bias"]
+    a = data[f"net/{name}/alpha"]
+    assert K.shape == (len(b), len(b)) and a.shape == b.shape
+    return (lambda h: (1 - a) * h + a * _sigmoid(h @ K + b)), K, b, a
+
+
+def test_seed_switch_rederived_from_npz(seed_dynamics):
+    payload, data = _check_files(seed_dynamics, "seed_dynamics")
+    F, K, b, a = _rate_map(data, "switch")
+    x = data["fp/switch/x"][:, 0]
+    assert len(x) == 3
+    np.testing.assert_allclose(F(x[:, None])[:, 0], x, atol=1e-12)  # fixed points
+    s = _sigmoid(K[0, 0] * x + b[0])
+    slope = 1 - a[0] + a[0] * K[0, 0] * s * (1 - s)  # dF/dh: > 1 unstable, < 1 stable
+    assert slope[0] < 1 and slope[1] > 1 and slope[2] < 1
+    np.testing.assert_allclose(x[1], 0.5, atol=1e-9)
+    # the unstable point separates the basins: run every start forward in NumPy
+    h = data["switch/basin_starts"].copy()
+    for _ in range(payload["settings"]["switch_basin_steps"]):
+        h = F(h[:, None])[:, 0]
+    np.testing.assert_allclose(h, data["switch/basin_ends"], atol=1e-9)
+    starts = data["switch/basin_starts"]
+    assert np.all(np.abs(h[starts < x[1]] - x[0]) < 1e-3)
+    assert np.all(np.abs(h[starts > x[1]] - x[2]) < 1e-3)
+    sw = payload["claims"]["switch"]
+    assert sw["stability"] == ["stable node", "unstable node", "stable node"]
+    assert sw["basin"]["n_ending_low"] == np.sum(starts < x[1])
+
+
+def test_seed_switch_fixed_points_match_scipy_roots(seed_dynamics):
+    sw = seed_dynamics.claims["switch"]
+
+    def g(h):
+        return -h + _sigmoid(8 * h - 4)
+
+    roots = [brentq(g, lo, hi, xtol=1e-14) for lo, hi in ((-0.5, 0.3), (0.3, 0.7), (0.7, 1.5))]
+    np.testing.assert_allclose(sw["fixed_points"], roots, atol=1e-9)
+    # lambda = -1 + 8 sigma'(8h - 4) per tau (analytic), middle one = +1
+    s = _sigmoid(8 * np.array(roots) - 4)
+    np.testing.assert_allclose(sw["continuous_eigenvalues"], -1 + 8 * s * (1 - s), atol=1e-9)
+
+
+def test_seed_oscillator_rederived_from_npz(seed_dynamics):
+    payload, data = _check_files(seed_dynamics, "seed_dynamics")
+    F, K, b, a = _rate_map(data, "oscillator")
+    (focus,) = data["fp/oscillator/x"]
+    np.testing.assert_allclose(focus, [0.5, 0.5], atol=1e-9)
+    s = _sigmoid(focus @ K + b)
+    J = np.diag(1 - a) + (a * s * (1 - s))[:, None] * K.T
+    mu = np.linalg.eigvals(J)
+    assert np.all(np.abs(mu) > 1) and np.all(np.abs(mu.imag) > 0)  # an unstable focus
+    # the saved cycle is an orbit of the map, closes after `period` steps and winds once
+    orbit = data["oscillator/cycle_orbit"]
+    np.testing.assert_allclose(F(orbit[:-1]), orbit[1:], atol=1e-10)
+    P = float(data["oscillator/period_steps"])
+    ang = np.unwrap(np.arctan2(orbit[:, 1] - 0.5, orbit[:, 0] - 0.5))
+    assert abs(ang[int(P)] - ang[0]) <= 2 * np.pi <= abs(ang[int(P) + 1] - ang[0])
+    # starts inside (next to the focus) and outside end on that one cycle
+    h = np.array([[0.51, 0.5], [0.0, 0.0]])
+    for _ in range(3000):
+        h = F(h)
+    gaps = np.linalg.norm(orbit[:-1, None] - h[None], axis=2).min(0)
+    step = np.linalg.norm(np.diff(orbit, axis=0), axis=1).max()
+    assert np.all(gaps < step)
+    # period: mean time between upward crossings of h1 = 0.5 (NumPy Euler loop)
+    h, crossings = h[1], []
+    for t in range(6000):
+        h_next = F(h)
+        if h[0] < 0.5 <= h_next[0]:
+            crossings.append(t + (0.5 - h[0]) / (h_next[0] - h[0]))
+        h = h_next
+    np.testing.assert_allclose(np.mean(np.diff(crossings)), P, rtol=1e-3)
+    lc = payload["claims"]["oscillator"]["limit_cycle"]
+    assert lc["period_steps"] == pytest.approx(P) and lc["winding_number_about_the_fixed_point"]
+    mu_f = data["oscillator/floquet_multipliers"]
+    assert np.sort(np.abs(mu_f))[0] < 0.01  # strongly attracting
+
+
+def test_seed_chaos_rederived_from_npz(seed_dynamics):
+    payload, data = _check_files(seed_dynamics, "seed_dynamics")
+    lam, se = data["chaos/lyapunov_exponents"], data["chaos/lyapunov_stderr"]
+    assert lam.shape == (3, 3) and np.all(lam[:, 0] > 3 * se[:, 0])
+    assert np.all(np.abs(lam[:, 1]) <= 3 * se[:, 1]) and np.all(lam[:, 2] < 0)
+    # lambda_1 again in NumPy, from pairs of trajectories (no Jacobians): 32 independent
+    # pairs 1e-9 apart, renormalised every 100 steps, for 2000 time units each
+    F, *_ = _rate_map(data, "chaos")
+    rng = np.random.default_rng(1)
+    P = rng.uniform(0.45, 0.55, size=(32, 3))
+    for _ in range(20_000):
+        P = F(P)
+    v = rng.normal(size=P.shape)
+    Q = P + 1e-9 * v / np.linalg.norm(v, axis=1, keepdims=True)
+    total = np.zeros(len(P))
+    for _ in range(200):
+        for _ in range(100):
+            P, Q = F(P), F(Q)
+        d = np.linalg.norm(Q - P, axis=1)
+        total += np.log(d / 1e-9)
+        Q = P + (Q - P) * (1e-9 / d)[:, None]
+    rates = total / (200 * 100 * 0.1)
+    rate, rate_se = rates.mean(), rates.std(ddof=1) / np.sqrt(len(rates))
+    lam1 = lam[:, 0].mean()
+    lam1_se = np.sqrt(np.sum(se[:, 0] ** 2)) / 3
+    assert rate > 3 * rate_se
+    assert abs(rate - lam1) <= 3 * np.hypot(rate_se, lam1_se), (rate, rate_se, lam1, lam1_se)
+    ch = payload["claims"]["chaos"]
+    assert ch["largest_mean"] == pytest.approx(lam1)
+    labels = payload["claims"]["classification"]
+    assert set(labels["switch"]["labels"]) == {"fixed point"}
+    assert set(labels["oscillator"]["labels"]) == {"limit cycle"}
+    assert set(labels["chaos"]["labels"]) == {"chaotic"}
+    assert seed_dynamics.all_checks_pass, seed_dynamics.checks

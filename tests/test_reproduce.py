@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.optimize import brentq
 
 from ctrnn_dyn import reproduce
 from ctrnn_dyn.reproduce import _common
@@ -46,10 +45,6 @@ def _check_files(result, name):
     assert payload["all_checks_pass"] == all(result.checks.values())
     assert payload["settings"] == result.settings
     return payload
-
-
-def _sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
 
 
 # --------------------------------------------------------------------- registry and CLI
@@ -126,71 +121,6 @@ def test_jsonable_round_trips_numpy_and_complex():
     json.dumps(out)
     with pytest.raises(TypeError):
         _common.jsonable(object())
-
-
-# ---------------------------------------------------------------------- seed dynamics
-
-
-@pytest.fixture(scope="module")
-def seed_dynamics(tmp_path_factory):
-    return _run(tmp_path_factory, "seed_dynamics")
-
-
-def test_seed_dynamics_files_and_checks(seed_dynamics):
-    _check_files(seed_dynamics, "seed_dynamics")
-    assert seed_dynamics.all_checks_pass, seed_dynamics.checks
-
-
-def test_seed_switch_fixed_points_match_scipy_roots(seed_dynamics):
-    sw = seed_dynamics.claims["switch"]
-
-    def g(h):
-        return -h + _sigmoid(8 * h - 4)
-
-    roots = [brentq(g, a, b, xtol=1e-14) for a, b in ((-0.5, 0.3), (0.3, 0.7), (0.7, 1.5))]
-    np.testing.assert_allclose(sw["fixed_points"], roots, atol=1e-9)
-    # lambda = -1 + 8 sigma'(8h - 4) per tau (analytic), middle one = +1
-    lam = -1 + 8 * _sigmoid(8 * np.array(roots) - 4) * (1 - _sigmoid(8 * np.array(roots) - 4))
-    np.testing.assert_allclose(sw["continuous_eigenvalues"], lam, atol=1e-9)
-    assert sw["stability"] == ["stable node", "unstable node", "stable node"]
-
-
-def test_seed_oscillator_focus_and_cycle_against_numpy(seed_dynamics):
-    osc = seed_dynamics.claims["oscillator"]
-    np.testing.assert_allclose(osc["fixed_points"], [[0.5, 0.5]], atol=1e-9)
-    # A = -I + sigma'(0) K^T = [[0.125, 0.25], [-0.25, 0.125]]  ->  0.125 +- 0.25 i
-    lam = np.array(osc["fixed_point_continuous_eigenvalues"][0])
-    lam = np.sort_complex(lam[:, 0] + 1j * lam[:, 1])
-    np.testing.assert_allclose(lam, [0.125 - 0.25j, 0.125 + 0.25j], atol=1e-8)
-    # period from a NumPy Euler loop: mean time between upward crossings of h1 = 0.5
-    K = np.array([[4.5, -1.0], [1.0, 4.5]])
-    b = np.array([-2.75, -1.75])
-    h, dt, crossings = np.zeros(2), 0.1, []
-    for step in range(30_000):
-        h_next = h + dt * (-h + _sigmoid(h @ K + b))
-        if step > 5000 and h[0] < 0.5 <= h_next[0]:
-            crossings.append(step + (0.5 - h[0]) / (h_next[0] - h[0]))
-        h = h_next
-    period = dt * np.mean(np.diff(crossings))
-    lc = osc["limit_cycle"]
-    assert lc["converged"] and lc["stable"]
-    np.testing.assert_allclose(lc["period_time"], period, rtol=2e-3)
-    mods = sorted(abs(complex(*m)) if isinstance(m, list) else abs(m)
-                  for m in lc["floquet_multipliers"])
-    assert abs(mods[1] - 1) < 1e-3 and mods[0] < 0.5
-
-
-def test_seed_chaos_lyapunov_signature(seed_dynamics):
-    ch = seed_dynamics.claims["chaos"]
-    lam = np.array(ch["lyapunov_exponents_per_time"])  # (3 starts, 3)
-    assert lam.shape == (3, 3)
-    assert np.all(lam[:, 0] > 0)
-    assert np.all(np.abs(lam[:, 1]) < 0.2 * lam[:, 0])
-    assert np.all(lam.sum(1) < 0)
-    labels = seed_dynamics.claims["classification"]
-    assert set(labels["switch"]["labels"]) == {"fixed point"}
-    assert set(labels["oscillator"]["labels"]) == {"limit cycle"}
-    assert set(labels["chaos"]["labels"]) == {"chaotic"}
 
 
 # --------------------------- slower reproductions: full claims are `slow`, a smoke test default

@@ -286,7 +286,7 @@ def _figure(cfg, net, batch, outputs, states, fps, memories, labels, flows, clai
     ax.set_title(f"{claims['n_stable']} memories (labelled by readout), "
                  f"{claims['n_one_mode_saddles']} one-mode saddles;\n"
                  f"{claims['n_one_mode_saddles_joining_one_bit_neighbours']} of them join "
-                 f"two memories one bit apart")
+                 f"two memories one bit apart", loc="center")
     if ax.get_legend() is not None:
         ax.get_legend().remove()
     plot.legend_outside(ax, "below", ncol=2)

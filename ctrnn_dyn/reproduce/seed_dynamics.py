@@ -1,21 +1,54 @@
 r"""The seed's three small circuits — switch, limit cycle, strange attractor — and their numbers.
 
 Redraws the seed's ``ctrnn_dynamics.png`` / ``ctrnn_strange_attractor.png`` (trajectories of
-Beer's (1995) rate CT-RNNs, ``h_{t+1} = h_t + (dt/τ)(-h_t + σ(h_t K + b))``, zero input) and
-adds what the seed never computed:
+Beer's (1995) rate CT-RNNs, :math:`h_{t+1} = h_t + \alpha(-h_t + \sigma(h_t K + b))`,
+:math:`\alpha = \Delta t/\tau`, zero input) and tests the mechanism behind each:
 
-* **switch** (1 neuron): its three fixed points and their stability, checked to be the roots
-  of :math:`-h + \sigma(8h - 4) = 0` with the middle one (0.5) unstable; a 1-D phase portrait
-  :math:`\dot h` against :math:`h`.
-* **oscillator** (2 neurons): one unstable focus at (0.5, 0.5) inside a stable limit cycle,
-  its period and Floquet multipliers (one ≈ 1 along the flow, the other inside the unit
-  circle); a phase portrait with nullclines.
-* **chaotic circuit** (3 neurons): its Lyapunov spectrum (largest > 0, one ≈ 0 along the
-  flow, sum < 0) with the estimate's convergence, and :func:`classify_dynamics` verdicts for
-  all three systems.
+* **switch** (1 neuron, bistable): three fixed points, the roots of
+  :math:`-h + \sigma(8h - 4) = 0`, the outer two stable and the middle one (0.5) unstable; the
+  unstable point is the boundary of the two basins: every start below it ends at the low
+  state, every start above it at the high state. Panels: trajectories, the 1-D phase portrait
+  :math:`\dot h(h)` with arrows drawn from the sign of :math:`\dot h`, and the end state
+  against the start.
+* **oscillator** (2 neurons): one fixed point, an unstable focus at (0.5, 0.5), enclosed by an
+  attracting limit cycle; starts inside (next to the focus) and outside both converge to that
+  one cycle, and once close, their distance to it shrinks per period by the cycle's
+  non-trivial Floquet multiplier :math:`\mu_2` (measured, and compared with the multiplier
+  of the monodromy matrix). Panels: trajectories, the phase plane (nullclines, flow, focus,
+  cycle), and the distance to the cycle against time with the Floquet prediction
+  :math:`\propto |\mu_2|^{t/T}`.
+* **chaotic circuit** (3 neurons): a positive largest Lyapunov exponent :math:`\lambda_1`
+  (Benettin's QR method, three starts, each more than 3 standard errors above 0) that the
+  starts agree on within 2 combined standard errors, one exponent :math:`\approx 0` along the
+  flow, and :math:`\lambda_1` confirmed without Jacobians: pairs of trajectories started
+  :math:`10^{-9}` apart on the attractor (renormalised every 10 τ) separate at the mean
+  log-rate :math:`\lambda_1` (within 2 combined standard errors). Panels: the attractor in
+  3-D (rates), the running estimate of :math:`\lambda_1` per start with its final ±2 SE,
+  and the pairs' accumulated log growth against :math:`\lambda_1 t`.
 
-``run(out_dir, quick=False, seed=0)`` writes ``seed_dynamics.png`` and ``seed_dynamics.json``.
-No training and no randomness: ``seed`` is accepted for a uniform interface and recorded.
+:func:`~ctrnn_dyn.attractors.classify_dynamics` names each circuit's long-run behaviour
+(fixed point, limit cycle, chaotic); the verdicts are checks too.
+
+Files (``run(out_dir)``): ``seed_dynamics.png`` / ``.pdf``, ``seed_dynamics.json`` (claims and
+checks) and ``seed_dynamics.npz`` (loads with ``np.load(path, allow_pickle=False)``):
+
+- ``net/<circuit>/recurrent_kernel`` ``(n, n)`` (rows presynaptic), ``net/<circuit>/
+  recurrent_bias`` ``(n,)``, ``net/<circuit>/alpha`` ``(n,)`` (:math:`\Delta t/\tau`) for
+  ``switch``, ``oscillator`` and ``chaos`` (rate model with the sigmoid
+  :math:`\sigma(z) = 1/(1 + e^{-z})`; no input or output kernels: the input adds to the
+  rates and the rates are the output);
+- ``fp/switch/<field>``, ``fp/oscillator/<field>``: the fixed points as
+  :meth:`~ctrnn_dyn.fixed_points.FixedPoints.save` writes them;
+- ``oscillator/cycle_orbit`` ``(P, 2)``: the cycle from ``F^t(x)``, ``t = 0 … ceil(period)``;
+  ``oscillator/period_steps`` ``()``; ``oscillator/floquet_multipliers`` ``(2,)`` complex;
+- ``switch/basin_starts`` ``(S,)`` and ``switch/basin_ends`` ``(S,)``;
+- ``chaos/lyapunov_exponents`` ``(3 starts, 3)``, ``chaos/lyapunov_stderr`` ``(3, 3)``,
+  ``chaos/lyapunov_history`` ``(3, blocks, 3)`` per unit time; ``chaos/separation_times``
+  ``(M,)`` and ``chaos/separation_log_growth_mean`` ``(M,)``: the mean over the pairs of
+  their accumulated log growth :math:`\sum_k \ln(d_k/d_0)`.
+
+``run(out_dir, quick=False, seed=0)``; no training and no randomness except the starts and
+directions of the separation test's pairs (from ``seed``).
 """
 
 from __future__ import annotations
@@ -27,10 +60,11 @@ import jax
 import jax.numpy as jnp
 import matplotlib.ticker
 import numpy as np
+from scipy.spatial import cKDTree
 
 from ctrnn_dyn import plot
 from ctrnn_dyn.attractors import classify_dynamics, find_limit_cycle, lyapunov_spectrum
-from ctrnn_dyn.dynamics import OneStepMap
+from ctrnn_dyn.dynamics import OneStepMap, simulate
 from ctrnn_dyn.fixed_points import find_fixed_points
 from ctrnn_dyn.reproduce._common import (
     ReproductionResult,
@@ -58,14 +92,38 @@ def _simulate64(system: CircuitSystem, n_steps: int | None = None) -> np.ndarray
         return np.asarray(system.simulate(n_steps=n_steps, dtype=jnp.float64))
 
 
+def _run_from(system: CircuitSystem, x0: np.ndarray, n_steps: int) -> np.ndarray:
+    """States ``(B, n_steps + 1, n)`` from starts ``x0`` ``(B, n)`` under zero input (float64,
+    the start included)."""
+    F = _map64(system)
+    with jax.enable_x64(True):
+        x = jnp.asarray(x0, jnp.float64)
+        u = jnp.zeros((system.n,), jnp.float64)
+        traj = jax.jit(jax.vmap(lambda s: simulate(F, s, u, n_steps=n_steps)))(x)
+        return np.concatenate([np.asarray(x0, np.float64)[:, None], np.asarray(traj)], 1)
+
+
 def _settings(quick: bool) -> dict:
     return {
         "switch_fixed_point_starts": 41,
+        "switch_basin_starts": 101,
+        "switch_basin_steps": 3000,
         "oscillator_fixed_point_grid": 7,
         "limit_cycle_transient_steps": 2000,
-        "lyapunov_steps": 50_000 if quick else 500_000,
+        "cycle_sample_periods": 200,
+        "cycle_starts": {"inside": [0.51, 0.5], "outside": [0.0, 0.0]},
+        "cycle_run_steps": 3000,
+        "cycle_contraction_from": 1e-2,
+        "cycle_contraction_rtol": 0.05,
+        "cycle_converged_distance": 1e-6,
+        "lyapunov_steps": 500_000 if quick else 5_000_000,
         "lyapunov_transient_steps": 2000 if quick else 10_000,
-        "lyapunov_blocks": 20,
+        "lyapunov_blocks": 50,
+        "separation_pairs": 32 if quick else 128,
+        "separation_d0": 1e-9,
+        "separation_transient_steps": 20_000,
+        "separation_renormalise_steps": 100,
+        "separation_steps": 50_000 if quick else 100_000,
         "classify_steps": {"switch": 5000, "oscillator": 20_000,
                            "chaos": 100_000 if quick else 300_000},
         "classify_transient_steps": 2000,
@@ -73,31 +131,72 @@ def _settings(quick: bool) -> dict:
     }
 
 
-def _switch(settings: dict) -> tuple[dict, dict, object]:
+def _switch(settings: dict) -> tuple[dict, dict, object, dict]:
     F = _map64(SWITCH)
     starts = np.linspace(-0.5, 1.5, settings["switch_fixed_point_starts"])[:, None]
     fps = find_fixed_points(F, starts).fixed
     order = np.argsort(fps.x[:, 0])
     fps = fps[order]
     lam = fps.continuous_eigvals[:, 0].real  # units of 1/tau
+    three = len(fps) == 3
+    # the basins: where each start ends (the exact unstable point itself left out)
+    h0 = np.linspace(-0.2, 1.2, settings["switch_basin_starts"])
+    h0 = h0[np.abs(h0 - 0.5) > 1e-9]
+    ends = _run_from(SWITCH, h0[:, None], settings["switch_basin_steps"])[:, -1, 0]
+    basin_ok = False
+    if three:
+        lo, mid, hi = fps.x[:, 0]
+        below, above = h0 < mid, h0 > mid
+        basin_ok = bool(np.all(np.abs(ends[below] - lo) < 1e-3)
+                        and np.all(np.abs(ends[above] - hi) < 1e-3))
     claims = {
         "fixed_points": fps.x[:, 0],
         "multipliers": fps.eigvals[:, 0].real,
         "continuous_eigenvalues": lam,
         "stability": list(fps.stability),
         "q": fps.q,
+        "basin": {"n_starts": len(h0), "run_time": settings["switch_basin_steps"] * SWITCH.dt,
+                  "n_ending_low": int(np.sum(np.abs(ends - fps.x[0, 0]) < 1e-3)),
+                  "n_ending_high": int(np.sum(np.abs(ends - fps.x[-1, 0]) < 1e-3)),
+                  "highest_start_ending_low": float(h0[ends < 0.5].max()),
+                  "lowest_start_ending_high": float(h0[ends > 0.5].min())},
     }
-    middle = len(fps) == 3 and abs(fps.x[1, 0] - 0.5) < 1e-8
+    middle = three and abs(fps.x[1, 0] - 0.5) < 1e-8
     checks = {
-        "switch_three_fixed_points": len(fps) == 3,
+        "switch_three_fixed_points": three,
         "switch_middle_at_half_unstable": bool(middle and lam[1] > 0 and fps.stability[1]
                                                 == "unstable node"),
-        "switch_outer_stable": bool(len(fps) == 3 and lam[0] < 0 and lam[2] < 0),
+        "switch_outer_stable": bool(three and lam[0] < 0 and lam[2] < 0),
+        "switch_unstable_point_separates_the_basins": basin_ok,
     }
-    return claims, checks, fps
+    return claims, checks, fps, {"h0": h0, "ends": ends}
 
 
-def _oscillator(settings: dict) -> tuple[dict, dict, object, object]:
+def _cycle_distance(cycle, centre: np.ndarray, n_periods: int):
+    """``dist(X)``: distance of states ``X`` ``(M, 2)`` to the invariant circle, measured to
+    the polygon through ``n_periods`` periods of its orbit sorted by angle about ``centre``
+    (spacing ~``1/n_periods`` of a step: a resolution of ~1e-9)."""
+    dense = _run_from(OSCILLATOR, cycle.orbit[:1], int(n_periods * cycle.period))[0]
+    ang = np.arctan2(dense[:, 1] - centre[1], dense[:, 0] - centre[0])
+    poly = dense[np.argsort(ang)]
+    tree = cKDTree(poly)
+    m = len(poly)
+
+    def seg_dist(X, A, B):
+        AB = B - A
+        t = np.clip(np.sum((X - A) * AB, 1) / np.maximum(np.sum(AB * AB, 1), 1e-300), 0, 1)
+        return np.linalg.norm(X - (A + t[:, None] * AB), axis=1)
+
+    def dist(X):
+        X = np.asarray(X, np.float64)
+        _, k = tree.query(X)
+        return np.minimum(seg_dist(X, poly[k], poly[(k + 1) % m]),
+                          seg_dist(X, poly[k], poly[(k - 1) % m]))
+
+    return dist
+
+
+def _oscillator(settings: dict) -> tuple[dict, dict, object, object, dict]:
     F = _map64(OSCILLATOR)
     g = np.linspace(-0.2, 1.2, settings["oscillator_fixed_point_grid"])
     starts = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
@@ -106,6 +205,40 @@ def _oscillator(settings: dict) -> tuple[dict, dict, object, object]:
                              n_transient=settings["limit_cycle_transient_steps"])
     mu = np.asarray(cycle.floquet_multipliers)
     nontrivial = mu[np.argsort(np.abs(mu - 1.0))][1:]
+    one_fp = len(fps) == 1 and np.allclose(fps.x[0], 0.5, atol=1e-8)
+    focus = np.asarray(fps.x[0]) if len(fps) else np.full(2, 0.5)
+    curves: dict = {}
+    winding = None
+    runs = {}
+    if cycle.converged:
+        ang = np.unwrap(np.arctan2(cycle.orbit[:, 1] - focus[1], cycle.orbit[:, 0] - focus[0]))
+        winding = int(np.rint((ang[-1] - ang[0]) / (2 * np.pi)))
+        dist = _cycle_distance(cycle, focus, settings["cycle_sample_periods"])
+        names = list(settings["cycle_starts"])
+        x0 = np.array([settings["cycle_starts"][k] for k in names], np.float64)
+        traj = _run_from(OSCILLATOR, x0, settings["cycle_run_steps"])
+        t = OSCILLATOR.dt * np.arange(traj.shape[1])
+        P = cycle.period
+        mu2 = float(np.abs(nontrivial[0]))
+        for name, tr in zip(names, traj, strict=True):
+            d = dist(tr)
+            logd = np.log(np.maximum(d, 1e-300))
+            peak = int(np.argmax(d))
+            after = np.flatnonzero(d[peak:] <= settings["cycle_contraction_from"])
+            ratio = None
+            if after.size:
+                i0 = peak + int(after[0])
+                if i0 + P < len(d) - 1:
+                    ratio = float(np.exp(np.interp(i0 + P, np.arange(len(d)), logd) - logd[i0]))
+            runs[name] = {"start": x0[names.index(name)], "final_distance": float(d[-1]),
+                          "max_distance": float(d[peak]),
+                          "distance_ratio_over_one_period": ratio,
+                          "contraction_from_time": None if ratio is None else float(t[i0])}
+            curves[name] = {"t": t, "d": d, "traj": tr,
+                            "t0": None if ratio is None else float(t[i0]),
+                            "d0": None if ratio is None else float(d[i0])}
+        log_err = [abs(np.log(r["distance_ratio_over_one_period"]) / np.log(mu2) - 1)
+                   if r["distance_ratio_over_one_period"] else np.inf for r in runs.values()]
     claims = {
         "fixed_points": fps.x,
         "fixed_point_stability": list(fps.stability),
@@ -116,53 +249,124 @@ def _oscillator(settings: dict) -> tuple[dict, dict, object, object]:
             "period_steps": cycle.period,
             "period_time": cycle.period_time,
             "floquet_multipliers": mu,
-            "trivial_multiplier": cycle.trivial_multiplier,
+            "nontrivial_multiplier_modulus": float(np.abs(nontrivial[0])),
             "floquet_exponents_per_time": np.log(np.abs(nontrivial)) / cycle.period_time,
             "stable": cycle.stable,
             "residual": cycle.residual,
+            "winding_number_about_the_fixed_point": winding,
         },
+        "convergence_to_the_cycle": runs,
     }
-    one_fp = len(fps) == 1 and np.allclose(fps.x[0], 0.5, atol=1e-8)
+    ok_runs = bool(runs) and all(r["final_distance"] < settings["cycle_converged_distance"]
+                                 for r in runs.values())
     checks = {
         "oscillator_one_fixed_point_at_half": bool(one_fp),
         "oscillator_fixed_point_unstable_focus": bool(one_fp and fps.stability[0]
                                                       == "unstable focus"),
-        "oscillator_limit_cycle_found": bool(cycle.converged),
-        "oscillator_trivial_multiplier_near_1": bool(abs(cycle.trivial_multiplier - 1) < 1e-3),
-        "oscillator_limit_cycle_stable": bool(cycle.converged and cycle.stable
-                                              and np.all(np.abs(nontrivial) < 0.9)),
+        "oscillator_limit_cycle_found_and_stable": bool(cycle.converged and cycle.stable
+                                                        and np.all(np.abs(nontrivial) < 1)),
+        "oscillator_cycle_encloses_the_focus": winding is not None and abs(winding) == 1,
+        "oscillator_starts_inside_and_outside_reach_the_cycle": ok_runs,
+        "oscillator_contraction_per_period_is_the_floquet_multiplier": bool(
+            runs and max(log_err) <= settings["cycle_contraction_rtol"]),
     }
-    return claims, checks, fps, cycle
+    return claims, checks, fps, cycle, curves
 
 
-def _chaos(settings: dict) -> tuple[dict, dict, object, object]:
+def _separation(settings: dict, lam1: float, lam1_se: float, seed: int) -> tuple[dict, dict]:
+    r"""The largest exponent from pairs of trajectories (no Jacobians): each pair starts
+    :math:`d_0` apart on the attractor and is renormalised back to :math:`d_0` every 100 steps
+    (Benettin's two-trajectory method); its rate is :math:`\sum_k \ln(d_k/d_0) / t`.
+
+    Each pair starts from its own point: a start drawn uniformly from ``[0.45, 0.55]^3`` (the
+    seed's starts span that range) run for ``separation_transient_steps``, long enough for the
+    chaos to decorrelate the points, so the pairs are independent and the standard error of
+    their mean rate is ``std / sqrt(pairs)``.
+    """
+    F = _map64(CHAOS)
+    n_pairs = settings["separation_pairs"]
+    rng = np.random.default_rng(seed)
+    x0 = rng.uniform(0.45, 0.55, size=(n_pairs, 3))
+    v = rng.normal(size=(n_pairs, 3))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    d0 = settings["separation_d0"]
+    chunk = settings["separation_renormalise_steps"]
+    n_chunks = settings["separation_steps"] // chunk
+    with jax.enable_x64(True):
+        u = jnp.zeros((3,), jnp.float64)
+        step = jax.jit(jax.vmap(lambda s: simulate(F, s, u, n_steps=chunk)[-1]))
+        X = jnp.asarray(x0, jnp.float64)
+        for _ in range(settings["separation_transient_steps"] // chunk):
+            X = step(X)
+        P = np.asarray(X)
+        Q = P + d0 * v
+        acc = np.empty((n_chunks, n_pairs))
+        total = np.zeros(n_pairs)
+        for i in range(n_chunks):
+            Y = np.asarray(step(jnp.asarray(np.concatenate([P, Q]), jnp.float64)))
+            P, Q = Y[:n_pairs], Y[n_pairs:]
+            d = np.linalg.norm(Q - P, axis=1)
+            total += np.log(d / d0)
+            acc[i] = total
+            Q = P + (Q - P) * (d0 / d)[:, None]
+    t = CHAOS.dt * chunk * np.arange(1, n_chunks + 1)
+    rates = acc[-1] / t[-1]
+    rate, se = float(rates.mean()), float(rates.std(ddof=1) / np.sqrt(n_pairs))
+    z = abs(rate - lam1) / np.hypot(se, lam1_se)
+    claims = {"n_pairs": n_pairs, "d0": d0, "time": float(t[-1]),
+              "renormalised_every_time": chunk * CHAOS.dt,
+              "mean_rate": rate, "mean_rate_stderr": se,
+              "difference_over_combined_stderr": float(z)}
+    curves = {"t": t, "mean": acc.mean(1), "p10": np.percentile(acc, 10, axis=1),
+              "p90": np.percentile(acc, 90, axis=1), "rate": rate}
+    return claims, curves
+
+
+def _chaos(settings: dict, seed: int) -> tuple[dict, dict, object, dict]:
     F = _map64(CHAOS)
     x0 = np.asarray(CHAOS.initial_states())
     spec = lyapunov_spectrum(F, x0, dt=CHAOS.dt, n_steps=settings["lyapunov_steps"],
                              n_transient=settings["lyapunov_transient_steps"],
                              n_blocks=settings["lyapunov_blocks"])
     lam = np.asarray(spec.exponents)  # (B, 3)
+    se = np.asarray(spec.stderr)
     # the exponent nearest 0 is the one along the flow
-    zero = np.take_along_axis(lam, np.argmin(np.abs(lam), axis=1)[:, None], 1)[:, 0]
-    duration = spec.n_steps * spec.dt
+    izero = np.argmin(np.abs(lam), axis=1)
+    zero = np.take_along_axis(lam, izero[:, None], 1)[:, 0]
+    zero_se = np.take_along_axis(se, izero[:, None], 1)[:, 0]
+    l1, s1 = lam[:, 0], se[:, 0]
+    pair_z = np.array([abs(l1[i] - l1[j]) / np.hypot(s1[i], s1[j])
+                       for i in range(len(l1)) for j in range(i + 1, len(l1))])
+    lam1 = float(l1.mean())
+    lam1_se = float(np.sqrt(np.sum(s1 ** 2)) / len(s1))
+    sep_claims, sep_curves = _separation(settings, lam1, lam1_se, seed)
     claims = {
         "starts": CHAOS.starts,
         "lyapunov_exponents_per_time": lam,
-        "lyapunov_stderr": spec.stderr,
-        "largest": spec.largest,
+        "lyapunov_stderr": se,
+        "largest": l1,
+        "largest_mean": lam1,
+        "largest_mean_stderr": lam1_se,
+        "largest_interval_2se": [lam1 - 2 * lam1_se, lam1 + 2 * lam1_se],
+        "largest_over_stderr": l1 / s1,
+        "largest_max_pairwise_difference_over_combined_stderr": float(pair_z.max()),
         "exponent_nearest_zero": zero,
+        "exponent_nearest_zero_stderr": zero_se,
         "sum": spec.total,
         "kaplan_yorke_dimension": spec.kaplan_yorke_dimension,
-        "averaged_time": duration,
+        "averaged_time": spec.n_steps * spec.dt,
+        "separation": sep_claims,
     }
     checks = {
-        "chaos_largest_exponent_positive": bool(np.all(lam[:, 0] > 3 * spec.stderr[:, 0])
-                                                and np.all(lam[:, 0] > 0)),
-        "chaos_one_exponent_near_zero": bool(np.all(np.abs(zero) < 0.2 * lam[:, 0])),
-        "chaos_sum_negative": bool(np.all(spec.total < 0)),
-        "chaos_largest_agrees_across_starts": bool(np.ptp(lam[:, 0]) < 0.6 * lam[:, 0].mean()),
+        "chaos_largest_exponent_positive_by_3_stderr": bool(np.all(l1 > 3 * s1)),
+        "chaos_largest_exponent_agrees_across_starts_within_2_stderr": bool(
+            np.all(pair_z <= 2.0)),
+        "chaos_one_exponent_zero_within_3_stderr": bool(
+            np.all(np.abs(zero) <= 3 * zero_se) and np.all(izero == 1)),
+        "chaos_pairs_separate_at_the_largest_exponent_within_2_stderr": bool(
+            sep_claims["difference_over_combined_stderr"] <= 2.0),
     }
-    return claims, checks, spec, x0
+    return claims, checks, spec, sep_curves
 
 
 def _classify(settings: dict) -> tuple[dict, dict]:
@@ -184,38 +388,101 @@ def _classify(settings: dict) -> tuple[dict, dict]:
     return out, checks
 
 
-def _switch_axis(ax, fps) -> None:
-    """1-D phase portrait: ``dh/dt`` against ``h``, fixed points by stability class."""
+def _switch_portrait(ax, fps) -> None:
+    """1-D phase portrait: ``dh/dt`` against ``h``; arrows on the axis point the way the
+    sign of ``dh/dt`` says; fixed points in the package's marker code, labelled directly."""
     F = _map64(SWITCH)
-    h = np.linspace(-0.1, 1.1, 400)
+    h = np.linspace(-0.1, 1.1, 481)
     with jax.enable_x64(True):
         v = np.asarray(jax.vmap(lambda x: (F(x) - x) / SWITCH.dt)(jnp.asarray(h[:, None])))[:, 0]
-    ax.axhline(0.0, color="0.6", lw=0.8)
-    ax.plot(h, v, color=plot.OKABE_ITO["blue"], label=r"$\dot h = -h + \sigma(8h-4)$")
-    for x, cls in zip(fps.x[:, 0], fps.stability, strict=True):
-        style = plot.STABILITY_STYLE.get(str(cls), plot.STABILITY_STYLE["fixed point"])
-        ax.scatter([x], [0.0], s=45, marker=style["marker"], zorder=5,
-                   facecolors=style["color"] if style["filled"] else "white",
-                   edgecolors=style["color"], linewidths=1.3, label=str(cls))
-    for x0, direction in ((0.2, -1), (0.38, 1), (0.62, -1), (0.8, 1)):
-        ax.annotate("", xy=(x0 + 0.06 * -direction, 0), xytext=(x0, 0),
-                    arrowprops={"arrowstyle": "->", "color": "0.3"})
-    handles, labels = ax.get_legend_handles_labels()
-    uniq = dict(zip(labels, handles, strict=True))
-    ax.legend(uniq.values(), uniq.keys(), fontsize="small", frameon=False, loc="upper left")
-    ax.set_xlabel("h (firing rate)")
-    ax.set_ylabel(r"$dh/dt$ (per $\tau$)")
-    ax.set_title("Switch: 1-D phase portrait")
+    ax.axhline(0.0, color="0.6", lw=0.6, zorder=1)
+    ax.plot(h, v, color=plot.OKABE_ITO["blue"], zorder=2)
+    xs = np.asarray(fps.x[:, 0])
+    edges = np.concatenate([[h[0]], xs, [h[-1]]])
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        mid = 0.5 * (lo + hi)
+        sign = np.sign(np.interp(mid, h, v))
+        if sign == 0 or hi - lo < 0.08:
+            continue
+        half = min(0.06, 0.3 * (hi - lo))
+        ax.annotate("", xy=(mid + sign * half, 0.0), xytext=(mid - sign * half, 0.0),
+                    arrowprops={"arrowstyle": "-|>", "color": "0.2", "lw": 1.0,
+                                "mutation_scale": 8}, zorder=3)
+    classes = plot.point_classes(fps)
+    plot.mark_points(ax, np.stack([xs, np.zeros_like(xs)], 1), classes, size=30, label=False)
+    for x, cls in zip(xs, classes, strict=True):
+        ax.annotate(cls.split()[0], (x, 0.0), xytext=(0, -11), textcoords="offset points",
+                    ha="center", va="top", fontsize=6.5)
+    ax.set_xlim(h[0], h[-1])
+    ax.set_xlabel("rate h")
+    ax.set_ylabel(r"$\dot h$ (per $\tau$)")
+    ax.set_title(r"switch: $\dot h = -h + \sigma(8h - 4)$")
+
+
+def _distance_panel(ax, curves: dict, cycle, mu2: float) -> None:
+    colours = {"inside": plot.OKABE_ITO["vermillion"], "outside": plot.OKABE_ITO["blue"]}
+    P = cycle.period_time
+    for name, c in curves.items():
+        keep = c["d"] > 3e-9  # the distance's resolution is ~1e-9
+        ax.plot(c["t"][keep], c["d"][keep], color=colours.get(name, "0.3"), lw=1.0,
+                label=f"start {name} the cycle")
+    for c in curves.values():
+        if c["t0"] is not None:
+            tt = np.linspace(c["t0"], c["t0"] + 2 * P, 50)
+            ax.plot(tt, c["d0"] * mu2 ** ((tt - c["t0"]) / P), color="black", ls=(0, (3, 2)),
+                    lw=0.8, label=r"Floquet: $d \propto |\mu_2|^{t/T}$")
+    ax.set_yscale("log")
+    ax.set_ylim(1e-9, 1.0)
+    ax.set_xlim(0, 6 * P)
+    ax.set_xlabel(r"time ($\tau$)")
+    ax.set_ylabel("distance to the cycle")
+    ax.set_title(rf"$|\mu_2|$ = {mu2:.2g} per period")
+    plot.legend_outside(ax, "below", ncol=1)
+
+
+def _lyapunov_panel(ax, spec, claims: dict) -> None:
+    hist = np.asarray(spec.history)  # (B, blocks, k) running estimates
+    n_blocks = hist.shape[1]
+    t = np.arange(1, n_blocks + 1) * (spec.n_steps // n_blocks) * spec.dt
+    colours = [plot.OKABE_ITO[c] for c in ("blue", "orange", "bluish green")]
+    se = np.asarray(spec.stderr)[:, 0]
+    for b, start in enumerate(CHAOS.starts):
+        ax.plot(t, hist[b, :, 0], color=colours[b % 3], lw=1.0, label=f"h(0) = {start:g}")
+        ax.errorbar(t[-1] * (1.15 + 0.12 * b), hist[b, -1, 0], yerr=2 * se[b], fmt="o", ms=2.5,
+                    color=colours[b % 3], capsize=1.5, lw=0.8)
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel(r"averaging time ($\tau$)")
+    ax.set_ylabel(r"$\lambda_1$ estimate (per $\tau$)")
+    lo, hi = claims["largest_interval_2se"]
+    ax.set_title(rf"$\lambda_1$ = {claims['largest_mean']:.4f} $\pm$ "
+                 rf"{2 * claims['largest_mean_stderr']:.4f} (2 SE)")
+    plot.legend_outside(ax, "below", ncol=3)
+
+
+def _separation_panel(ax, curves: dict, claims: dict, lam1: float) -> None:
+    t = curves["t"]
+    ax.fill_between(t, curves["p10"], curves["p90"], color="0.85", lw=0,
+                    label="10–90 % of pairs")
+    ax.plot(t, curves["mean"], color=plot.OKABE_ITO["blue"], lw=1.0, label="mean of pairs")
+    ax.plot(t, lam1 * t, color="black", ls=(0, (3, 2)), lw=0.9,
+            label=r"$\lambda_1 t$ (QR method)")
+    ax.set_xlabel(r"time ($\tau$)")
+    ax.set_ylabel(r"$\sum \ln(d_k/d_0)$")
+    ax.set_title(f"pairs: rate {claims['mean_rate']:.4f} ± "
+                 f"{2 * claims['mean_rate_stderr']:.4f}")
+    plot.legend_outside(ax, "below", ncol=2)
 
 
 def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0,
         forward: str | None = None) -> ReproductionResult:
-    """Reproduce the seed's dynamics figures with fixed points, Floquet and Lyapunov numbers.
+    """Reproduce the seed's dynamics figures and test the mechanism behind each circuit.
 
     Args:
-        out_dir: directory for ``seed_dynamics.png`` and ``seed_dynamics.json`` (created).
-        quick: shorter Lyapunov/classification runs (for tests; the claims still hold).
-        seed: recorded only (nothing here is random).
+        out_dir: directory for ``seed_dynamics.png``, ``.pdf``, ``.json`` and ``.npz``
+            (created).
+        quick: shorter Lyapunov/classification runs and fewer separation pairs (for tests).
+        seed: the directions of the separation test's pairs.
         forward: accepted for the common signature; nothing here is trained.
 
     Returns:
@@ -226,109 +493,136 @@ def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0,
     out = check_run_args(out_dir, quick, seed, forward)
     settings = _settings(quick)
 
-    logger.info("seed_dynamics: the switch's fixed points")
-    sw_claims, sw_checks, sw_fps = _switch(settings)
+    logger.info("seed_dynamics: the switch's fixed points and basins")
+    sw_claims, sw_checks, sw_fps, basin = _switch(settings)
     logger.info("seed_dynamics: the oscillator's limit cycle")
-    osc_claims, osc_checks, osc_fps, cycle = _oscillator(settings)
-    logger.info("seed_dynamics: the chaotic circuit's Lyapunov spectrum")
-    ch_claims, ch_checks, spec, _ = _chaos(settings)
+    osc_claims, osc_checks, osc_fps, cycle, osc_curves = _oscillator(settings)
+    logger.info("seed_dynamics: the chaotic circuit's Lyapunov spectrum and separation test")
+    ch_claims, ch_checks, spec, sep_curves = _chaos(settings, seed)
     logger.info("seed_dynamics: classify_dynamics on the three circuits")
     cls_claims, cls_checks = _classify(settings)
 
-    fig = new_figure(14.0, 12.5)
-    grid = fig.add_gridspec(3, 3)
-    # row 1: switch
-    ax = fig.add_subplot(grid[0, 0])
-    sw_traj = _simulate64(SWITCH)
-    for b, start in enumerate(SWITCH.starts):
-        ax.plot(SWITCH.times, sw_traj[b, :, 0], label=f"h(0) = {start}")
-    ax.set_xlabel(r"time ($\tau$)")
-    ax.set_ylabel("firing rate h")
-    ax.set_title("Switch model trajectories (seed)")
-    ax.legend(fontsize="small", frameon=False)
-    _switch_axis(fig.add_subplot(grid[0, 1]), sw_fps)
-    ax = fig.add_subplot(grid[0, 2])
-    ax.axis("off")
-    lines = ["Switch fixed points (h*, λ per τ, class):"]
-    lines += [f"  {x:.4f}  λ={lam:+.3f}  {cls}" for x, lam, cls in zip(
-        sw_claims["fixed_points"], sw_claims["continuous_eigenvalues"], sw_claims["stability"],
-        strict=True)]
-    lc = osc_claims["limit_cycle"]
-    lines += ["", "Oscillator:", f"  fixed point {np.round(osc_fps.x[0], 4)}  "
-              f"({osc_fps.stability[0]})",
-              f"  limit cycle period {lc['period_time']:.4f} τ ({lc['period_steps']:.2f} steps)",
-              "  Floquet multipliers " + ", ".join(f"{abs(m):.4g}" for m in lc[
-                  "floquet_multipliers"])]
-    lam_mean = np.asarray(ch_claims["lyapunov_exponents_per_time"]).mean(0)
-    lines += ["", f"Chaotic circuit (mean of {len(CHAOS.starts)} starts, per τ):",
-              "  Lyapunov λ = " + ", ".join(f"{v:+.4f}" for v in lam_mean),
-              f"  sum = {lam_mean.sum():+.4f},  D_KY = "
-              f"{np.mean(ch_claims['kaplan_yorke_dimension']):.3f}",
-              "", "classify_dynamics:"]
-    lines += [f"  {k}: {', '.join(sorted(set(v['labels'])))}" for k, v in cls_claims.items()]
-    ax.text(0.0, 1.0, "\n".join(lines), va="top", family="monospace", fontsize=8.5,
-            transform=ax.transAxes)
-    # row 2: oscillator
-    osc_traj = _simulate64(OSCILLATOR)
-    ax = fig.add_subplot(grid[1, 0])
-    for b, start in enumerate(OSCILLATOR.starts):
-        ax.plot(OSCILLATOR.times, osc_traj[b, :, 0], label=f"h(0) = {start}")
-    ax.set_xlabel(r"time ($\tau$)")
-    ax.set_ylabel(r"firing rate $h_1$")
-    ax.set_title("Oscillator trajectories (seed)")
-    ax.set_ylim(-0.05, 1.3)
-    ax.legend(fontsize="small", frameon=False, loc="upper center", ncol=3)
-    ax = fig.add_subplot(grid[1, 1])
-    plot.phase_portrait(_map64(OSCILLATOR), dt=OSCILLATOR.dt, xlim=(-0.05, 1.05),
-                        ylim=(-0.05, 1.05), fixed_points=osc_fps,
-                        trajectories=osc_traj[[0, 1, 4]], ax=ax)
-    if cycle.converged:
-        ax.plot(cycle.orbit[:, 0], cycle.orbit[:, 1], color="k", lw=2.2, zorder=4,
-                label=f"limit cycle, T = {cycle.period_time:.3f} τ")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,
-                  fontsize="small", borderaxespad=0.0)
-    ax.set_xlabel(r"$h_1$")
-    ax.set_ylabel(r"$h_2$")
-    ax.set_title("Oscillator: nullclines, focus, limit cycle")
-    ax = fig.add_subplot(grid[1, 2])
-    plot.eigenspectrum(np.stack([cycle.floquet_multipliers, osc_fps.eigvals[0]]),
-                       labels=["Floquet multipliers", "focus multipliers"], ax=ax)
-    ax.set_title("Oscillator: Floquet multipliers |μ| = "
-                 + ", ".join(f"{abs(m):.3g}" for m in cycle.floquet_multipliers), fontsize=9)
-    # row 3: chaos
-    ch_traj = _simulate64(CHAOS, settings["chaos_plot_steps"])
-    ax = fig.add_subplot(grid[2, 0])
-    t = CHAOS.dt * np.arange(1, ch_traj.shape[1] + 1)
-    keep = t <= CHAOS.dt * CHAOS.n_steps
-    for i in range(3):
-        ax.plot(t[keep], ch_traj[1, keep, i], lw=0.7, label=f"neuron {i + 1}")
-    ax.set_xlabel(r"time ($\tau$)")
-    ax.set_ylabel("firing rate")
-    ax.set_title("Strange attractor over time (seed)")
-    ax.set_ylim(-0.02, 1.2)
-    ax.legend(fontsize="small", frameon=False, loc="upper center", ncol=3)
-    ax = fig.add_subplot(grid[2, 1], projection="3d")
-    plot.attractor_3d(ch_traj[:, 200:], ax=ax)
-    for line in ax.get_lines():
-        line.set_linewidth(0.35)
-    ax.set_title("Strange attractor in 3-D")
-    ax = fig.add_subplot(grid[2, 2])
-    hist = np.asarray(spec.history)[1]  # start 0.5, running estimate per block
-    blocks = np.arange(1, hist.shape[0] + 1) * (spec.n_steps // hist.shape[0]) * spec.dt
-    for i in range(2):  # lambda_3 (about -0.5) is given in the legend, off this scale
-        ax.plot(blocks, hist[:, i], marker=".", label=rf"$\lambda_{i + 1}$")
-    ax.plot([], [], " ", label=rf"$\lambda_3$ = {hist[-1, 2]:+.3f} (off scale)")
-    ax.axhline(0.0, color="0.6", lw=0.8)
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel(r"averaging time ($\tau$)")
-    ax.set_ylabel(r"running estimate (per $\tau$)")
-    ax.set_title(f"Lyapunov exponents, start {CHAOS.starts[1]}: convergence")
-    ax.legend(fontsize="small", frameon=False)
-    fig.suptitle("Seed circuits (Beer 1995): switch, limit cycle, strange attractor")
+    with plot.style():
+        fig = _figure(settings, sw_fps, basin, osc_fps, cycle, osc_claims, osc_curves, spec,
+                      ch_claims, sep_curves, cls_claims)
 
     claims = {"switch": sw_claims, "oscillator": osc_claims, "chaos": ch_claims,
               "classification": cls_claims}
     checks = {**sw_checks, **osc_checks, **ch_checks, **cls_checks}
+    networks = {}
+    for system in (SWITCH, OSCILLATOR, CHAOS):
+        networks[system.name] = {
+            "recurrent_kernel": np.asarray(system.K, np.float64),
+            "recurrent_bias": np.asarray(system.b, np.float64),
+            "alpha": system.dt / np.asarray(system.tau, np.float64),
+        }
+    arrays = {
+        "switch/basin_starts": basin["h0"], "switch/basin_ends": basin["ends"],
+        "chaos/lyapunov_exponents": np.asarray(spec.exponents),
+        "chaos/lyapunov_stderr": np.asarray(spec.stderr),
+        "chaos/lyapunov_history": np.asarray(spec.history),
+        "chaos/separation_times": sep_curves["t"],
+        "chaos/separation_log_growth_mean": sep_curves["mean"],
+    }
+    if cycle.converged:
+        arrays.update({"oscillator/cycle_orbit": np.asarray(cycle.orbit),
+                       "oscillator/period_steps": np.asarray(cycle.period),
+                       "oscillator/floquet_multipliers": np.asarray(cycle.floquet_multipliers)})
+    data = {"networks": networks, "fixed_points": {"switch": sw_fps, "oscillator": osc_fps},
+            "arrays": arrays}
     return write_reproduction(out, NAME, fig, claims=claims, checks=checks, settings=settings,
-                              quick=quick, seed=seed, timer=timer)
+                              quick=quick, seed=seed, timer=timer, data=data)
+
+
+def _verdict(cls_claims: dict, name: str) -> str:
+    labels = sorted(set(cls_claims[name]["labels"]))
+    return ", ".join(labels)
+
+
+def _figure(settings, sw_fps, basin, osc_fps, cycle, osc_claims, osc_curves, spec, ch_claims,
+            sep_curves, cls_claims):
+    fig = new_figure(plot.PAGE_WIDTH, 8.2)
+    grid = fig.add_gridspec(3, 3)
+    colours = [plot.OKABE_ITO[c] for c in ("blue", "orange", "bluish green", "vermillion",
+                                            "reddish purple")]
+    # row 1: switch
+    ax = fig.add_subplot(grid[0, 0])
+    sw_traj = _simulate64(SWITCH)
+    for b, start in enumerate(SWITCH.starts):
+        ax.plot(SWITCH.times, sw_traj[b, :, 0], color=colours[b], label=f"{start:g}")
+    ax.set_xlabel(r"time ($\tau$)")
+    ax.set_ylabel("rate h")
+    ax.set_title(f"switch (seed); verdict: {_verdict(cls_claims, 'switch')}")
+    plot.legend_outside(ax, "right", title="h(0)")
+    plot.panel_label(ax, "a")
+    ax = fig.add_subplot(grid[0, 1])
+    _switch_portrait(ax, sw_fps)
+    plot.panel_label(ax, "b")
+    ax = fig.add_subplot(grid[0, 2])
+    ends = basin["ends"]
+    mid = float(sw_fps.x[1, 0]) if len(sw_fps) == 3 else 0.5
+    ax.axvline(mid, color="0.5", lw=0.6, ls=(0, (3, 2)), zorder=1)
+    ax.scatter(basin["h0"], ends, s=5, color=plot.OKABE_ITO["blue"], zorder=3, linewidths=0)
+    ax.annotate(f"unstable point\nh* = {mid:.2f}", (mid, 0.5), xytext=(5, 0),
+                textcoords="offset points", fontsize=6.5, va="center")
+    ax.set_xlabel("start h(0)")
+    ax.set_ylabel(f"h after {settings['switch_basin_steps'] * SWITCH.dt:g} τ")
+    ax.set_title("basins split at the unstable point")
+    plot.panel_label(ax, "c")
+    # row 2: oscillator
+    osc_traj = _simulate64(OSCILLATOR)
+    ax = fig.add_subplot(grid[1, 0])
+    for b, start in enumerate(OSCILLATOR.starts):
+        ax.plot(OSCILLATOR.times, osc_traj[b, :, 0], color=colours[b], label=f"{start:g}")
+    ax.set_xlabel(r"time ($\tau$)")
+    ax.set_ylabel(r"rate $h_1$")
+    ax.set_title(f"oscillator (seed); verdict: {_verdict(cls_claims, 'oscillator')}")
+    plot.legend_outside(ax, "right", title="h(0)")
+    plot.panel_label(ax, "d")
+    ax = fig.add_subplot(grid[1, 1])
+    trajs = np.stack([c["traj"][:600] for c in osc_curves.values()]) if osc_curves else None
+    plot.phase_portrait(_map64(OSCILLATOR), dt=OSCILLATOR.dt, xlim=(-0.05, 1.05),
+                        ylim=(-0.05, 1.05), fixed_points=osc_fps, trajectories=trajs,
+                        density=20, state_symbol="h", ax=ax)
+    lines = [ln for ln in ax.lines if len(ln.get_xdata()) > 1]
+    dots = [ln for ln in ax.lines if len(ln.get_xdata()) == 1]
+    for k, name in enumerate(osc_curves):
+        colour = plot.OKABE_ITO["vermillion" if name == "inside" else "blue"]
+        lines[k].set(color=colour, linewidth=0.8, label=f"start {name} the cycle")
+        dots[k].set(color=colour)
+    if cycle.converged:
+        ax.plot(cycle.orbit[:, 0], cycle.orbit[:, 1], color="black", lw=1.8, zorder=4,
+                label=f"limit cycle, T = {cycle.period_time:.2f} τ")
+    ax.set_xlabel(r"$h_1$")
+    ax.set_ylabel(r"$h_2$")
+    ax.set_aspect("equal")
+    ax.set_title("focus inside an attracting cycle")
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
+    plot.legend_outside(ax, "below", ncol=2)
+    plot.panel_label(ax, "e")
+    ax = fig.add_subplot(grid[1, 2])
+    if cycle.converged:
+        _distance_panel(ax, osc_curves, cycle,
+                        osc_claims["limit_cycle"]["nontrivial_multiplier_modulus"])
+    plot.panel_label(ax, "f")
+    # row 3: chaos
+    ch_traj = _simulate64(CHAOS, settings["chaos_plot_steps"])
+    ax = fig.add_subplot(grid[2, 0], projection="3d")
+    ax.plot(*ch_traj[1, 200:].T, color=plot.OKABE_ITO["blue"], lw=0.25)
+    ax.set_xlabel(r"rate $h_1$", labelpad=-2)
+    ax.set_ylabel(r"rate $h_2$", labelpad=-2)
+    ax.set_zlabel(r"rate $h_3$", labelpad=-2)
+    ax.tick_params(pad=-1)
+    ax.set_title(f"chaotic circuit (seed)\nverdict: {_verdict(cls_claims, 'chaos')}",
+                 loc="center")
+    plot.panel_label(ax, "g")
+    ax = fig.add_subplot(grid[2, 1])
+    _lyapunov_panel(ax, spec, ch_claims)
+    plot.panel_label(ax, "h")
+    ax = fig.add_subplot(grid[2, 2])
+    _separation_panel(ax, sep_curves, ch_claims["separation"], ch_claims["largest_mean"])
+    plot.panel_label(ax, "i")
+    fig.suptitle("The seed's circuits (Beer 1995): bistable switch, limit cycle, "
+                 "strange attractor")
+    return fig
