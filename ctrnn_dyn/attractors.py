@@ -20,7 +20,6 @@ float64 (switched on locally with ``jax.enable_x64``) unless ``precision="float3
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import math
 import numbers
@@ -31,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from ctrnn_dyn._base import jit_map
 
 __all__ = [
     "LimitCycle",
@@ -137,7 +138,7 @@ def _orbit(F: Map, x: jax.Array, u: Any, n_steps: int) -> jax.Array:
     return jnp.concatenate([x[None], xs], axis=0)
 
 
-@functools.partial(jax.jit, static_argnames=("F", "n_transient", "n_steps"))
+@jit_map(static_argnames=("n_transient", "n_steps"))
 def _settled_orbit(F: Map, x: jax.Array, u: Any, n_transient: int, n_steps: int) -> jax.Array:
     """``(n_steps + 1, n)`` orbit after ``n_transient`` settling steps."""
     return _orbit(F, _iterate(F, x, u, n_transient), u, n_steps)
@@ -213,9 +214,7 @@ def _lyap_core(F, x0, u, n_transient: int, n_blocks: int, block: int, k: int):
     return x, sums, maxabs
 
 
-@functools.partial(
-    jax.jit, static_argnames=("F", "n_transient", "n_blocks", "block", "k")
-)
+@jit_map(static_argnames=("n_transient", "n_blocks", "block", "k"))
 def _lyap_batch(F, x0s, u, *, n_transient, n_blocks, block, k):
     return jax.vmap(lambda x: _lyap_core(F, x, u, n_transient, n_blocks, block, k))(x0s)
 
@@ -450,7 +449,7 @@ def _lagrange_cubic(theta):
     )
 
 
-@functools.partial(jax.jit, static_argnames=("F", "k_max"))
+@jit_map(static_argnames=("k_max",))
 def _circle_newton_system(F, z, u, x_ref, v, k_max: int):
     """Residual ``[Φ(x,T) - x ; v·(x - x_ref)]``, its Jacobian w.r.t. ``z = (x, T)``, and the
     orbit ``F^{0..k_max}(x)``."""
@@ -469,11 +468,18 @@ def _circle_newton_system(F, z, u, x_ref, v, k_max: int):
     return r, jac, xs
 
 
-@functools.partial(jax.jit, static_argnames=("F", "period"))
-def _orbit_newton_system(F, x, u, period: int):
+def _bucket(steps: int) -> int:
+    """Orbit lengths are compiled in powers of two (at least 8): networks whose periods differ
+    share a program; the extra steps are computed and ignored."""
+    return max(8, 1 << (int(steps) - 1).bit_length())
+
+
+@jit_map(static_argnames=("length",))
+def _orbit_newton_system(F, x, u, period, length: int):
+    """Residual ``F^period(x) - x`` (``period`` traced), its Jacobian and ``F^{0..length}(x)``."""
     def resid(x):
-        xs = _orbit(F, x, u, period)
-        return xs[-1] - x, xs
+        xs = _orbit(F, x, u, length)
+        return lax.dynamic_index_in_dim(xs, period, keepdims=False) - x, xs
 
     r, xs = resid(x)
     return r, jax.jacfwd(lambda x: resid(x)[0])(x), xs
@@ -617,7 +623,7 @@ def find_limit_cycle(
         xr, vj = jnp.asarray(x_ref, dtype), jnp.asarray(v, dtype)
         res_norm, it, jac, xs = np.inf, 0, None, None
         for it in range(1, max_newton + 1):  # noqa: B007 - Newton iterations, not time steps
-            r, jac, xs = _circle_newton_system(F, z, uj, xr, vj, k_max)
+            r, jac, xs = _circle_newton_system(F, z, uj, xr, vj, _bucket(k_max))
             r, jac = np.asarray(r, np.float64), np.asarray(jac, np.float64)
             res_norm = float(np.linalg.norm(r))
             if not np.isfinite(res_norm):
@@ -667,7 +673,7 @@ def _refine_periodic_orbit(F, x_ref, uj, period, dt, tol, max_newton, scale, dty
     x = jnp.asarray(x_ref, dtype)
     res_norm, it, jac, xs = np.inf, 0, None, None
     for it in range(1, max_newton + 1):  # noqa: B007 - Newton iterations, not time steps
-        r, jac, xs = _orbit_newton_system(F, x, uj, period)
+        r, jac, xs = _orbit_newton_system(F, x, uj, np.int32(period), _bucket(period))
         r, jac = np.asarray(r, np.float64), np.asarray(jac, np.float64)
         res_norm = float(np.linalg.norm(r))
         if not np.isfinite(res_norm) or res_norm < tol * scale:
@@ -681,7 +687,7 @@ def _refine_periodic_orbit(F, x_ref, uj, period, dt, tol, max_newton, scale, dty
         return _failed_cycle(np.asarray(x), "newton failed", dt, res_norm, it)
     mu = np.linalg.eigvals(jac + np.eye(jac.shape[0]))
     mu = mu[np.argsort(-np.abs(mu), kind="stable")]
-    orbit = np.asarray(xs)
+    orbit = np.asarray(xs)[: period + 1]
     return LimitCycle(
         x=np.asarray(x, np.float64),
         period=float(period),
@@ -857,9 +863,7 @@ def line_attractor(
     elif F is not None:
         with jax.enable_x64(True):
             uj = _as_u(u, jnp.float64)
-            jacobians = np.asarray(
-                jax.jit(jax.vmap(lambda x: _jacobian(F, x, uj)))(jnp.asarray(points, jnp.float64))
-            )
+            jacobians = np.asarray(_jacobians(F, jnp.asarray(points, jnp.float64), uj))
     else:
         raise ValueError(
             "line_attractor needs Jacobians: fixed_points without jacobians/eigvals needs F"
@@ -962,7 +966,13 @@ class DynamicsClassification(NamedTuple):
     final_state: np.ndarray
 
 
-@functools.partial(jax.jit, static_argnames=("F", "n_recur"))
+@jit_map
+def _jacobians(F, xs, u):
+    """``(N, n, n)`` Jacobians of ``F`` at the rows of ``xs``."""
+    return jax.vmap(lambda x: _jacobian(F, x, u))(xs)
+
+
+@jit_map(static_argnames=("n_recur",))
 def _recurrence_batch(F, xs, u, n_recur: int):
     def one(x):
         X = _orbit(F, x, u, n_recur)

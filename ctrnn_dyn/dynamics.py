@@ -21,6 +21,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import linen as nn
 from jax.flatten_util import ravel_pytree
 
@@ -88,6 +89,38 @@ def ctrnn_jacobian(
     return jnp.diag(1.0 - alpha) + alpha[:, None] * (K_rec.T * fprime[None, :])
 
 
+class _Cell:
+    """A cell as a map's static configuration: equal when the fields that define the map are
+    equal (arrays by value; ``*_init`` initialisers, which only set starting weights, ignored),
+    so two maps of same-shaped networks share one compiled program."""
+
+    __slots__ = ("cell", "_key")
+
+    def __init__(self, cell: nn.Module):
+        self.cell = cell
+        fields = [f.name for f in dataclasses.fields(cell)
+                  if f.name not in ("parent", "name") and not f.name.endswith("_init")]
+        self._key = (type(cell), tuple((n, _canonical(getattr(cell, n))) for n in fields))
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Cell) and self._key == other._key
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, jax.Array | np.ndarray | np.generic):
+        arr = np.asarray(value)
+        return ("array", arr.dtype.str, arr.shape, arr.tobytes())
+    try:
+        hash(value)
+    except TypeError:
+        return ("object", id(value))
+    return value
+
+
+@jax.tree_util.register_pytree_node_class
 @dataclasses.dataclass(frozen=True, eq=False)
 class OneStepMap:
     r"""Deterministic one-step map ``F(x, u) -> x_next`` of a Flax RNN cell (noise off).
@@ -95,12 +128,17 @@ class OneStepMap:
     Call it on unbatched arrays ``x: (state_size,)``, ``u: (input_size,)`` (``u=None`` means zero
     input). Parameters are cast to ``x``'s float dtype, so a float64 ``x`` gives a float64 map.
 
+    A pytree: the parameters (and ``alpha``) are its leaves and the cell's configuration is
+    static, so every analysis traces the parameters and two networks of the same shapes share
+    one compiled program; stacked parameters (a leading network axis) ``vmap`` like any pytree.
+
     Attributes:
         cell: the cell, with noise switched off.
         params: the cell's variables ``{"params": ...}``.
         state_size: length ``n`` of the flat state.
         input_size: input width ``m`` (``None`` if it cannot be read from the params).
         alpha: the Euler fraction ``dt/τ`` (scalar or ``(n,)``) for CT-RNN cells, ``None`` else.
+        carry_spec: the carry's tree structure and leaf shapes (to unflatten ``x``).
     """
 
     cell: nn.Module
@@ -108,7 +146,23 @@ class OneStepMap:
     state_size: int
     input_size: int | None
     alpha: jax.Array | None
-    _unravel: Callable[[jax.Array], Any]
+    carry_spec: tuple
+
+    def tree_flatten(self) -> tuple[tuple, tuple]:
+        return (self.params, self.alpha), (_Cell(self.cell), self.state_size, self.input_size,
+                                           self.carry_spec)
+
+    @classmethod
+    def tree_unflatten(cls, aux: tuple, children: tuple) -> OneStepMap:
+        cell, state_size, input_size, carry_spec = aux
+        return cls(cell.cell, children[0], state_size, input_size, children[1], carry_spec)
+
+    def _unravel(self, x: jax.Array) -> Any:
+        treedef, shapes = self.carry_spec
+        sizes = [int(np.prod(shape)) for shape in shapes]
+        parts = jnp.split(x, np.cumsum(sizes)[:-1]) if len(sizes) > 1 else [x]
+        return jax.tree_util.tree_unflatten(
+            treedef, [p.reshape(shape) for p, shape in zip(parts, shapes, strict=True)])
 
     def __call__(self, x: jax.Array, u: jax.Array | None = None) -> jax.Array:
         x, u = self._check(x, u)
@@ -184,9 +238,11 @@ def one_step_map(cell: nn.Module, params: Any) -> OneStepMap:
     width = _input_width(cell, variables["params"])
     # Only the carry's structure and shapes are used (to ravel it), so any key will do.
     carry = cell.initialize_carry(jax.random.PRNGKey(0), (width or 1,))
-    flat, unravel = ravel_pytree(carry)
+    leaves, treedef = jax.tree_util.tree_flatten(carry)
+    shapes = tuple(tuple(leaf.shape) for leaf in leaves)
     alpha = cell.alpha_values(variables) if isinstance(cell, CTRNNCell | RateCTRNNCell) else None
-    return OneStepMap(cell, variables, int(flat.shape[0]), width, alpha, unravel)
+    return OneStepMap(cell, variables, sum(int(np.prod(s)) for s in shapes), width, alpha,
+                      (treedef, shapes))
 
 
 def vector_field(cell: nn.Module, params: Any) -> Map:
