@@ -496,10 +496,14 @@ def test_second_call_compiles_nothing():
 def test_docstring_examples_run():
     import doctest
 
-    import ctrnn_dyn.attractors
+    import ctrnn_dyn.attractors.classify
+    import ctrnn_dyn.attractors.cycles
+    import ctrnn_dyn.attractors.lines
+    import ctrnn_dyn.attractors.lyapunov
     import ctrnn_dyn.pca
 
-    for mod in (ctrnn_dyn.attractors, ctrnn_dyn.pca):
+    for mod in (ctrnn_dyn.attractors.classify, ctrnn_dyn.attractors.cycles,
+                ctrnn_dyn.attractors.lines, ctrnn_dyn.attractors.lyapunov, ctrnn_dyn.pca):
         result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.attempted > 0 and result.failed == 0
 

@@ -1,0 +1,44 @@
+r"""Attractors beyond fixed points: limit cycles, Lyapunov spectra, line attractors, verdicts.
+
+Everything acts on a one-step map ``F(x, u) -> x_next`` of unbatched arrays (see
+:mod:`ctrnn_dyn.dynamics`), with a step of ``dt`` time units. Rates (Lyapunov exponents) are
+reported *per unit time*: an exponent per step divided by ``dt``.
+
+* :func:`find_limit_cycle` — settle, detect recurrence on a Poincaré section, refine by Newton,
+  Floquet multipliers from the monodromy matrix.
+* :func:`lyapunov_spectrum` — Benettin's QR method,
+  :math:`Q_{t+1}R_{t+1} = DF(x_t)\,Q_t`, :math:`\lambda_i = \frac{1}{N\,dt}\sum_t\log|R_{t,ii}|`.
+* :func:`line_attractor` — do fixed/slow points form a 1-D manifold with one eigenvalue
+  :math:`\mu \approx 1` (continuous :math:`\lambda \approx 0`) along it?
+* :func:`classify_dynamics` — per start: fixed point / limit cycle / quasi-periodic / chaotic /
+  divergent, with the numbers behind each verdict.
+
+Heavy lifting is ``lax.scan`` under ``jit`` and ``vmap`` over starts; the computations run in
+float64 (switched on locally with ``jax.enable_x64``) unless ``precision="float32"``.
+"""
+
+from ctrnn_dyn.attractors.classify import LABELS as LABELS
+from ctrnn_dyn.attractors.classify import DynamicsClassification as DynamicsClassification
+from ctrnn_dyn.attractors.classify import classify_dynamics as classify_dynamics
+from ctrnn_dyn.attractors.cycles import CircleRotation as CircleRotation
+from ctrnn_dyn.attractors.cycles import LimitCycle as LimitCycle
+from ctrnn_dyn.attractors.cycles import circle_rotation as circle_rotation
+from ctrnn_dyn.attractors.cycles import find_limit_cycle as find_limit_cycle
+from ctrnn_dyn.attractors.lines import LineAttractor as LineAttractor
+from ctrnn_dyn.attractors.lines import line_attractor as line_attractor
+from ctrnn_dyn.attractors.lyapunov import LyapunovSpectrum as LyapunovSpectrum
+from ctrnn_dyn.attractors.lyapunov import lyapunov_spectrum as lyapunov_spectrum
+
+__all__ = [
+    "LimitCycle",
+    "find_limit_cycle",
+    "LyapunovSpectrum",
+    "lyapunov_spectrum",
+    "LineAttractor",
+    "line_attractor",
+    "CircleRotation",
+    "circle_rotation",
+    "DynamicsClassification",
+    "classify_dynamics",
+    "LABELS",
+]

@@ -1,0 +1,111 @@
+"""What the attractor analyses share: precision, argument checks, the Jacobian dispatch, orbits."""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ctrnn_dyn._base import jit_map
+
+Map = Callable[[jax.Array, Any], jax.Array]
+
+
+def _precision_ctx(precision: str):
+    if precision == "float64":
+        return jax.enable_x64(True)
+    if precision == "float32":
+        return contextlib.nullcontext()
+    raise ValueError(f"precision must be 'float64' or 'float32', got {precision!r}")
+
+
+def _dtype(precision: str):
+    return jnp.float64 if precision == "float64" else jnp.float32
+
+
+def _check_F(F: Any) -> None:
+    if not callable(F):
+        raise TypeError(f"F must be a callable one-step map F(x, u) -> x_next, got {type(F)}")
+
+
+def _check_state(x: Any, name: str, ndim: tuple[int, ...] = (1,)) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+    ):
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    if arr.ndim not in ndim:
+        shapes = " or ".join({1: "(n,)", 2: "(B, n)"}[d] for d in ndim)
+        raise ValueError(f"{name} must have shape {shapes}, got {arr.shape}")
+    if arr.shape[-1] < 1:
+        raise ValueError(f"{name} must have at least one state dimension, got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains non-finite values (nan or inf)")
+    return arr
+
+
+def _check_positive(value: Any, name: str, integer: bool = False) -> None:
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
+        what = "a positive int" if integer else "a positive number"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+def _check_nonneg_int(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+
+
+def _as_u(u: Any, dtype) -> jax.Array | None:
+    if u is None:
+        return None
+    arr = np.asarray(u)
+    if arr.ndim != 1:
+        raise ValueError(f"u must have shape (m,) (held constant), got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("u contains non-finite values (nan or inf)")
+    return jnp.asarray(arr, dtype)
+
+
+def _jacobian(F: Map, x: jax.Array, u: Any) -> jax.Array:
+    """``∂F/∂x`` at ``x``: ``F.jacobian`` when the map has one (analytic), else ``jacfwd``."""
+    jac = getattr(F, "jacobian", None)
+    if callable(jac):
+        return jac(x, u)
+    return jax.jacfwd(lambda y: F(y, u))(x)
+
+
+def _iterate(F: Map, x: jax.Array, u: Any, n_steps: int) -> jax.Array:
+    def step(y, _):
+        return F(y, u), None
+
+    return lax.scan(step, x, None, length=n_steps)[0]
+
+
+def _orbit(F: Map, x: jax.Array, u: Any, n_steps: int) -> jax.Array:
+    """``(n_steps + 1, n)``: ``x, F(x), …, F^{n_steps}(x)``."""
+
+    def step(y, _):
+        y = F(y, u)
+        return y, y
+
+    _, xs = lax.scan(step, x, None, length=n_steps)
+    return jnp.concatenate([x[None], xs], axis=0)
+
+
+@jit_map(static_argnames=("n_transient", "n_steps"))
+def _settled_orbit(F: Map, x: jax.Array, u: Any, n_transient: int, n_steps: int) -> jax.Array:
+    """``(n_steps + 1, n)`` orbit after ``n_transient`` settling steps."""
+    return _orbit(F, _iterate(F, x, u, n_transient), u, n_steps)
+
+
+@jit_map
+def _jacobians(F, xs, u):
+    """``(N, n, n)`` Jacobians of ``F`` at the rows of ``xs``."""
+    return jax.vmap(lambda x: _jacobian(F, x, u))(xs)
