@@ -280,6 +280,8 @@ def legend_outside(ax: Axes, where: str = "right", *, ncol: int = 1, handles: An
     place = {"right": {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0)},
              "below": {"loc": "upper center", "bbox_to_anchor": (0.5, 0.0)},
              "above": {"loc": "lower center", "bbox_to_anchor": (0.5, 1.0)}}[where]
+    if where == "right" and getattr(ax, "name", "") == "3d":  # clear the z-axis labels
+        place["bbox_to_anchor"] = (1.22, 1.0)
     if where != "right" and getattr(ax, "name", "") != "3d":
         # clear the tick labels and axis label (below) or the title (above), in points
         rc = mpl.rcParams
@@ -384,7 +386,10 @@ def _new_ax(ax: Axes | None, projection: str | None = None) -> Axes:
         return ax
     fig = plt.figure(figsize=(COLUMN_WIDTH, 3.0) if projection == "3d" else (COLUMN_WIDTH, 2.6),
                      layout="constrained")
-    return fig.add_subplot(111, projection=projection)
+    ax = fig.add_subplot(111, projection=projection)
+    if projection == "3d":  # room inside the axes for the tick and axis labels
+        ax.set_box_aspect(None, zoom=0.85)
+    return ax
 
 
 def _finite_array(x: Any, name: str, ndims: tuple[int, ...]) -> np.ndarray:
@@ -714,7 +719,7 @@ def fixed_points_3d(
             ax.set_zlim(lo[2] - pad[2], hi[2] + pad[2])
     ax.set_xlabel(axlabels[0])
     ax.set_ylabel(axlabels[1])
-    ax.set_zlabel(axlabels[2])
+    ax.set_zlabel(axlabels[2], labelpad=5)
     legend_outside(ax)
     return ax
 
@@ -830,7 +835,7 @@ def attractor_3d(
             ax.scatter(*traj[0][:, None], color=color, s=12, depthshade=False)
     ax.set_xlabel(axlabels[0])
     ax.set_ylabel(axlabels[1])
-    ax.set_zlabel(axlabels[2])
+    ax.set_zlabel(axlabels[2], labelpad=5)
     return ax
 
 
@@ -892,7 +897,7 @@ def trajectories(
     ax.set_xlabel(f"time ({time_unit})")
     ax.set_ylabel(ylabel)
     if t_arr is not None:
-        ax.legend(loc="best", frameon=False, fontsize="small")
+        legend_outside(ax)
     return ax
 
 
@@ -935,5 +940,5 @@ def loss_curve(
     ax.set_xlabel("training step")
     ax.set_ylabel("loss")
     if len(curves) > 1:
-        ax.legend(loc="best", frameon=False, fontsize="small")
+        legend_outside(ax)
     return ax

@@ -264,6 +264,7 @@ def _figure(cfg, net, batch, outputs, states, fps, memories, labels, flows, clai
     pca = TrajectoryPCA(3).fit(states)
     plot.fixed_points_3d(fps, pca=pca, trajectories=states[:2], modes=False, fit="points",
                          trajectory_alpha=0.35, trajectory_width=0.4, marker_size=26, ax=ax)
+    ax.set_box_aspect(None, zoom=0.86)  # room inside the axes for the tick and axis labels
     first = True
     for fl in flows:
         for orbit in fl["orbits"]:
