@@ -197,14 +197,14 @@ def new_figure(width: float, height: float) -> Figure:
 
     ``width`` and ``height`` are the print size in inches: at most
     :data:`~ctrnn_dyn.plot.PAGE_WIDTH` wide for a figure across a journal page (a wider one
-    is shrunk when printed, and its 7-pt text with it; a warning is logged). Create it inside
+    is shrunk when printed, and its 7-pt text with it; this is logged). Create it inside
     ``with plot.style():`` so that its text takes the package's style.
     """
     from ctrnn_dyn.plot import PAGE_WIDTH
 
     if width > PAGE_WIDTH + 1e-9:
-        logger.warning("figure %.1f in wide: wider than a journal page (%.1f in), its text "
-                       "will print smaller than the style's 7 pt", width, PAGE_WIDTH)
+        logger.info("figure %.1f in wide: wider than a journal page (%.1f in), its text "
+                    "will print smaller than the style's 7 pt", width, PAGE_WIDTH)
     return Figure(figsize=(width, height), layout="constrained")
 
 
