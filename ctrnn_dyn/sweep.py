@@ -470,11 +470,14 @@ def _chunk_paths(out: Path, chunk_id: str) -> tuple[Path, Path, Path]:
 
 
 def _analyse(cell, task, result, hp, analysis, key) -> tuple[list, list, list]:
-    """(n fixed points, n stable fixed points, dynamics class) per network (None if off)."""
+    """(n fixed points, n stable fixed points, dynamics class) per network (None if off),
+    through the ensemble analyses (one compiled program for all networks of the chunk)."""
     import jax
     import jax.numpy as jnp
 
-    from ctrnn_dyn import ensemble
+    from ctrnn_dyn import ensemble_analysis
+    from ctrnn_dyn.dynamics import simulate
+    from ctrnn_dyn.fixed_points import sample_initial_states
 
     n = len(result)
     n_fp: list = [None] * n
@@ -482,34 +485,31 @@ def _analyse(cell, task, result, hp, analysis, key) -> tuple[list, list, list]:
     cls: list = [None] * n
     if not (analysis["fixed_points"] or analysis["classify"]):
         return n_fp, n_stable, cls
-    from ctrnn_dyn.dynamics import simulate
-    from ctrnn_dyn.fixed_points import sample_initial_states
-
-    maps = ensemble.network_maps(cell, result.params, hp)
+    maps = ensemble_analysis.network_maps(cell, result.params, hp)
     batch = task.sample(key, 16)
     x0 = jnp.ones((maps[0].state_size,), jnp.float32)
     zero_u = jnp.zeros((task.input_size,), jnp.float32)
-    for i, F in enumerate(maps):
-        states = jax.vmap(lambda u, F=F: simulate(F, x0, u))(batch.inputs)  # (B, T, n)
-        k = jax.random.fold_in(key, i)
-        if analysis["fixed_points"]:
-            from ctrnn_dyn.fixed_points import find_fixed_points
-
-            starts = sample_initial_states(states, analysis["n_starts"],
-                                           noise_scale=analysis["starts_noise"], key=k)
-            fps = find_fixed_points(F, starts, zero_u, max_iters=analysis["max_iters"])
-            fixed = fps.fixed
-            n_fp[i] = len(fixed)
-            n_stable[i] = len(fixed.stable)
-        if analysis["classify"]:
-            from ctrnn_dyn.attractors import classify_dynamics
-
-            flat = states.reshape(-1, states.shape[-1])
-            pick = jax.random.choice(k, flat.shape[0], (analysis["classify_starts"],),
-                                     replace=False)
-            c = classify_dynamics(F, flat[pick], zero_u,
-                                  n_transient=analysis["classify_transient"],
-                                  n_steps=analysis["classify_steps"])
+    rollout = jax.jit(jax.vmap(lambda F, u: simulate(F, x0, u), in_axes=(None, 0)))
+    states = [rollout(F, batch.inputs) for F in maps]  # (B, T, n) each
+    keys = [jax.random.fold_in(key, i) for i in range(n)]
+    if analysis["fixed_points"]:
+        starts = [sample_initial_states(s, analysis["n_starts"],
+                                        noise_scale=analysis["starts_noise"], key=k)
+                  for s, k in zip(states, keys, strict=True)]
+        found = ensemble_analysis.find_fixed_points_ensemble(
+            cell, result.params, starts, zero_u, hparams=hp, max_iters=analysis["max_iters"])
+        n_fp = [len(f.fixed) for f in found]
+        n_stable = [len(f.fixed.stable) for f in found]
+    if analysis["classify"]:
+        picks = []
+        for s, k in zip(states, keys, strict=True):
+            flat = s.reshape(-1, s.shape[-1])
+            picks.append(flat[jax.random.choice(k, flat.shape[0],
+                                                (analysis["classify_starts"],), replace=False)])
+        verdicts = ensemble_analysis.classify_dynamics_ensemble(
+            cell, result.params, picks, zero_u, hparams=hp,
+            n_transient=analysis["classify_transient"], n_steps=analysis["classify_steps"])
+        for i, c in enumerate(verdicts):
             labels, counts = np.unique(np.asarray(c.labels), return_counts=True)
             cls[i] = str(labels[np.argmax(counts)])
     return n_fp, n_stable, cls

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ctrnn_dyn import ensemble
+from ctrnn_dyn import ensemble, ensemble_analysis
 from ctrnn_dyn.model import CTRNNCell, rnn
 from ctrnn_dyn.tasks import FlipFlop
 from ctrnn_dyn.train import train
@@ -160,7 +160,7 @@ def test_fixed_points_and_dynamics_over_an_ensemble():
     """One call per ensemble; each network's fixed point equals a NumPy fixed-point iteration."""
     cell, params = _contracting_params(jax.random.key(1), 3, 2, 0.5)
     starts = np.random.default_rng(0).normal(size=(6, 3))
-    fps = ensemble.find_fixed_points_ensemble(cell, params, starts)
+    fps = ensemble_analysis.find_fixed_points_ensemble(cell, params, starts)
     assert len(fps) == 2
     for i, fp in enumerate(fps):
         tree = jax.tree_util.tree_map(lambda a, i=i: np.asarray(a[i], np.float64),
@@ -173,6 +173,6 @@ def test_fixed_points_and_dynamics_over_an_ensemble():
         assert len(fixed) == 1
         np.testing.assert_allclose(fixed.x[0], x, atol=1e-8)
         assert len(fixed.stable) == 1
-    classes = ensemble.classify_dynamics_ensemble(cell, params, starts[:2], n_transient=200,
-                                                  n_steps=400)
+    classes = ensemble_analysis.classify_dynamics_ensemble(cell, params, starts[:2],
+                                                           n_transient=200, n_steps=400)
     assert [set(c.labels) for c in classes] == [{"fixed point"}, {"fixed point"}]
