@@ -127,7 +127,7 @@ def _settings(quick: bool) -> dict:
         "classify_steps": {"switch": 5000, "oscillator": 20_000,
                            "chaos": 100_000 if quick else 300_000},
         "classify_transient_steps": 2000,
-        "chaos_plot_steps": CHAOS.n_steps if quick else 4 * CHAOS.n_steps,
+        "chaos_plot_steps": CHAOS.n_steps,
     }
 
 
@@ -609,7 +609,7 @@ def _figure(settings, sw_fps, basin, osc_fps, cycle, osc_claims, osc_curves, spe
     # row 3: chaos
     ch_traj = _simulate64(CHAOS, settings["chaos_plot_steps"])
     ax = fig.add_subplot(grid[2, 0], projection="3d")
-    ax.plot(*ch_traj[1, 200:].T, color=plot.OKABE_ITO["blue"], lw=0.25)
+    ax.plot(*ch_traj[1, 200:].T, color=plot.OKABE_ITO["blue"], lw=0.3)
     ax.set_xlabel(r"rate $h_1$", labelpad=-2)
     ax.set_ylabel(r"rate $h_2$", labelpad=-2)
     ax.set_zlabel(r"rate $h_3$", labelpad=-2)
