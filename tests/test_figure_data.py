@@ -52,6 +52,9 @@ def _check_files(result, name) -> tuple[dict, dict]:
     assert payload["name"] == name and payload["quick"] is True
     assert payload["checks"] == result.checks
     assert payload["all_checks_pass"] == all(result.checks.values())
+    rows = payload["claim_results"]  # every claim with its numbers, rule and verdict
+    assert {r["claim"]: r["pass"] for r in rows} == payload["checks"]
+    assert all("value" in r and r["criterion"] for r in rows)
     with np.load(result.npz, allow_pickle=False) as z:
         data = {k: z[k] for k in z.files}
     assert all(a.dtype != object for a in data.values())

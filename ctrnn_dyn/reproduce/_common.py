@@ -13,6 +13,7 @@ read at print size, and calls :func:`write_reproduction` once, which writes
       {"name": ..., "quick": bool, "seed": int,
        "claims": {...},          # the numbers the figure shows
        "checks": {name: bool},   # each quantitative claim of the reproduction, checked
+       "claim_results": [{"claim": name, "criterion": str, "value": ..., "pass": bool}],
        "settings": {...},        # every size / hyper-parameter used
        "versions": {...},        # python, jax, flax, optax, jaxopt, numpy, ..., ctrnn_dyn
        "wall_time_s": float}
@@ -341,7 +342,7 @@ def write_reproduction(
     fig: Figure,
     *,
     claims: dict[str, Any],
-    checks: dict[str, bool],
+    checks: Mapping[str, Any],
     settings: dict[str, Any],
     quick: bool,
     seed: int,
@@ -351,6 +352,11 @@ def write_reproduction(
     """Write ``out_dir/name.png`` (300 dpi), ``name.pdf``, ``name.json`` and, when ``data`` is
     given, ``name.npz`` (``save_data(path, **data)``); returns the result.
 
+    ``checks`` maps each claim's name to whether it holds, either a bool or a mapping
+    ``{"pass": bool, "value": ..., "criterion": str}`` with the number(s) that decide it and the
+    rule applied; the JSON's ``"checks"`` holds the bools and ``"claim_results"`` one entry per
+    claim (``claim``, ``criterion``, ``value``, ``pass``).
+
     The JSON and the data are written through a temporary file and renamed, so a killed run
     never leaves a half-written file.
     """
@@ -358,7 +364,14 @@ def write_reproduction(
 
     png, pdf = save_figure(fig, out_dir / f"{name}.png")
     npz = None if data is None else save_data(out_dir / f"{name}.npz", **data)
-    checks = {k: bool(v) for k, v in checks.items()}
+    table = []
+    for k, v in checks.items():
+        entry = dict(v) if isinstance(v, Mapping) else {"pass": v}
+        if "pass" not in entry:
+            raise ValueError(f"checks[{k!r}] must be a bool or a mapping with a 'pass' key")
+        ok = bool(entry.pop("pass"))
+        table.append({"claim": k, **entry, "pass": ok})
+    checks = {row["claim"]: row["pass"] for row in table}
     wall = timer.elapsed
     payload = {
         "name": name,
@@ -367,6 +380,7 @@ def write_reproduction(
         "claims": jsonable(claims),
         "checks": checks,
         "all_checks_pass": all(checks.values()),
+        "claim_results": jsonable(table),
         "settings": jsonable(settings),
         "versions": software_versions(),
         "wall_time_s": round(wall, 2),

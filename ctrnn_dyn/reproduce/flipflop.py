@@ -227,13 +227,25 @@ def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0,
     }
     n_edges = n_bits * 2 ** (n_bits - 1)
     checks = {
-        "eight_stable_points_with_the_eight_distinct_readouts": (
-            len(stable_idx) == n_patterns and len(set(labels)) == n_patterns),
-        "twelve_saddles_with_exactly_one_unstable_mode": n_one_mode == n_edges,
-        "every_one_mode_saddle_joins_two_memories_one_bit_apart": (
-            n_one_mode > 0 and n_one_bit == n_one_mode),
-        "the_one_mode_saddles_join_all_twelve_one_bit_neighbours": len(edges) == n_edges,
-        "task_accuracy_above_0.95": accuracy > 0.95,
+        "eight_stable_points_with_the_eight_distinct_readouts": {
+            "pass": len(stable_idx) == n_patterns and len(set(labels)) == n_patterns,
+            "value": {"stable_points": len(stable_idx), "distinct_readout_patterns":
+                      len(set(labels))},
+            "criterion": "8 stable fixed points whose readout signs are 8 distinct patterns"},
+        "twelve_saddles_with_exactly_one_unstable_mode": {
+            "pass": n_one_mode == n_edges, "value": n_one_mode,
+            "criterion": "exactly 12 fixed points with exactly one multiplier |mu| > 1"},
+        "every_one_mode_saddle_joins_two_memories_one_bit_apart": {
+            "pass": n_one_mode > 0 and n_one_bit == n_one_mode,
+            "value": {"one_mode_saddles": n_one_mode, "joining_one_bit_neighbours": n_one_bit},
+            "criterion": "from x* +- eps v each run ends within memory_tolerance of a memory, "
+                         "and the two memories' patterns differ in exactly one bit"},
+        "the_one_mode_saddles_join_all_twelve_one_bit_neighbours": {
+            "pass": len(edges) == n_edges, "value": len(edges),
+            "criterion": "the pairs joined are the 12 distinct edges of the cube of memories"},
+        "task_accuracy_above_0.95": {
+            "pass": accuracy > 0.95, "value": accuracy,
+            "criterion": "fraction of correct output signs on fresh test trials > 0.95"},
     }
 
     with plot.style():

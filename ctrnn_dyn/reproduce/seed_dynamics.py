@@ -163,11 +163,21 @@ def _switch(settings: dict) -> tuple[dict, dict, object, dict]:
     }
     middle = three and abs(fps.x[1, 0] - 0.5) < 1e-8
     checks = {
-        "switch_three_fixed_points": three,
-        "switch_middle_at_half_unstable": bool(middle and lam[1] > 0 and fps.stability[1]
-                                                == "unstable node"),
-        "switch_outer_stable": bool(three and lam[0] < 0 and lam[2] < 0),
-        "switch_unstable_point_separates_the_basins": basin_ok,
+        "switch_three_fixed_points": {
+            "pass": three, "value": fps.x[:, 0],
+            "criterion": "three roots of -h + sigma(8h - 4) = 0 found"},
+        "switch_middle_at_half_unstable": {
+            "pass": bool(middle and lam[1] > 0 and fps.stability[1] == "unstable node"),
+            "value": {"h": fps.x[1, 0] if three else None,
+                      "lambda_per_tau": lam[1] if three else None},
+            "criterion": "middle point at 0.5 (to 1e-8) with lambda > 0"},
+        "switch_outer_stable": {
+            "pass": bool(three and lam[0] < 0 and lam[2] < 0),
+            "value": [lam[0], lam[-1]], "criterion": "lambda < 0 at the outer points"},
+        "switch_unstable_point_separates_the_basins": {
+            "pass": basin_ok, "value": claims["basin"],
+            "criterion": "every start below the unstable point ends within 1e-3 of the low "
+                         "point, every start above it within 1e-3 of the high point"},
     }
     return claims, checks, fps, {"h0": h0, "ends": ends}
 
@@ -259,16 +269,32 @@ def _oscillator(settings: dict) -> tuple[dict, dict, object, object, dict]:
     }
     ok_runs = bool(runs) and all(r["final_distance"] < settings["cycle_converged_distance"]
                                  for r in runs.values())
+    ratios = {k: r["distance_ratio_over_one_period"] for k, r in runs.items()}
     checks = {
-        "oscillator_one_fixed_point_at_half": bool(one_fp),
-        "oscillator_fixed_point_unstable_focus": bool(one_fp and fps.stability[0]
-                                                      == "unstable focus"),
-        "oscillator_limit_cycle_found_and_stable": bool(cycle.converged and cycle.stable
-                                                        and np.all(np.abs(nontrivial) < 1)),
-        "oscillator_cycle_encloses_the_focus": winding is not None and abs(winding) == 1,
-        "oscillator_starts_inside_and_outside_reach_the_cycle": ok_runs,
-        "oscillator_contraction_per_period_is_the_floquet_multiplier": bool(
-            runs and max(log_err) <= settings["cycle_contraction_rtol"]),
+        "oscillator_one_fixed_point_at_half": {
+            "pass": bool(one_fp), "value": fps.x,
+            "criterion": "exactly one fixed point, at (0.5, 0.5) to 1e-8"},
+        "oscillator_fixed_point_unstable_focus": {
+            "pass": bool(one_fp and fps.stability[0] == "unstable focus"),
+            "value": fps.continuous_eigvals[0] if len(fps) else None,
+            "criterion": "complex pair with Re lambda > 0"},
+        "oscillator_limit_cycle_found_and_stable": {
+            "pass": bool(cycle.converged and cycle.stable and np.all(np.abs(nontrivial) < 1)),
+            "value": np.abs(nontrivial),
+            "criterion": "closed orbit solved; non-trivial Floquet multiplier |mu_2| < 1"},
+        "oscillator_cycle_encloses_the_focus": {
+            "pass": winding is not None and abs(winding) == 1, "value": winding,
+            "criterion": "the cycle winds once around the fixed point"},
+        "oscillator_starts_inside_and_outside_reach_the_cycle": {
+            "pass": ok_runs, "value": {k: r["final_distance"] for k, r in runs.items()},
+            "criterion": "distance to the cycle after the run < cycle_converged_distance"},
+        "oscillator_contraction_per_period_is_the_floquet_multiplier": {
+            "pass": bool(runs and max(log_err) <= settings["cycle_contraction_rtol"]),
+            "value": {"measured_ratio_per_period": ratios,
+                      "floquet_mu_2": float(np.abs(nontrivial[0]))},
+            "criterion": "ln(ratio) within cycle_contraction_rtol of ln|mu_2|, ratio measured "
+                         "over one period from where the distance first falls below "
+                         "cycle_contraction_from"},
     }
     return claims, checks, fps, cycle, curves
 
@@ -358,13 +384,24 @@ def _chaos(settings: dict, seed: int) -> tuple[dict, dict, object, dict]:
         "separation": sep_claims,
     }
     checks = {
-        "chaos_largest_exponent_positive_by_3_stderr": bool(np.all(l1 > 3 * s1)),
-        "chaos_largest_exponent_agrees_across_starts_within_2_stderr": bool(
-            np.all(pair_z <= 2.0)),
-        "chaos_one_exponent_zero_within_3_stderr": bool(
-            np.all(np.abs(zero) <= 3 * zero_se) and np.all(izero == 1)),
-        "chaos_pairs_separate_at_the_largest_exponent_within_2_stderr": bool(
-            sep_claims["difference_over_combined_stderr"] <= 2.0),
+        "chaos_largest_exponent_positive_by_3_stderr": {
+            "pass": bool(np.all(l1 > 3 * s1)), "value": l1 / s1,
+            "criterion": "lambda_1 / SE > 3 for every start"},
+        "chaos_largest_exponent_agrees_across_starts_within_2_stderr": {
+            "pass": bool(np.all(pair_z <= 2.0)), "value": float(pair_z.max()),
+            "criterion": "|lambda_1,i - lambda_1,j| <= 2 sqrt(SE_i^2 + SE_j^2) for every pair "
+                         "of starts"},
+        "chaos_one_exponent_zero_within_3_stderr": {
+            "pass": bool(np.all(np.abs(zero) <= 3 * zero_se) and np.all(izero == 1)),
+            "value": zero / zero_se,
+            "criterion": "the second exponent is the one nearest 0, |lambda_2| <= 3 SE"},
+        "chaos_pairs_separate_at_the_largest_exponent_within_2_stderr": {
+            "pass": bool(sep_claims["difference_over_combined_stderr"] <= 2.0),
+            "value": {"pairs_rate": sep_claims["mean_rate"], "qr_lambda_1": lam1,
+                      "difference_over_combined_stderr":
+                      sep_claims["difference_over_combined_stderr"]},
+            "criterion": "two-trajectory rate within 2 combined SE of the QR method's mean "
+                         "lambda_1"},
     }
     return claims, checks, spec, sep_curves
 
@@ -383,8 +420,10 @@ def _classify(settings: dict) -> tuple[dict, dict]:
                                 n_transient=settings["classify_transient_steps"])
         out[system.name] = {"starts": starts[:, 0], "labels": list(res.labels),
                             "largest_exponent": res.lyapunov[:, 0]}
-        checks[f"classify_{system.name}_{expected[system.name].replace(' ', '_')}"] = all(
-            label == expected[system.name] for label in res.labels)
+        checks[f"classify_{system.name}_{expected[system.name].replace(' ', '_')}"] = {
+            "pass": all(label == expected[system.name] for label in res.labels),
+            "value": list(res.labels),
+            "criterion": f"classify_dynamics labels every start {expected[system.name]!r}"}
     return out, checks
 
 
