@@ -114,11 +114,13 @@ def saddle_flows(F, fps, memories: np.ndarray, *, eps: float, n_steps: int,
     m = np.asarray(fps.u).shape[1]
     starts, mus = [], []
     for i in idx:
-        v = np.real(np.asarray(fps.eigvecs[i])[:, 0])
+        mu = np.asarray(fps.eigvals[i])
+        j = int(np.argmax(np.abs(mu)))  # the one unstable multiplier
+        v = np.real(np.asarray(fps.eigvecs[i])[:, j])
         v = v / np.linalg.norm(v)
         x = np.asarray(fps.x[i], np.float64)
         starts += [x + eps * v, x - eps * v]
-        mus.append(complex(np.asarray(fps.eigvals[i])[0]))
+        mus.append(complex(mu[j]))
     with jax.enable_x64(True):
         x0 = jnp.asarray(np.stack(starts), jnp.float64)
         u = jnp.zeros((m,), jnp.float64)
