@@ -18,13 +18,18 @@ for each method, the ratios, and whether every FixedPointFinder point (q < 1e-12
 Usage::
 
     python benchmarks/fixed_points.py [--starts 1024] [--hidden 128] [--repeats 3]
-        [--methods lm,lbfgs,gd] [--threads 2] [--scaling]
+        [--methods lm,lbfgs,gd] [--threads 2] [--scaling] [--cold]
+
+``--cold`` times the first default call (solve, deduplicate, linearise, classify) in a fresh
+Python process, compilation included, then a second (warm) call in that process, and prints
+both before the warm benchmark.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -89,6 +94,24 @@ def _all_found(reference: np.ndarray, found: np.ndarray, tol: float) -> tuple[bo
     return missed == 0, missed
 
 
+def _cold_child(args: argparse.Namespace) -> None:
+    """In a fresh process: the first default call (compile included), then a warm one."""
+    cell, params, _ = pattern_network(args.hidden, args.alpha, args.seed)
+    F = one_step_map(cell, params)
+    starts = make_starts(F, args.hidden, args.starts, args.seed)
+    t0 = time.perf_counter()
+    fps = find_fixed_points(F, starts)
+    cold = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    find_fixed_points(F, starts)
+    warm = time.perf_counter() - t0
+    print(
+        f"cold (fresh process, H={args.hidden}, {args.starts} starts): first default call "
+        f"{cold:.2f} s (compile included), second {warm:.3f} s; {len(fps.fixed)} fixed, "
+        f"{len(fps.slow)} slow"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--starts", type=int, default=1024)
@@ -101,7 +124,17 @@ def main() -> None:
     parser.add_argument("--match-tol", type=float, default=1e-3)
     parser.add_argument("--scaling", action="store_true", help="also time 256/512/1024/2048 starts")
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--cold", action="store_true", help="time a first call in a new process")
+    parser.add_argument("--cold-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.cold_child:
+        _cold_child(args)
+        return
+    if args.cold:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--cold-child",
+               f"--starts={args.starts}", f"--hidden={args.hidden}", f"--alpha={args.alpha}",
+               f"--seed={args.seed}"]
+        print(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout, end="")
 
     cell, params, K = pattern_network(args.hidden, args.alpha, args.seed)
     F = one_step_map(cell, params)

@@ -18,14 +18,18 @@ How results are reported (the contract other modules rely on):
 
 - :func:`find_fixed_points` returns a :class:`FixedPoints` in which **every entry carries its
   own final** ``q`` **and a** ``converged`` **flag** (``q <= tol_q``, recomputed after the solve).
-  Fixed points are ``fps.fixed`` (``converged``); slow points are ``fps.slow`` (not converged
-  but finite ``q``: the solver stopped at a small gradient or at ``max_iters``). Slow points
-  are kept and labelled, never mixed in: ``fps.stable`` and the stability classes of a slow point
-  describe the linearisation *at that point* and are only meaningful for fixed points, so
-  ``fps.stable`` contains converged points only.
+  Fixed points are ``fps.fixed`` (``converged``); slow points are ``fps.slow``: local minima
+  of ``q`` bounded away from zero (see *Stopping* below); starts still moving when their budget
+  ran out are ``fps.unfinished``. ``fps.stop_reason`` records why each entry's start stopped
+  (:data:`STOP_REASONS`: converged, slow point, iteration cap, non-finite) and
+  ``fps.summary()`` shows it. Slow points are kept and labelled, never mixed in:
+  ``fps.stable`` and the stability classes of a slow point describe the linearisation *at
+  that point* and are only meaningful for fixed points, so ``fps.stable`` contains converged
+  points only.
 - With ``tol_unique`` set (default ``1e-3``) the result holds one entry per distinct point:
-  fixed points first, then slow points, each group deduplicated separately (a slow point is
-  never merged into a fixed point), lowest ``q`` kept per cluster, ascending ``q`` within a group.
+  fixed points first, then the other finite entries, lowest ``q`` kept per cluster, ascending
+  ``q`` within a group. A non-converged entry within ``tol_unique`` of a fixed point is the same
+  point and is merged into it; ``fps.n_starts`` counts the starts behind each entry.
   With ``tol_unique=None`` it holds one entry per start, in start order (non-finite starts are
   included, ``converged=False``, ``q=nan``).
 - Distance outliers (FixedPointFinder's rule: farther from the centroid of the starts than
@@ -36,8 +40,13 @@ Solvers (``method``), all from JAXopt and ``vmap``-ped over starts:
 
 - ``"lm"`` (default): ``jaxopt.LevenbergMarquardt`` on the residual. By default matrix-free
   (``linear_solver="cg"``): each step solves :math:`(J_r^\top J_r + \mu I)\,\delta = -J_r^\top r`
-  with ``cg_iters`` conjugate-gradient iterations, each one ``jvp`` and one ``vjp`` of ``F``,
+  with up to ``cg_iters`` conjugate-gradient iterations (default 20, stopping at relative
+  residual ``cg_tol = 1e-2``), each one ``jvp`` and one ``vjp`` of ``F``,
   which ``vmap`` turns into matrix-matrix products shared by all starts (the expensive part);
+  truncating CG much earlier (``cg_iters=5, cg_tol=0``, about 2-3x faster on well-conditioned
+  networks such as the benchmark's ``α = 0.2`` pattern network) gives poor steps where
+  ``J − I`` is ill-conditioned (``α = 1`` networks, trained flip-flops): starts then crawl to the
+  iteration cap or settle on slow points instead of the fixed points scipy's Newton reaches;
   with ``mixed_precision`` (default, float64 runs) those products run in float32 while residuals,
   gradients and accepted steps stay float64, so the attainable ``q`` is float64's.
   ``linear_solver="cholesky"`` materialises the Jacobian instead (analytic for CT-RNN
@@ -47,15 +56,22 @@ Solvers (``method``), all from JAXopt and ``vmap``-ped over starts:
 - ``"gd"``: ``jaxopt.GradientDescent`` (backtracking line search, Nesterov acceleration) on ``q``.
 
 Starts run in rounds of ``chunk_iters`` solver iterations; after each round the starts that have
-converged (or stopped) are retired and the rest are compacted into a smaller batch (sizes from a
-fixed ladder ``8, 16, …, 256, 384, 512, 768, 1024, …``, so a call compiles a few shapes once and a
-second call with the same shapes compiles nothing), so the cost follows the sum of iterations over
-starts rather than the slowest start. A start stops when ``q <= tol_q`` (converged), when
-``‖∇q‖ <= tol_grad`` or ``‖∇q‖ <= grad_rtol·‖r‖`` (a local minimum of ``q``: a slow point if
-``q > tol_q``), after ``max_iters`` iterations, or on a non-finite step (the last finite ``x`` is
-kept). Points with small but
-above-tolerance ``q`` then get up to ``polish_steps`` Newton steps
-:math:`x \leftarrow x - (J - I)^{-1} r(x)` (kept only where ``q`` decreases).
+converged (or stopped) are retired and the rest are compacted into a smaller batch (at most three
+sizes per call: all starts, about an eighth of them, and 32, so a first call compiles two or
+three shapes and a second call with the same shapes compiles nothing), so the cost follows the
+sum of iterations over starts rather than the slowest start.
+
+Stopping. The solver stops a start when ``q <= tol_q`` (converged), when ``‖∇q‖ <= tol_grad``
+or ``‖∇q‖ <= grad_rtol·‖r‖``, after ``max_iters`` iterations, or on a non-finite step (the last
+finite ``x`` is kept). No start above ``tol_q`` is labelled from that alone: every one is then
+*finished* with Newton steps :math:`x \leftarrow x - t\,(J - I)^{-1} r(x)`, ``t`` in ``1, ½, ¼``,
+taken while they at least halve ``q`` (up to ``polish_steps``), so a start whose ``q`` is still
+falling towards zero ends at a fixed point (at float64's rounding floor) whatever its iteration
+budget. A *slow point* is what remains: a start at which the Newton step's predicted decrease
+(to ``q = 0``) fails — ``J − I`` is (nearly) singular along the residual, as at any local minimum
+of ``q`` above zero — and which the solver had stopped on a vanishing gradient or whose residual
+is nearly orthogonal to the range of ``J − I`` (``‖(J−I)ᵀr‖ <= slow_rtol·‖J−I‖_F‖r‖``). A
+start that fits neither is recorded as stopped at the iteration cap (``fps.unfinished``).
 Everything runs in float64 by default, switched on locally with ``jax.enable_x64``.
 """
 
@@ -81,7 +97,9 @@ from ctrnn_dyn import _files, linear
 
 __all__ = [
     "METHODS",
+    "STOP_REASONS",
     "FixedPoints",
+    "continue_fixed_points",
     "find_fixed_points",
     "sample_initial_states",
 ]
@@ -109,8 +127,14 @@ _ARRAY_FIELDS = (
     "eigvecs",
     "left_eigvecs",
     "n_unstable",
+    "n_starts",
+    "stop_reason",
 )
 _REQUIRED = ("x", "u", "q", "converged", "n_iters", "x_init")
+
+#: Why a start stopped (``FixedPoints.stop_reason`` holds an index into this tuple).
+STOP_REASONS = ("converged", "slow point", "iteration cap", "non-finite")
+_CONVERGED, _SLOW, _CAP, _NONFINITE = range(len(STOP_REASONS))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -140,6 +164,14 @@ class FixedPoints:
             sense; ``""`` where the Jacobian is not finite), or ``None``.
         alpha: the map's Euler fraction ``dt/τ`` if known (scalar or ``(d,)``), for
             :attr:`continuous_eigvals`.
+        n_starts: ``(N,)`` number of starts that ended on the entry (``1`` per start; after
+            deduplication the size of its cluster, slow entries merged into a fixed point
+            included), or ``None`` (files written before the field existed).
+        stop_reason: ``(N,)`` why the entry's start stopped, an index into
+            :data:`STOP_REASONS` (``0`` converged, ``1`` slow point: a local minimum of ``q``
+            at which Newton steps no longer reduce ``q``, ``2`` iteration cap: still moving when
+            the budget ran out, ``3`` non-finite), or ``None``; :attr:`stop_labels` gives the
+            strings.
     """
 
     x: np.ndarray
@@ -155,6 +187,8 @@ class FixedPoints:
     n_unstable: np.ndarray | None = None
     stability: np.ndarray | None = None
     alpha: Any = None
+    n_starts: np.ndarray | None = None
+    stop_reason: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         for name in _ARRAY_FIELDS + ("stability",):
@@ -205,8 +239,22 @@ class FixedPoints:
 
     @property
     def slow(self) -> FixedPoints:
-        """Slow points: not converged, finite ``q`` (local minima of ``q`` above tolerance)."""
-        return self[~self.converged & np.isfinite(self.q)]
+        """Slow points: local minima of ``q`` above tolerance (not converged, finite ``q``, and,
+        where :attr:`stop_reason` is recorded, stopped as a slow point rather than at the
+        iteration cap)."""
+        return self[self._kind_mask(_SLOW)]
+
+    @property
+    def unfinished(self) -> FixedPoints:
+        """Entries whose start was still moving when its iteration budget ran out (neither a
+        fixed point nor a slow point; empty where :attr:`stop_reason` is not recorded)."""
+        return self[self._kind_mask(_CAP)]
+
+    def _kind_mask(self, reason: int) -> np.ndarray:
+        open_ = ~np.asarray(self.converged, bool) & np.isfinite(self.q)
+        if self.stop_reason is None:
+            return open_ if reason == _SLOW else np.zeros(len(self), bool)
+        return open_ & (np.asarray(self.stop_reason) == reason)
 
     @property
     def stable(self) -> FixedPoints:
@@ -225,14 +273,25 @@ class FixedPoints:
             raise ValueError("continuous_eigvals needs eigvals and alpha (a CT-RNN map)")
         return np.asarray(linear.continuous_eigvals(self.eigvals, self.alpha))
 
+    @property
+    def stop_labels(self) -> np.ndarray:
+        """``(N,)`` :attr:`stop_reason` as strings from :data:`STOP_REASONS`."""
+        if self.stop_reason is None:
+            raise ValueError("stop_reason was not recorded (a container from an older file)")
+        return np.asarray(STOP_REASONS)[np.asarray(self.stop_reason, dtype=np.int64)]
+
     # -- combining -------------------------------------------------------------------------------
 
     def unique(self, tol: float = 1e-3) -> FixedPoints:
         """One entry per cluster of points closer than ``tol`` (Euclidean), lowest ``q`` kept.
 
-        Fixed points and slow points are clustered separately; entries with non-finite ``x`` or
-        ``q`` are dropped. Greedy: the lowest-``q`` unassigned entry absorbs every unassigned
-        entry within ``tol``; result ordered fixed points first, then slow, ascending ``q``.
+        Fixed points are clustered first (greedy: the lowest-``q`` unassigned entry absorbs
+        every unassigned entry within ``tol``); a slow entry within ``tol`` of a kept fixed
+        point is merged into the nearest one (it is the same point, not yet polished to
+        tolerance); the remaining slow entries are clustered the same way among themselves.
+        :attr:`n_starts` of a kept entry is the sum over its cluster. Entries with non-finite
+        ``x`` or ``q`` are dropped. The result is ordered fixed points first, then slow, each by
+        ascending ``q``. A k-d tree keeps this ``O(N log N)`` for ``N`` entries.
 
         Args:
             tol: distance below which two points are the same point (``> 0``).
@@ -242,7 +301,9 @@ class FixedPoints:
         """
         if not tol > 0:
             raise ValueError(f"tol must be > 0, got {tol!r}")
-        return self[_unique_indices(self.x, self.q, self.converged, tol)]
+        counts = np.ones(len(self), np.int64) if self.n_starts is None else self.n_starts
+        keep, merged = _cluster(self.x, self.q, self.converged, counts, tol)
+        return dataclasses.replace(self[keep], n_starts=merged)
 
     @classmethod
     def concatenate(cls, items: Sequence[FixedPoints]) -> FixedPoints:
@@ -351,23 +412,44 @@ class FixedPoints:
     # -- display -------------------------------------------------------------------------------
 
     def summary(self, n_eigvals: int = 3, max_rows: int = 50) -> str:
-        """A plain-text table: index, kind, q, #unstable modes, class, leading multipliers."""
-        head = f"{'#':>4}  {'kind':<5}  {'q':>9}  {'#unst':>5}  {'class':<14}  top |μ| (μ)"
+        """A plain-text table: index, kind (why its start stopped: ``fixed``, ``slow``, ``cap``
+        for the iteration cap, ``fail`` for non-finite), number of starts merged into it, q,
+        #unstable modes, class, leading multipliers."""
+        head = (
+            f"{'#':>4}  {'kind':<5}  {'starts':>6}  {'q':>9}  {'#unst':>5}  {'class':<14}  "
+            "top |μ| (μ)"
+        )
+        n_cap = len(self.unfinished)
+        n_fail = int(np.sum(~np.asarray(self.converged, bool) & ~np.isfinite(self.q)))
+        extra = (f", {n_cap} at the iteration cap" if n_cap else "") + (
+            f", {n_fail} failed" if n_fail else ""
+        )
+        starts = "" if self.n_starts is None else f" from {int(np.sum(self.n_starts))} starts"
         lines = [
-            f"FixedPoints: {len(self)} points "
-            f"({int(np.sum(self.converged))} fixed, {len(self.slow)} slow), d={self.state_size}",
+            f"FixedPoints: {len(self)} points{starts} "
+            f"({int(np.sum(self.converged))} fixed, {len(self.slow)} slow{extra}), "
+            f"d={self.state_size}",
             head,
             "-" * len(head),
         ]
+        kinds = {_CONVERGED: "fixed", _SLOW: "slow", _CAP: "cap", _NONFINITE: "fail"}
         for i in range(min(len(self), max_rows)):
-            kind = "fixed" if self.converged[i] else ("slow" if np.isfinite(self.q[i]) else "fail")
+            if self.stop_reason is not None:
+                kind = kinds.get(int(self.stop_reason[i]), "?")
+            else:
+                kind = (
+                    "fixed" if self.converged[i] else ("slow" if np.isfinite(self.q[i]) else "fail")
+                )
+            count = "-" if self.n_starts is None else str(int(self.n_starts[i]))
             n_u = "-" if self.n_unstable is None else str(int(self.n_unstable[i]))
             cls = "-" if self.stability is None else str(self.stability[i])
             if self.eigvals is None:
                 top = "-"
             else:
                 top = ", ".join(_fmt_complex(m) for m in self.eigvals[i, :n_eigvals])
-            lines.append(f"{i:>4}  {kind:<5}  {self.q[i]:9.2e}  {n_u:>5}  {cls:<14}  {top}")
+            lines.append(
+                f"{i:>4}  {kind:<5}  {count:>6}  {self.q[i]:9.2e}  {n_u:>5}  {cls:<14}  {top}"
+            )
         if len(self) > max_rows:
             lines.append(f"... {len(self) - max_rows} more")
         return "\n".join(lines)
@@ -375,7 +457,7 @@ class FixedPoints:
     def __repr__(self) -> str:
         return (
             f"FixedPoints(n={len(self)}, d={self.state_size}, fixed={int(np.sum(self.converged))},"
-            f" slow={len(self.slow)})"
+            f" slow={len(self.slow)}, unfinished={len(self.unfinished)})"
         )
 
 
@@ -405,6 +487,8 @@ _FILE_FIELDS: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "left_eigvecs": ("fc", ("N", "d", "d")),
     "n_unstable": ("iu", ("N",)),
     "stability": ("U", ("N",)),
+    "n_starts": ("iu", ("N",)),
+    "stop_reason": ("iu", ("N",)),
     "alpha": ("f", None),
     "format_version": ("iu", ()),
 }
@@ -511,7 +595,8 @@ def _check_values(path: str, a: dict[str, np.ndarray]) -> None:
     if not np.all(np.isfinite(a["u"])):
         raise _invalid(path, "u", "must be finite")
     d = a["x"].shape[1]
-    for name, low, high in (("n_iters", 0, None), ("n_unstable", 0, d)):
+    for name, low, high in (("n_iters", 0, None), ("n_starts", 0, None),
+                            ("n_unstable", 0, d), ("stop_reason", 0, len(STOP_REASONS) - 1)):
         v = a.get(name)
         if v is not None and (np.any(v < low) or (high is not None and np.any(v > high))):
             span = f"in [{low}, {high}]" if high is not None else f">= {low}"
@@ -549,23 +634,61 @@ def _unflatten(aux, children) -> FixedPoints:
 jax.tree_util.register_pytree_node(FixedPoints, _flatten, _unflatten)
 
 
-def _unique_indices(x: np.ndarray, q: np.ndarray, converged: np.ndarray, tol: float) -> np.ndarray:
+def _greedy_leaders(pts: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy clustering of ``pts`` (already in priority order) with a k-d tree: returns the
+    leader positions and, for every point, the position of its leader."""
+    from scipy.spatial import cKDTree
+
+    owner = np.full(pts.shape[0], -1, np.int64)
+    leaders: list[int] = []
+    if pts.shape[0] == 0:
+        return np.zeros(0, np.int64), owner
+    tree = cKDTree(pts)
+    for j in range(pts.shape[0]):
+        if owner[j] >= 0:
+            continue
+        leaders.append(j)
+        near = np.asarray(tree.query_ball_point(pts[j], tol), dtype=np.int64)
+        near = near[owner[near] < 0]
+        owner[near] = j
+    return np.asarray(leaders, np.int64), owner
+
+
+def _cluster(
+    x: np.ndarray, q: np.ndarray, converged: np.ndarray, counts: np.ndarray, tol: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices kept by :meth:`FixedPoints.unique` and the summed ``counts`` of their clusters."""
+    from scipy.spatial import cKDTree
+
     x = np.asarray(x)
     q = np.asarray(q)
+    counts = np.asarray(counts, np.int64)
     ok = np.isfinite(q) & np.all(np.isfinite(x), axis=1)
-    keep: list[int] = []
-    for group in (ok & converged, ok & ~converged):
-        idx = np.flatnonzero(group)
-        idx = idx[np.argsort(q[idx], kind="stable")]
-        pts = x[idx]
-        free = np.ones(idx.size, bool)
-        for j in range(idx.size):
-            if not free[j]:
-                continue
-            keep.append(int(idx[j]))
-            near = np.linalg.norm(pts - pts[j], axis=1) <= tol
-            free &= ~near
-    return np.asarray(keep, dtype=np.int64)
+    keep: list[np.ndarray] = []
+    sums: list[np.ndarray] = []
+    fixed = np.flatnonzero(ok & converged)
+    fixed = fixed[np.argsort(q[fixed], kind="stable")]
+    lead, owner = _greedy_leaders(x[fixed], tol)
+    fixed_sum = np.zeros(lead.size, np.int64)
+    if fixed.size:
+        slot = np.searchsorted(lead, owner)  # owners are leaders; leaders are ascending
+        np.add.at(fixed_sum, slot, counts[fixed])
+    slow = np.flatnonzero(ok & ~converged)
+    slow = slow[np.argsort(q[slow], kind="stable")]
+    if slow.size and lead.size:
+        dist, nearest = cKDTree(x[fixed[lead]]).query(x[slow], distance_upper_bound=tol)
+        onto = np.isfinite(dist) & (dist <= tol)
+        np.add.at(fixed_sum, nearest[onto], counts[slow[onto]])
+        slow = slow[~onto]
+    keep.append(fixed[lead])
+    sums.append(fixed_sum)
+    lead_s, owner_s = _greedy_leaders(x[slow], tol)
+    slow_sum = np.zeros(lead_s.size, np.int64)
+    if slow.size:
+        np.add.at(slow_sum, np.searchsorted(lead_s, owner_s), counts[slow])
+    keep.append(slow[lead_s])
+    sums.append(slow_sum)
+    return np.concatenate(keep).astype(np.int64), np.concatenate(sums)
 
 
 def _outlier_mask(x: np.ndarray, x_init: np.ndarray, scale: float) -> np.ndarray:
@@ -713,6 +836,7 @@ def _make_solver(
     linear_solver: str = "cg",
     cg_iters: int = 5,
     mixed_precision: bool = False,
+    cg_tol: float = 0.0,
 ):
     if method == "lm":
         if linear_solver == "cg":
@@ -722,7 +846,7 @@ def _make_solver(
             return cls(
                 residual_fun=partial(_residual, F),
                 materialize_jac=False,
-                solver=partial(solve_cg, maxiter=cg_iters),
+                solver=partial(solve_cg, maxiter=cg_iters, tol=cg_tol),
                 maxiter=max_iters,
                 implicit_diff=False,
             )
@@ -750,10 +874,12 @@ def _make_solver(
 
 @partial(
     jax.jit,
-    static_argnames=("F", "method", "max_iters", "linear_solver", "cg_iters", "mixed_precision"),
+    static_argnames=(
+        "F", "method", "max_iters", "linear_solver", "cg_iters", "mixed_precision", "cg_tol"
+    ),
 )
-def _init_states(x, u, *, F, method, max_iters, linear_solver, cg_iters, mixed_precision):
-    solver = _make_solver(F, method, max_iters, linear_solver, cg_iters, mixed_precision)
+def _init_states(x, u, *, F, method, max_iters, linear_solver, cg_iters, mixed_precision, cg_tol):
+    solver = _make_solver(F, method, max_iters, linear_solver, cg_iters, mixed_precision, cg_tol)
     return jax.vmap(solver.init_state)(x, u)
 
 
@@ -770,6 +896,7 @@ def _init_states(x, u, *, F, method, max_iters, linear_solver, cg_iters, mixed_p
         "linear_solver",
         "cg_iters",
         "mixed_precision",
+        "cg_tol",
     ),
 )
 def _run_chunk(
@@ -788,9 +915,10 @@ def _run_chunk(
     linear_solver,
     cg_iters,
     mixed_precision,
+    cg_tol,
 ):
     """Up to ``n_iter`` solver iterations per start (vmapped); returns the stop flags too."""
-    solver = _make_solver(F, method, max_iters, linear_solver, cg_iters, mixed_precision)
+    solver = _make_solver(F, method, max_iters, linear_solver, cg_iters, mixed_precision, cg_tol)
 
     def stop_rule(x, st, u, it):
         q = st.value if method == "lm" else _speed(F, x, u)
@@ -824,20 +952,116 @@ def _speeds(x, u, *, F):
     return jax.vmap(partial(_speed, F))(x, u)
 
 
-@partial(jax.jit, static_argnames=("F", "n_steps"))
-def _newton_polish(x, u, *, F, n_steps):
-    """Newton steps ``x ← x − (J − I)^{-1} r`` kept only where ``q`` decreases."""
+_BACKTRACK = (1.0, 0.5, 0.25)
+
+
+@partial(jax.jit, static_argnames=("F", "max_steps", "tol_q"))
+def _newton_finish(x, u, *, F, max_steps, tol_q):
+    r"""Finish starts with Newton steps :math:`\delta = -(J - I)^{-1} r(x)` while ``q`` falls.
+
+    A step ``x + t δ`` (``t = 1, 1/2, 1/4``, the largest that works) is taken when it at least
+    halves ``q``: a start whose ``q`` still falls geometrically towards zero is carried on until
+    it stops falling (a fixed point reaches ``q`` at float64's rounding floor in a few steps),
+    whereas at a local minimum of ``q`` above zero ``J − I`` is (nearly) singular along the
+    residual, the Newton step's predicted decrease (to ``q = 0``) does not materialise and the
+    start stalls at once. Stops after ``max_steps`` steps, at ``q <= tol_q · 1e-10`` (far below the
+    fixed-point tolerance), or when no step halves ``q``.
+
+    Returns:
+        ``x``, ``q``, ``steps`` taken, ``stalled`` (stopped because no step halved ``q``; ``False``
+        where it ran out of steps while still falling) and ``g_rel`` :math:`= \lVert (J-I)^\top
+        r\rVert / (\lVert J - I\rVert_F \lVert r\rVert)` at the final ``x`` (small at a local
+        minimum of ``q``: the residual is nearly orthogonal to the range of ``J − I``).
+    """
+    ts = jnp.asarray(_BACKTRACK, x.dtype)
+    floor = tol_q * 1e-10
 
     def one(x, u):
-        def body(_, carry):
-            x, q = carry
+        def linearise(x):
             J = linear.jacobian(F, x, u) - jnp.eye(x.shape[0], dtype=x.dtype)
-            x_new = x - jnp.linalg.solve(J, _residual(F, x, u))
-            q_new = _speed(F, x_new, u)
-            better = jnp.isfinite(q_new) & (q_new < q)
-            return jnp.where(better, x_new, x), jnp.where(better, q_new, q)
+            return J, _residual(F, x, u)
 
-        return jax.lax.fori_loop(0, n_steps, body, (x, _speed(F, x, u)))
+        def cond(carry):
+            _, q, k, stalled = carry
+            return (k < max_steps) & ~stalled & (q > floor)
+
+        def body(carry):
+            x, q, k, _ = carry
+            J, r = linearise(x)
+            delta = -jnp.linalg.solve(J, r)
+            trial = x[None, :] + ts[:, None] * delta[None, :]
+            qs = jax.vmap(lambda xt: _speed(F, xt, u))(trial)
+            good = jnp.isfinite(qs) & (qs <= 0.5 * q) & jnp.all(jnp.isfinite(trial), axis=1)
+            pick = jnp.argmax(good)
+            ok = good[pick]
+            x_new = jnp.where(ok, trial[pick], x)
+            q_new = jnp.where(ok, qs[pick], q)
+            return x_new, q_new, k + ok.astype(k.dtype), ~ok
+
+        q0 = _speed(F, x, u)
+        x, q, k, stalled = jax.lax.while_loop(
+            cond, body, (x, q0, jnp.asarray(0, jnp.int32), ~jnp.isfinite(q0))
+        )
+        J, r = linearise(x)
+        g = jnp.linalg.norm(J.T @ r)
+        g_rel = g / jnp.maximum(jnp.linalg.norm(J) * jnp.linalg.norm(r), jnp.finfo(x.dtype).tiny)
+        return x, q, k, stalled | (q <= floor), g_rel
+
+    return jax.vmap(one)(x, u)
+
+
+@partial(jax.jit, static_argnames=("F", "max_steps", "tol_q"))
+def _dogleg(x, u, *, F, max_steps, tol_q):
+    r"""Powell's dogleg trust-region method on ``r(x) = F(x) − x`` (MINPACK hybrd's step, with
+    the exact ``J − I`` instead of Broyden updates), from each ``x``; returns ``x`` and ``q``.
+
+    Each iteration builds the Newton step :math:`p_N = -(J-I)^{-1} r` and the Cauchy step
+    :math:`p_C = -\frac{\lVert g\rVert^2}{\lVert (J-I) g\rVert^2} g`,
+    :math:`g = (J-I)^\top r`, takes the point where the path :math:`0 \to p_C \to p_N` leaves
+    the trust radius ``Δ``, accepts it if ``q`` falls by at least ``1e-4`` of the model's
+    predicted decrease, and widens (ratio > 0.75) or narrows (ratio < 0.25) ``Δ``. Where ``J −
+    I`` is nearly singular the step turns towards steepest descent instead of stalling as a
+    line search along the Newton direction does.
+    """
+    floor = tol_q * 1e-10
+    tiny = jnp.finfo(x.dtype).tiny
+
+    def one(x, u):
+        def cond(c):
+            _, q, k, radius = c
+            return (k < max_steps) & (q > floor) & (radius > 1e-12 * (1.0 + jnp.linalg.norm(c[0])))
+
+        def body(c):
+            x, q, k, radius = c
+            J = linear.jacobian(F, x, u) - jnp.eye(x.shape[0], dtype=x.dtype)
+            r = _residual(F, x, u)
+            p_n = -jnp.linalg.solve(J, r)
+            p_n = jnp.where(jnp.all(jnp.isfinite(p_n)), p_n, jnp.zeros_like(p_n))
+            g = J.T @ r
+            Jg = J @ g
+            p_c = -(g @ g) / jnp.maximum(Jg @ Jg, tiny) * g
+            n_n, n_c = jnp.linalg.norm(p_n), jnp.linalg.norm(p_c)
+            newton_ok = (n_n <= radius) & (n_n > 0)
+            d = p_n - p_c
+            a, b, cc = d @ d, 2.0 * (p_c @ d), p_c @ p_c - radius**2
+            tau = (-b + jnp.sqrt(jnp.maximum(b * b - 4.0 * a * cc, 0.0))) / jnp.maximum(2 * a, tiny)
+            p_dog = p_c + jnp.clip(tau, 0.0, 1.0) * d
+            p_sd = -radius * g / jnp.maximum(jnp.linalg.norm(g), tiny)
+            p = jnp.where(newton_ok, p_n, jnp.where(n_c >= radius, p_sd, p_dog))
+            model = 0.5 * jnp.sum((r + J @ p) ** 2)
+            x_new = x + p
+            q_new = _speed(F, x_new, u)
+            ratio = (q - q_new) / jnp.maximum(q - model, tiny)
+            ok = jnp.isfinite(q_new) & (ratio > 1e-4)
+            step = jnp.linalg.norm(p)
+            radius = jnp.where(ratio < 0.25, 0.25 * step,
+                               jnp.where((ratio > 0.75), jnp.maximum(radius, 2.0 * step), radius))
+            return (jnp.where(ok, x_new, x), jnp.where(ok, q_new, q), k + 1, radius)
+
+        q0 = _speed(F, x, u)
+        radius0 = 100.0 * jnp.maximum(1.0, jnp.linalg.norm(x))  # MINPACK: factor 100
+        x, q, _, _ = jax.lax.while_loop(cond, body, (x, q0, jnp.asarray(0, jnp.int32), radius0))
+        return x, q
 
     return jax.vmap(one)(x, u)
 
@@ -874,15 +1098,17 @@ def _bucket(n_active: int, n_total: int | None = None, factor: int = 4) -> int:
 
 
 def _batch_size(n_active: int, n_total: int) -> int:
-    """``8, 16, …, 128, 256, 384, 512, 768, 1024, 1536, …`` (capped at ``n_total``)."""
-    size = 8
-    while size < n_active:
-        size = (
-            size * 3 // 2
-            if size >= 256 and (size & (size - 1)) == 0
-            else (size * 4 // 3 if size >= 384 and (size & (size - 1)) != 0 else size * 2)
-        )
-    return min(size, n_total)
+    """Batch size for ``n_active`` of ``n_total`` starts: one of ``n_total``, about
+    ``n_total / 8`` (a multiple of 8) and ``32``, so that a call compiles the solver for at most
+    three shapes (a first call on new shapes pays two or three compiles, not one per rung of a
+    fine ladder), at the price of up to 8x padding while many starts remain."""
+    small = min(n_total, 32)
+    if n_active <= small:
+        return small
+    mid = -(-n_total // 64) * 8
+    if small < mid < n_total and n_active <= mid:
+        return mid
+    return n_total
 
 
 def _take(tree: Any, idx: np.ndarray) -> Any:
@@ -910,6 +1136,7 @@ def _solve(
     cg_iters,
     grad_rtol,
     mixed_precision,
+    cg_tol=0.0,
 ):
     """Run the solver with retirement + compaction; returns final ``x`` and iteration counts."""
     n = x0.shape[0]
@@ -925,6 +1152,7 @@ def _solve(
         linear_solver=linear_solver,
         cg_iters=cg_iters,
         mixed_precision=mixed_precision,
+        cg_tol=cg_tol,
     )
     state = (
         _init_states(*_take((x, u), active), **kw) if active.size < n else _init_states(x, u, **kw)
@@ -1021,14 +1249,17 @@ def find_fixed_points(
     max_iters: int | None = None,
     chunk_iters: int | None = None,
     linear_solver: str = "cg",
-    cg_iters: int = 5,
+    cg_iters: int = 20,
+    cg_tol: float = 1e-2,
     mixed_precision: bool = True,
     grad_rtol: float = 1e-8,
-    polish_steps: int = 2,
+    polish_steps: int = 30,
+    slow_rtol: float = 1e-3,
+    newton_restarts: int = 50,
     tol_unique: float | None = 1e-3,
     outlier_distance_scale: float | None = 10.0,
     compute_jacobians: bool = True,
-    decompose: bool = True,
+    decompose: bool | None = None,
     left_eigvecs: bool = False,
     marginal_tol: float = 1e-3,
     dtype: Any = np.float64,
@@ -1044,7 +1275,9 @@ def find_fixed_points(
             or any JAX-traceable function; if ``initial_states`` is a pytree, ``F`` acts on that
             pytree carry and the result is raveled). ``F`` is a static ``jit`` argument: pass the
             same object again to reuse the compiled solver.
-        initial_states: ``(n, d)`` starts, or a pytree of ``(n, ...)`` leaves (a carry).
+        initial_states: ``(n, d)`` starts, or a pytree of ``(n, ...)`` leaves (a carry), or a
+            :class:`FixedPoints` (its points ``x`` as starts, e.g. the previous input level's;
+            see :func:`continue_fixed_points`).
         inputs: constant input, ``(m,)`` shared or ``(n, m)`` per start. ``None``: zero input of
             ``F.input_size`` if ``F`` has one, else ``F`` is called with ``u=None``.
         method: ``"lm"`` (Levenberg–Marquardt on the residual), ``"lbfgs"`` or ``"gd"`` (on q).
@@ -1052,22 +1285,41 @@ def find_fixed_points(
             ``1e-12`` (FixedPointFinder's) in float32.
         tol_grad: stop a start when ``‖∇q‖`` (LM: ``‖(J−I)^T r‖``) falls to this (a slow point
             if ``q > tol_q``). Default ``1e-14`` in float64, ``1e-7`` in float32.
-        max_iters: solver iterations per start (default lm 200, lbfgs 2000, gd 5000).
+        max_iters: solver iterations per start (default lm 100, lbfgs 2000, gd 5000); the
+            Newton finish (``polish_steps``) runs after it whatever is left of it.
         chunk_iters: iterations per round between retirements of finished starts (default lm 5,
             lbfgs 32, gd 128; rounds get up to 8x longer once fewer than 512 starts remain).
         linear_solver: ``"lm"`` only: ``"cg"`` (matrix-free, default) or ``"cholesky"``
             (materialised Jacobian).
-        cg_iters: ``"lm"`` with ``"cg"``: CG iterations per LM step.
+        cg_iters: ``"lm"`` with ``"cg"``: at most this many CG iterations per LM step
+            (default 20; see the module docstring for the cost of fewer).
+        cg_tol: ``"lm"`` with ``"cg"``: CG stops at this relative residual (default ``1e-2``;
+            ``0`` runs all ``cg_iters``).
         mixed_precision: ``"lm"`` with ``"cg"`` in float64: run the CG products in float32.
         grad_rtol: stop a start when ``‖∇q‖ <= grad_rtol · ‖F(x) − x‖`` (a local minimum of q).
-        polish_steps: Newton steps (LU of ``J − I``) for points with ``tol_q < q <= 1e-6`` after
-            the solver, kept where they lower ``q``.
-        tol_unique: deduplication distance (FixedPointFinder's ``1e-3``); ``None`` returns one
-            entry per start.
+        polish_steps: at most this many Newton steps (LU of ``J − I``, backtracking ``t = 1,
+            ½, ¼``) finishing every start left above ``tol_q`` by the solver, each taken only
+            if it at least halves ``q`` (default 30; a converging start needs a few). ``0``
+            skips the finish (starts above ``tol_q`` are then slow points if the solver stopped
+            on its gradient rule, else iteration caps).
+        slow_rtol: a start the Newton finish cannot improve and that hit ``max_iters`` is a slow
+            point if ``‖(J−I)ᵀr‖ <= slow_rtol · ‖J−I‖_F ‖r‖`` (near a local minimum of ``q``),
+            otherwise it is recorded as stopped at the iteration cap.
+        newton_restarts: starts that end above ``tol_q`` are restarted from their *start* with
+            Powell's dogleg trust-region method on ``r`` (MINPACK hybrd's step, initial radius
+            100 ``‖x‖``, the exact ``J − I``; at most this many iterations, one LU each), the
+            route scipy's ``root`` takes; where that reaches a fixed point it replaces the
+            solver's end point (default 50; ``0`` skips it). It recovers roots whose basin the
+            solver's damped first steps left.
+        tol_unique: deduplication distance (FixedPointFinder's ``1e-3``; non-converged entries
+            within it of a fixed point are merged into it, :attr:`FixedPoints.n_starts`
+            counting them); ``None`` returns one entry per start.
         outlier_distance_scale: drop points farther than this times the starts' mean distance
             from the starts' centroid (FixedPointFinder's ``10``); ``None`` keeps all.
-        compute_jacobians: compute ``∂F/∂x`` at each returned point.
-        decompose: eigen-decompose the Jacobians and classify stability (needs Jacobians).
+        compute_jacobians: compute ``∂F/∂x`` at each returned point (after deduplication: one
+            Jacobian per distinct point, not per start).
+        decompose: eigen-decompose the Jacobians and classify stability (needs Jacobians;
+            default: ``compute_jacobians``, so ``compute_jacobians=False`` alone skips both).
         left_eigvecs: also return left eigenvectors.
         marginal_tol: band ``| |μ| − 1 | <= marginal_tol`` classed as marginal.
         dtype: ``float64`` (default; enabled locally) or ``float32``.
@@ -1111,17 +1363,24 @@ def find_fixed_points(
     ):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    if isinstance(polish_steps, bool) or not isinstance(polish_steps, int) or polish_steps < 0:
-        raise ValueError(f"polish_steps must be an int >= 0, got {polish_steps!r}")
+    for name, value in (("polish_steps", polish_steps), ("newton_restarts", newton_restarts)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
     if tol_unique is not None and not tol_unique > 0:
         raise ValueError(f"tol_unique must be > 0 or None, got {tol_unique!r}")
     if outlier_distance_scale is not None and not outlier_distance_scale > 0:
         raise ValueError(
             f"outlier_distance_scale must be > 0 or None, got {outlier_distance_scale!r}"
         )
+    if decompose is None:
+        decompose = compute_jacobians
     if decompose and not compute_jacobians:
         raise ValueError("decompose=True needs compute_jacobians=True")
+    if not (np.isfinite(slow_rtol) and slow_rtol >= 0):
+        raise ValueError(f"slow_rtol must be finite and >= 0, got {slow_rtol!r}")
 
+    if isinstance(initial_states, FixedPoints):  # continue from earlier points
+        initial_states = initial_states.x
     Fm, x0 = _prepare_map(F, initial_states)
     if x0.ndim != 2:
         raise ValueError(f"initial_states must have shape (n, d), got {x0.shape}")
@@ -1157,21 +1416,54 @@ def find_fixed_points(
             chunk_iters=int(chunk_iters),
             linear_solver=linear_solver,
             cg_iters=int(cg_iters),
+            cg_tol=float(cg_tol),
             grad_rtol=float(grad_rtol),
             mixed_precision=bool(mixed_precision and x64),
         )
         q = np.array(_speeds(x_fin, u_j, F=Fm))
         x_fin = np.array(x_fin)
-        if polish_steps:
-            cand = np.flatnonzero(finite & np.isfinite(q) & (q > tol_q) & (q <= 1e-6))
-            if cand.size:
-                size = _bucket(cand.size, n)
-                idx = np.concatenate([cand, np.full(size - cand.size, cand[0])])
-                xs, qs = _newton_polish(
-                    *_take((jnp.asarray(x_fin), u_j), idx), F=Fm, n_steps=polish_steps
+        reason = np.where(q <= tol_q, _CONVERGED, _CAP).astype(np.int8)
+        cand = np.flatnonzero(finite & np.isfinite(q) & (q > tol_q))
+        if cand.size and polish_steps:
+            # finish every start still above tolerance with Newton in the working precision
+            size = _bucket(cand.size, n)
+            idx = np.concatenate([cand, np.full(size - cand.size, cand[0])])
+            xs, qs, _, finished, g_rel = _newton_finish(
+                *_take((jnp.asarray(x_fin), u_j), idx),
+                F=Fm,
+                max_steps=int(polish_steps),
+                tol_q=float(tol_q),
+            )
+            x_fin[cand] = np.asarray(xs[: cand.size])
+            q[cand] = np.asarray(qs[: cand.size])
+            finished = np.asarray(finished[: cand.size])
+            g_rel = np.asarray(g_rel[: cand.size])
+            # a slow point: Newton stalled (the step's predicted decrease to q = 0 failed) where
+            # the solver had stopped on a vanishing gradient, or where the residual is nearly
+            # orthogonal to the range of J − I; anything still moving is an iteration cap
+            local_min = (iters[cand] < max_iters) | (g_rel <= slow_rtol)
+            reason[cand] = np.where(finished & local_min, _SLOW, _CAP)
+            left = cand[q[cand] > tol_q]
+            if left.size and newton_restarts:
+                # the solver took these starts to no root; a dogleg restart from the start
+                # itself (scipy's route) reaches roots whose basin the solver's steps left
+                size = _bucket(left.size, n)
+                idx = np.concatenate([left, np.full(size - left.size, left[0])])
+                xr, qr = _dogleg(
+                    *_take((x_start, u_j), idx),
+                    F=Fm,
+                    max_steps=int(newton_restarts),
+                    tol_q=float(tol_q),
                 )
-                x_fin[cand] = np.asarray(xs[: cand.size])
-                q[cand] = np.asarray(qs[: cand.size])
+                xr, qr = np.asarray(xr[: left.size]), np.asarray(qr[: left.size])
+                win = np.isfinite(qr) & (qr <= tol_q)
+                x_fin[left[win]] = xr[win]
+                q[left[win]] = qr[win]
+                logger.debug("Newton restarts: %d of %d reached a root", win.sum(), left.size)
+        elif cand.size:
+            reason[cand] = np.where(iters[cand] < max_iters, _SLOW, _CAP)
+        reason[q <= tol_q] = _CONVERGED
+        reason[~(finite & np.isfinite(q))] = _NONFINITE
         x_fin = np.where(finite[:, None], x_fin, x_init)
         q = np.where(finite, q, np.nan)
         converged = finite & (q <= tol_q)
@@ -1184,6 +1476,14 @@ def find_fixed_points(
             n_iters=iters.astype(np.int64),
             x_init=x_init,
             alpha=_alpha_of(F),
+            n_starts=np.ones(n, np.int64),
+            stop_reason=reason,
+        )
+        logger.info(
+            "find_fixed_points: starts stopped %s",
+            ", ".join(
+                f"{np.sum(reason == k)} {label}" for k, label in enumerate(STOP_REASONS)
+            ),
         )
         if outlier_distance_scale is not None:
             fps = fps[_outlier_mask(fps.x, x_init, outlier_distance_scale) | ~finite]
@@ -1198,6 +1498,66 @@ def find_fixed_points(
         int(np.sum(fps.converged)),
     )
     return fps
+
+
+def continue_fixed_points(
+    F: Callable[..., Any],
+    fps: FixedPoints | Any,
+    inputs_path: Any,
+    *,
+    extra_starts: Any = None,
+    **options: Any,
+) -> list[FixedPoints]:
+    r"""Follow fixed points along a path of constant inputs (numerical continuation).
+
+    At each input level :math:`u_k` of ``inputs_path`` the starts are the fixed points found at
+    the previous level (at the first level: ``fps``), plus ``extra_starts`` if given; where the
+    previous level has no fixed point its slow points are used instead. A fixed point that moves
+    smoothly with the input is then one short Newton/LM solve away from its predecessor, even
+    where starts from the network's states stall on slow points (e.g. the sine-wave generator's
+    low-frequency levels).
+
+    Args:
+        F: one-step map on a flat state, as for :func:`find_fixed_points`.
+        fps: the points to start from: a :class:`FixedPoints` (its fixed points, or its slow
+            points if it has none) or an ``(n, d)`` array of states.
+        inputs_path: ``(K, m)`` input levels, followed in order.
+        extra_starts: ``(n', d)`` starts added at every level (e.g. states of the network), or
+            ``None``.
+        **options: passed to :func:`find_fixed_points` (``tol_unique`` keeps its default, so
+            each level holds one entry per distinct point).
+
+    Returns:
+        ``K`` :class:`FixedPoints`, one per level (possibly empty of fixed points where the
+        branch ends, e.g. at a saddle-node bifurcation; the next level then continues from the
+        slow points there).
+
+    Raises:
+        ValueError: ``inputs_path`` not ``(K, m)`` with ``K >= 1``, or no finite start.
+    """
+    path = np.asarray(inputs_path, dtype=float)
+    if path.ndim == 1:
+        path = path[:, None]
+    if path.ndim != 2 or path.shape[0] < 1:
+        raise ValueError(f"inputs_path must have shape (K, m) with K >= 1, got {path.shape}")
+    extra = None if extra_starts is None else np.asarray(extra_starts, dtype=float)
+    prev = fps
+    out: list[FixedPoints] = []
+    for k, u in enumerate(path):
+        if isinstance(prev, FixedPoints):
+            pick = prev.fixed if len(prev.fixed) else prev[np.isfinite(prev.q)]
+            starts = pick.x
+        else:
+            starts = np.asarray(prev, dtype=float)
+        if extra is not None:
+            starts = np.concatenate([starts.reshape(-1, extra.shape[-1]), extra], axis=0)
+        starts = starts[np.all(np.isfinite(starts), axis=1)] if starts.ndim == 2 else starts
+        if np.ndim(starts) != 2 or starts.shape[0] == 0:
+            raise ValueError(f"no finite start to continue from at level {k} (input {u})")
+        level = find_fixed_points(F, starts, u, **options)
+        out.append(level)
+        prev = level if len(level) else prev
+    return out
 
 
 def _alpha_of(F: Any) -> Any:
