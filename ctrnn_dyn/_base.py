@@ -57,20 +57,23 @@ def merge_map(arrays: list, static: _Static) -> Any:
     return jax.tree_util.tree_unflatten(static.treedef, leaves)
 
 
-def jit_map(fun: Callable | None = None, *, static_argnames: tuple[str, ...] = ()) -> Callable:
+def jit_map(fun: Callable | None = None, *, static_argnames: tuple[str, ...] = (),
+            map_argname: str | None = None) -> Callable:
     """``jax.jit`` for ``fun(F, ...)``: ``F``'s array leaves traced, the rest of ``F`` static.
 
-    Other arguments follow ``jax.jit``'s rules, with ``static_argnames`` static (they may be
-    passed by position or by name).
+    ``F`` is the first parameter, or the one named ``map_argname``. Other arguments follow
+    ``jax.jit``'s rules, with ``static_argnames`` static (they may be passed by position or by
+    name).
     """
     if fun is None:
-        return functools.partial(jit_map, static_argnames=static_argnames)
+        return functools.partial(jit_map, static_argnames=static_argnames,
+                                 map_argname=map_argname)
     signature = inspect.signature(fun)
-    first = next(iter(signature.parameters))
+    first = map_argname or next(iter(signature.parameters))
 
     @functools.partial(jax.jit, static_argnames=("static_part", *static_argnames))
     def compiled(arrays, static_part, **kwargs):
-        return fun(merge_map(arrays, static_part), **kwargs)
+        return fun(**{first: merge_map(arrays, static_part)}, **kwargs)
 
     @functools.wraps(fun)
     def call(*args, **kwargs):
