@@ -94,6 +94,7 @@ import numpy as np
 from jaxopt.linear_solve import solve_cg
 
 from ctrnn_dyn import _files, linear
+from ctrnn_dyn._base import jit_map
 
 __all__ = [
     "METHODS",
@@ -751,14 +752,23 @@ def sample_initial_states(states: Any, n: int, *, noise_scale: float, key: jax.A
 # ---------------------------------------------------------------------------------------------
 
 
+@jax.tree_util.register_pytree_node_class
 @dataclasses.dataclass(frozen=True)
 class _RaveledMap:
-    """``F`` on a pytree carry seen as a map on the flat vector (hashable for ``jit``)."""
+    """``F`` on a pytree carry seen as a map on the flat vector (a pytree: ``F``'s arrays are
+    traced by :func:`~ctrnn_dyn._base.jit_map`)."""
 
     F: Callable[..., Any]
     treedef: Any
     shapes: tuple[tuple[int, ...], ...]
     dtypes: tuple[Any, ...]
+
+    def tree_flatten(self) -> tuple[tuple, tuple]:
+        return (self.F,), (self.treedef, self.shapes, self.dtypes)
+
+    @classmethod
+    def tree_unflatten(cls, aux: tuple, children: tuple) -> _RaveledMap:
+        return cls(children[0], *aux)
 
     def _unravel(self, x: jax.Array) -> Any:
         leaves, start = [], 0
@@ -872,21 +882,19 @@ def _make_solver(
     return jaxopt.GradientDescent(fun=partial(_speed, F), maxiter=max_iters, implicit_diff=False)
 
 
-@partial(
-    jax.jit,
-    static_argnames=(
-        "F", "method", "max_iters", "linear_solver", "cg_iters", "mixed_precision", "cg_tol"
-    ),
+@jit_map(
+    map_argname="F",
+    static_argnames=("method", "max_iters", "linear_solver", "cg_iters", "mixed_precision",
+                     "cg_tol"),
 )
 def _init_states(x, u, *, F, method, max_iters, linear_solver, cg_iters, mixed_precision, cg_tol):
     solver = _make_solver(F, method, max_iters, linear_solver, cg_iters, mixed_precision, cg_tol)
     return jax.vmap(solver.init_state)(x, u)
 
 
-@partial(
-    jax.jit,
+@jit_map(
+    map_argname="F",
     static_argnames=(
-        "F",
         "method",
         "n_iter",
         "tol_q",
@@ -947,7 +955,7 @@ def _run_chunk(
     return jax.vmap(one)(x, state, u, iters)
 
 
-@partial(jax.jit, static_argnames=("F",))
+@jit_map(map_argname="F")
 def _speeds(x, u, *, F):
     return jax.vmap(partial(_speed, F))(x, u)
 
@@ -955,7 +963,7 @@ def _speeds(x, u, *, F):
 _BACKTRACK = (1.0, 0.5, 0.25)
 
 
-@partial(jax.jit, static_argnames=("F", "max_steps", "tol_q"))
+@jit_map(map_argname="F", static_argnames=("max_steps", "tol_q"))
 def _newton_finish(x, u, *, F, max_steps, tol_q):
     r"""Finish starts with Newton steps :math:`\delta = -(J - I)^{-1} r(x)` while ``q`` falls.
 
@@ -1010,7 +1018,7 @@ def _newton_finish(x, u, *, F, max_steps, tol_q):
     return jax.vmap(one)(x, u)
 
 
-@partial(jax.jit, static_argnames=("F", "max_steps", "tol_q"))
+@jit_map(map_argname="F", static_argnames=("max_steps", "tol_q"))
 def _dogleg(x, u, *, F, max_steps, tol_q):
     r"""Powell's dogleg trust-region method on ``r(x) = F(x) − x`` (MINPACK hybrd's step, with
     the exact ``J − I`` instead of Broyden updates), from each ``x``; returns ``x`` and ``q``.
@@ -1066,7 +1074,7 @@ def _dogleg(x, u, *, F, max_steps, tol_q):
     return jax.vmap(one)(x, u)
 
 
-@partial(jax.jit, static_argnames=("F",))
+@jit_map(map_argname="F")
 def _jacobians(x, u, *, F):
     return jax.vmap(partial(linear.jacobian, F))(x, u)
 

@@ -127,3 +127,23 @@ def test_a_user_pytree_map_compiles_once_and_a_plain_function_still_works():
         results.append(classify_dynamics(plain, jnp.full((2, 4), 0.1), u=jnp.zeros(1)))
     # a contraction (spectral norm 0.9 < 1): every start settles on a fixed point
     assert all(set(r.labels) == {"fixed point"} for r in results)
+
+
+def test_find_fixed_points_on_a_second_network_compiles_nothing():
+    from ctrnn_dyn import find_fixed_points
+
+    first, second, third = _networks(3, hidden=8)
+    starts = np.random.default_rng(0).normal(size=(64, 8))
+    with jax.enable_x64(True):
+        with count_compiles() as compiles:
+            found = [find_fixed_points(first, starts, np.ones(2))]
+        assert compiles
+        with count_compiles() as compiles:
+            found += [find_fixed_points(F, starts, np.ones(2)) for F in (second, third, second)]
+        assert compiles == []
+    # each network's points are its own: F(x*) = x* under that network's NumPy map
+    for F, fps in zip((first, second, third), found, strict=False):
+        fixed = fps.fixed
+        assert len(fixed) >= 1
+        for x in np.asarray(fixed.x):
+            np.testing.assert_allclose(_numpy_map(F, x, np.ones(2)), x, atol=1e-9)
