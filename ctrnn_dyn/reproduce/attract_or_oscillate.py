@@ -53,8 +53,9 @@ Data (``attract_or_oscillate.npz``, NumPy only): every network's parameters unde
 ``output_kernel``, ``output_bias``, ``alpha``); ``alpha_<a>_net<j>/accuracy``,
 ``/train_set_accuracy`` and ``/status``; for each analysed network its zero-input fixed points
 under ``fp/alpha_<a>_net<j>/`` (as :meth:`~ctrnn_dyn.fixed_points.FixedPoints.save` writes
-them), ``/running_sums`` ``(B, 3)`` and ``/relaxed_states`` ``(B, 3, n)`` (the states after
-each stimulus and ``relax_steps`` steps of zero input); for a solved circle
+them), ``/running_sums`` ``(B, 3)`` and, where it has stable fixed points,
+``/relaxed_states`` ``(B, 3, n)`` float32 (the states after each stimulus and ``relax_steps``
+steps of zero input); for a solved circle
 ``/circle_nodes`` ``(N, n)`` (its values at :math:`\theta_j = 2\pi j/N`),
 ``/circle_rotation`` and ``/phase_after_stimulus`` ``(B, 3)`` (radians, relative to the
 stimulus-free trial).
@@ -606,7 +607,8 @@ def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0,
             arrays[f"{name}/status"] = np.asarray(n["claims"]["status"])
             if "relaxed" in n:
                 arrays[f"{name}/running_sums"] = n["sums"]
-                arrays[f"{name}/relaxed_states"] = n["relaxed"].astype(np.float32)
+                if n["claims"]["n_stable_fixed_points_zero_input"]:  # (else nothing to land on)
+                    arrays[f"{name}/relaxed_states"] = n["relaxed"].astype(np.float32)
                 if len(n["fps"]):
                     fixed[name] = n["fps"]
             if "circle" in n:
@@ -755,8 +757,11 @@ def _network_panel(ax, a, r, cfg):
 
 
 def _label_panels(fig) -> None:
-    """Panel letters a, b, ... on the figure's data axes in the order they were made (colour
-    bars and switched-off axes skipped)."""
-    panels = [ax for ax in fig.axes if not hasattr(ax, "_colorbar") and ax.axison]
+    """Panel letters a, b, ... on the figure's data axes in reading order (by the grid cell
+    each starts in: row, then column; colour bars and switched-off axes skipped)."""
+    panels = [ax for ax in fig.axes
+              if not hasattr(ax, "_colorbar") and (ax.axison or ax.name == "3d")]
+    panels.sort(key=lambda ax: (ax.get_subplotspec().rowspan.start,
+                                ax.get_subplotspec().colspan.start))
     for letter, ax in zip("abcdefghijklmnop", panels, strict=False):
         plot.panel_label(ax, letter)

@@ -376,7 +376,7 @@ def _figure(cfg, net, task, accuracy, states, outputs, inputs, ctx, stim, pts, l
         ev = pca.explained_variance_ratio_
         ax.set_xlabel(f"PC1 ({100 * ev[0]:.0f} %)")
         ax.set_ylabel(f"PC2 ({100 * ev[1]:.0f} %)")
-        ax.set_title(f"{name} context: {per_ctx[name]['n_points']} slow points")
+        ax.set_title(f"{name} context:\n{per_ctx[name]['n_points']} slow points")
     if sc is not None:
         plot.colorbar(pca_axes, sc, r"slow multiplier $\mu_1 - 1$ (> 0: repelling)",
                       location="bottom", shrink=0.6, extend="both", pad=0.04)
@@ -397,7 +397,7 @@ def _figure(cfg, net, task, accuracy, states, outputs, inputs, ctx, stim, pts, l
     ax.yaxis.set_minor_locator(mpl.ticker.NullLocator())
     ax.set_xlabel("position along the line")
     ax.set_ylabel(r"$\mu_1 - 1$ (solid), $|\mu_2 - 1|$ (dotted)")
-    ax.set_title(f"slow and next mode (grey: τ ≥ {S} steps)")
+    ax.set_title(f"slow and next mode\n(grey: τ ≥ {S} steps)")
 
     # Mante et al. 2013, Fig. 5: condition averages on the choice and input axes
     names = ("motion", "colour")
@@ -421,7 +421,7 @@ def _figure(cfg, net, task, accuracy, states, outputs, inputs, ctx, stim, pts, l
         ax.set_xlabel("choice axis")
         ax.set_ylabel(f"{names[k]} axis")
         rel = "relevant" if k == c else "irrelevant"
-        ax.set_title(f"{names[c]} context, by {names[k]} ({rel})")
+        ax.set_title(f"{names[c]} context,\nsorted by {names[k]} ({rel})")
     plot.colorbar(mante_axes, mpl.cm.ScalarMappable(norm=cnorm, cmap=cmap),
                   "coherence of the sorting input", location="bottom", shrink=0.5, pad=0.03)
 
@@ -484,8 +484,11 @@ def _figure(cfg, net, task, accuracy, states, outputs, inputs, ctx, stim, pts, l
 
 
 def _label_panels(fig) -> None:
-    """Panel letters a, b, ... on the figure's data axes in the order they were made (colour
-    bars and switched-off axes skipped)."""
-    panels = [ax for ax in fig.axes if not hasattr(ax, "_colorbar") and ax.axison]
+    """Panel letters a, b, ... on the figure's data axes in reading order (by the grid cell
+    each starts in: row, then column; colour bars and switched-off axes skipped)."""
+    panels = [ax for ax in fig.axes
+              if not hasattr(ax, "_colorbar") and (ax.axison or ax.name == "3d")]
+    panels.sort(key=lambda ax: (ax.get_subplotspec().rowspan.start,
+                                ax.get_subplotspec().colspan.start))
     for letter, ax in zip("abcdefghijklmnop", panels, strict=False):
         plot.panel_label(ax, letter)

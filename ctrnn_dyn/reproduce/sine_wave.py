@@ -408,14 +408,14 @@ def _figure(cfg, net, accuracy, omegas, batch, outputs, half, fixed, per_level, 
     _mech_scatter(ax, omegas, rot, mech)
     ax.set_xlabel("target ω (rad/step)")
     ax.set_ylabel("|arg μ| (rad/step)")
-    ax.set_title(f"rotation per step (grey: ω ± {100 * tol:.0f} %)")
+    ax.set_title(f"rotation (grey: ω ± {100 * tol:.0f} %)")
     ax = fig.add_subplot(grid[2, 1])
     ax.axhspan(1 - cfg["marginal_tol"], 1 + cfg["marginal_tol"], color="0.88", lw=0)
     ax.axhline(1.0, color="0.4", lw=0.7)
     _mech_scatter(ax, omegas, mod, mech)
     ax.set_xlabel("target ω (rad/step)")
     ax.set_ylabel("|μ| of the leading complex pair")
-    ax.set_title("growth per step (> 1: unstable)")
+    ax.set_title("growth per step")
     ax = fig.add_subplot(grid[2, 2])
     amp = np.array([p["late_amplitude"] for p in per_level])
     ax.axhline(1.0, color="0.4", lw=0.7)
@@ -423,7 +423,7 @@ def _figure(cfg, net, accuracy, omegas, batch, outputs, half, fixed, per_level, 
     ax.set_ylim(0, max(1.3, float(np.nanmax(amp)) * 1.1))
     ax.set_xlabel("target ω (rad/step)")
     ax.set_ylabel("output amplitude (target 1)")
-    ax.set_title(f"amplitude after {cfg['sustain_steps']} steps")
+    ax.set_title(f"amplitude at {cfg['sustain_steps']} steps")
     handles, labels = [], []
     for m in MECHANISMS:
         n = int(np.sum(mech == m))
@@ -456,8 +456,11 @@ def _mech_scatter(ax, omegas, values, mech):
 
 
 def _label_panels(fig) -> None:
-    """Panel letters a, b, ... on the figure's data axes in the order they were made (colour
-    bars and switched-off axes skipped)."""
-    panels = [ax for ax in fig.axes if not hasattr(ax, "_colorbar") and ax.axison]
+    """Panel letters a, b, ... on the figure's data axes in reading order (by the grid cell
+    each starts in: row, then column; colour bars and switched-off axes skipped)."""
+    panels = [ax for ax in fig.axes
+              if not hasattr(ax, "_colorbar") and (ax.axison or ax.name == "3d")]
+    panels.sort(key=lambda ax: (ax.get_subplotspec().rowspan.start,
+                                ax.get_subplotspec().colspan.start))
     for letter, ax in zip("abcdefghijklmnop", panels, strict=False):
         plot.panel_label(ax, letter)
