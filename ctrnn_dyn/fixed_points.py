@@ -1263,7 +1263,7 @@ def find_fixed_points(
     grad_rtol: float = 1e-8,
     polish_steps: int = 30,
     slow_rtol: float = 1e-3,
-    newton_restarts: int = 50,
+    newton_restarts: int = 10,
     tol_unique: float | None = 1e-3,
     outlier_distance_scale: float | None = 10.0,
     compute_jacobians: bool = True,
@@ -1317,7 +1317,7 @@ def find_fixed_points(
             Powell's dogleg trust-region method on ``r`` (MINPACK hybrd's step, initial radius
             100 ``‖x‖``, the exact ``J − I``; at most this many iterations, one LU each), the
             route scipy's ``root`` takes; where that reaches a fixed point it replaces the
-            solver's end point (default 50; ``0`` skips it). It recovers roots whose basin the
+            solver's end point (default 10; ``0`` skips it). It recovers roots whose basin the
             solver's damped first steps left.
         tol_unique: deduplication distance (FixedPointFinder's ``1e-3``; non-converged entries
             within it of a fixed point are merged into it, :attr:`FixedPoints.n_starts`
