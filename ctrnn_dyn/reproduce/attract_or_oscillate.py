@@ -91,7 +91,7 @@ from ctrnn_dyn.reproduce._common import (
 from ctrnn_dyn.tasks import ALL_COLOUR_COMBINATIONS, Batch, FixedTrials, ModuloThree
 
 __all__ = ["NAME", "run", "settings", "EXPECTED", "training_trials", "solve_invariant_circle",
-           "trig_shift"]
+           "circle_phase", "coding_accuracy"]
 
 NAME = "attract_or_oscillate"
 #: The seed author's finding: the mechanism each alpha leads to.
@@ -159,29 +159,6 @@ def training_trials(task: ModuloThree, per_triple: dict, *, key: jax.Array,
 # ---------------------------------------------------------------------------------------------
 # The invariant circle of a map: Newton on its Fourier parameterisation
 # ---------------------------------------------------------------------------------------------
-
-
-def trig_shift(n_points: int, shift: float) -> tuple[np.ndarray, np.ndarray]:
-    r"""Matrices that evaluate a trigonometric interpolant at shifted nodes, and the derivative.
-
-    For values :math:`v_j = K(\theta_j)` at :math:`\theta_j = 2\pi j/N` (``N`` odd, harmonics
-    :math:`|k| \le (N-1)/2`), ``S @ v`` is :math:`K(\theta_j + s)` and ``dS @ v`` is
-    :math:`\partial_s K(\theta_j + s)`.
-
-    Args:
-        n_points: ``N`` (odd).
-        shift: ``s`` in radians.
-
-    Returns:
-        ``(S, dS)``, each ``(N, N)`` real.
-    """
-    if n_points % 2 == 0 or n_points < 3:
-        raise ValueError(f"n_points must be odd and >= 3, got {n_points}")
-    k = np.fft.fftfreq(n_points, 1.0 / n_points)
-    D = np.fft.fft(np.eye(n_points), axis=0)
-    Dinv = np.fft.ifft(np.eye(n_points), axis=0)
-    phase = np.exp(1j * k * shift)
-    return ((Dinv * phase[None, :]) @ D).real, ((Dinv * (1j * k * phase)[None, :]) @ D).real
 
 
 def _resample(K: np.ndarray, n_points: int) -> np.ndarray:
