@@ -721,8 +721,16 @@ def _network_panel(ax, a, r, cfg):
     ax.axhline(cfg["trained_accuracy"], color="k", ls=":", lw=0.7)
     ticks = []
     for j, n in enumerate(nets):
-        ticks.append(f"#{j}\n{n['status']}"
-                     + (f"\n{n['mechanism']}" if n["status"] == "trained" else ""))
+        extra = ""
+        if n["status"] == "trained":  # the numbers behind each analysed network's claims
+            extra = f"\n{n['mechanism']}\n{n['n_stable_fixed_points_zero_input']} stable"
+            if a == 0.1:  # the worst stimulus: fraction on its running sum's attractor
+                land = n["attractor_of_running_sum_fraction_per_stimulus"]
+                extra += f"\nland {100 * min(land):.0f} %"
+            elif n["phase_codes_running_sum_accuracy_per_stimulus"] is not None:
+                code = n["phase_codes_running_sum_accuracy_per_stimulus"]
+                extra += f"\nphase {100 * min(code):.0f} %"
+        ticks.append(f"#{j}\n{n['status']}{extra}")
     ax.set_xticks(idx, ticks, fontsize=6)
     ax.set_xlim(-0.6, max(len(nets), 3) - 0.4)
     ax.set_ylim(0, 1.05)
