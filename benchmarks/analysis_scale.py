@@ -1,0 +1,154 @@
+"""Benchmark: analysing many networks — fixed points (256 starts) + dynamics classification per
+network — through one compiled program, against a loop of per-network calls that compile anew.
+
+Networks: ``E`` CT-RNNs of the attract-or-oscillate size (100 tanh units, ``α = 0.1``, 3 inputs),
+each with its own initial weights (``fold_in(key, i)``). Per network: 256 starts sampled from its
+own trajectories (8 trials of 50 steps under random inputs, plus ``N(0, 0.5²)`` noise),
+``find_fixed_points`` at zero input (default options: solve, deduplicate, linearise, classify)
+and ``classify_dynamics`` from 8 of the starts (500 transient + 2000 steps).
+
+* **batched**: the maps are :class:`~ctrnn_dyn.dynamics.OneStepMap` pytrees of one shape: every
+  analysis compiles once, then each network only runs
+  (:func:`ctrnn_dyn.ensemble_analysis.find_fixed_points_ensemble` and
+  ``classify_dynamics_ensemble``).
+* **per-network loop** (the baseline, measured in the same run): the same calls with each map
+  wrapped in an object that is not a pytree and compares by identity, so every network compiles
+  its own programs — what every analysis did while it took ``F`` as a static argument. It is
+  timed on ``min(E, --loop-max)`` networks; its cost is per network, so networks per hour come
+  from those.
+
+Each measurement starts from empty compilation caches (``jax.clear_caches()``). The share of
+time spent compiling is the sum of JAX's compile-time events (tracing, lowering,
+XLA compilation) over the wall time.
+
+Usage::
+
+    python benchmarks/analysis_scale.py [--sizes 1,32,256] [--loop-max 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import jax.monitoring
+import jax.numpy as jnp
+import numpy as np
+
+from ctrnn_dyn.attractors import classify_dynamics
+from ctrnn_dyn.dynamics import one_step_map, simulate
+from ctrnn_dyn.ensemble_analysis import classify_dynamics_ensemble, find_fixed_points_ensemble
+from ctrnn_dyn.fixed_points import find_fixed_points, sample_initial_states
+from ctrnn_dyn.model import CTRNNCell, rnn
+
+HIDDEN, INPUTS, ALPHA, STARTS, CLASSIFY_STARTS = 100, 3, 0.1, 256, 8
+CLASSIFY = dict(n_transient=500, n_steps=2000)
+
+_compile_s = [0.0]
+_COMPILE_EVENTS = ("/jax/core/compile/backend_compile_duration",
+                   "/jax/core/compile/jaxpr_trace_duration",
+                   "/jax/core/compile/jaxpr_to_mlir_module_duration")
+jax.monitoring.register_event_duration_secs_listener(
+    lambda event, secs, **kw: _compile_s.__setitem__(0, _compile_s[0] + secs)
+    if event in _COMPILE_EVENTS else None)
+
+
+class PerNetworkMap:
+    """A map that is not a pytree and hashes by identity: analyses compile it on its own."""
+
+    def __init__(self, F):
+        self.F, self.state_size, self.input_size, self.alpha = (F, F.state_size, F.input_size,
+                                                                F.alpha)
+
+    def __call__(self, x, u=None):
+        return self.F(x, u)
+
+    def jacobian(self, x, u=None):
+        return self.F.jacobian(x, u)
+
+
+def ensemble(E: int, key: jax.Array):
+    """``(cell, stacked params, [starts (256, n)] * E, [classify starts (8, n)] * E)``."""
+    cell = CTRNNCell(hidden_features=HIDDEN, output_features=2, alpha=ALPHA, noise_const=0.0)
+    init = jax.jit(jax.vmap(lambda k: rnn(cell).init(k, jnp.ones((1, 2, INPUTS)))))
+    params = init(jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(E)))
+    inputs = jax.random.normal(jax.random.fold_in(key, 1 << 30), (8, 50, INPUTS))
+
+    @jax.jit
+    def roll(p):
+        F = one_step_map(cell, p)
+        return jax.vmap(lambda u: simulate(F, jnp.ones(HIDDEN), u))(inputs)
+
+    starts, picks = [], []
+    for i in range(E):
+        p = jax.tree_util.tree_map(lambda a, i=i: a[i], params)
+        s = sample_initial_states(roll(p), STARTS, noise_scale=0.5,
+                                  key=jax.random.fold_in(key, 10_000 + i))
+        starts.append(s)
+        picks.append(s[:CLASSIFY_STARTS])
+    return cell, params, starts, picks
+
+
+def batched(cell, params, starts, picks) -> tuple[float, float, list]:
+    t0, c0 = time.perf_counter(), _compile_s[0]
+    u = jnp.zeros(INPUTS)
+    fps = find_fixed_points_ensemble(cell, params, starts, u)
+    classes = classify_dynamics_ensemble(cell, params, picks, u, **CLASSIFY)
+    return time.perf_counter() - t0, _compile_s[0] - c0, [(len(f.fixed), c.labels[0])
+                                                          for f, c in zip(fps, classes,
+                                                                          strict=True)]
+
+
+def loop(cell, params, starts, picks, n: int) -> tuple[float, float, list]:
+    from ctrnn_dyn.ensemble_analysis import network_maps
+
+    maps = network_maps(cell, params)[:n]
+    u = jnp.zeros(INPUTS)
+    t0, c0 = time.perf_counter(), _compile_s[0]
+    out = []
+    for F, s, p in zip(maps, starts, picks, strict=False):
+        G = PerNetworkMap(F)
+        f = find_fixed_points(G, s, u)
+        c = classify_dynamics(G, p, u, **CLASSIFY)
+        out.append((len(f.fixed), c.labels[0]))
+    return time.perf_counter() - t0, _compile_s[0] - c0, out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1,32,256")
+    ap.add_argument("--loop-max", type=int, default=4,
+                    help="networks the per-network loop is timed on (its cost is per network)")
+    args = ap.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(f"jax {jax.__version__}; {HIDDEN} units, {STARTS} starts, classify {CLASSIFY_STARTS} "
+          f"starts x {CLASSIFY}")
+    key = jax.random.key(0)
+    cell, params, starts, picks = ensemble(max(sizes), key)
+    n_loop = min(args.loop_max, max(sizes))
+    jax.clear_caches()
+    loop_s, loop_c, loop_out = loop(cell, params, starts, picks, n_loop)
+    loop_rate = 3600 * n_loop / loop_s
+    print(f"per-network loop: {n_loop} networks in {loop_s:.1f} s ({loop_rate:.0f} networks/h), "
+          f"compiling {100 * loop_c / loop_s:.0f} % of the time")
+    rows = []
+    for E in sizes:
+        sub = jax.tree_util.tree_map(lambda a, E=E: a[:E], params)
+        jax.clear_caches()  # each size pays its own compilation
+        wall, comp, out = batched(cell, sub, starts[:E], picks[:E])
+        rate = 3600 * E / wall
+        rows.append((E, wall, comp, rate))
+        same = out[:n_loop] == loop_out[:min(E, n_loop)]
+        print(f"E = {E:4d}: {wall:8.1f} s, {rate:9.0f} networks/h = x{rate / loop_rate:.1f} the "
+              f"loop; compiling {100 * comp / wall:.1f} % of the time; {wall / E:.3f} s per "
+              f"network; same results as the loop on its networks: {same}", flush=True)
+    if len(rows) > 1:
+        Es = np.array([r[0] for r in rows], float)
+        walls = np.array([r[1] for r in rows])
+        slope, intercept = np.polyfit(Es, walls, 1)
+        print(f"cost fit: {intercept:.1f} s + {slope:.3f} s x E")
+
+
+if __name__ == "__main__":
+    main()
