@@ -54,6 +54,7 @@ from ctrnn_dyn.pca import TrajectoryPCA
 __all__ = [
     "COLUMN_WIDTH",
     "PAGE_WIDTH",
+    "label_panels",
     "SAVE_DPI",
     "OKABE_ITO",
     "POINT_STYLE",
@@ -942,3 +943,14 @@ def loss_curve(
     if len(curves) > 1:
         legend_outside(ax)
     return ax
+
+
+def label_panels(fig) -> None:
+    """Panel letters a, b, ... on the figure's data axes in reading order (by the grid cell
+    each starts in: row, then column; colour bars and switched-off axes skipped)."""
+    panels = [ax for ax in fig.axes
+              if not hasattr(ax, "_colorbar") and (ax.axison or ax.name == "3d")]
+    panels.sort(key=lambda ax: (ax.get_subplotspec().rowspan.start,
+                                ax.get_subplotspec().colspan.start))
+    for letter, ax in zip("abcdefghijklmnop", panels, strict=False):
+        panel_label(ax, letter)

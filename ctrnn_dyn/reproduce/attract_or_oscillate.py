@@ -624,7 +624,7 @@ def _figure(cfg, res):
         f"α = {a}: " + (", ".join(f"{k} ({v})" for k, v in r["claims"]["mechanisms_of_trained"]
                                   .items()) or "no trained network")
         for a, r in res.items())
-    _label_panels(fig)
+    plot.label_panels(fig)
     fig.suptitle("Modulo-3 task; expected (seed author): fixed points at α = 0.1, an "
                  f"oscillation at α = 1.0\nclassify_dynamics on the trained networks: {verdicts}")
     return fig
@@ -741,12 +741,3 @@ def _network_panel(ax, a, r, cfg):
                  f"{c['n_memorised']} memorised")
 
 
-def _label_panels(fig) -> None:
-    """Panel letters a, b, ... on the figure's data axes in reading order (by the grid cell
-    each starts in: row, then column; colour bars and switched-off axes skipped)."""
-    panels = [ax for ax in fig.axes
-              if not hasattr(ax, "_colorbar") and (ax.axison or ax.name == "3d")]
-    panels.sort(key=lambda ax: (ax.get_subplotspec().rowspan.start,
-                                ax.get_subplotspec().colspan.start))
-    for letter, ax in zip("abcdefghijklmnop", panels, strict=False):
-        plot.panel_label(ax, letter)

@@ -477,18 +477,9 @@ def _figure(cfg, net, task, accuracy, states, outputs, inputs, ctx, stim, pts, l
               "output: motion context; Mante panels: choice +1",
               "output: colour context; Mante panels: choice −1"]
     ax.legend(handles, labels, loc="center left", frameon=False, title="key")
-    _label_panels(fig)
+    plot.label_panels(fig)
     fig.suptitle(f"Context-dependent integration (n = {cfg['hidden']}, α = {cfg['alpha']}, "
                  f"{S}-step noisy stimulus), after Mante et al. 2013")
     return fig
 
 
-def _label_panels(fig) -> None:
-    """Panel letters a, b, ... on the figure's data axes in reading order (by the grid cell
-    each starts in: row, then column; colour bars and switched-off axes skipped)."""
-    panels = [ax for ax in fig.axes
-              if not hasattr(ax, "_colorbar") and (ax.axison or ax.name == "3d")]
-    panels.sort(key=lambda ax: (ax.get_subplotspec().rowspan.start,
-                                ax.get_subplotspec().colspan.start))
-    for letter, ax in zip("abcdefghijklmnop", panels, strict=False):
-        plot.panel_label(ax, letter)

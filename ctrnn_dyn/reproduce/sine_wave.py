@@ -437,7 +437,7 @@ def _figure(cfg, net, accuracy, omegas, batch, outputs, half, fixed, per_level, 
         labels.append(f"{m}: {n}")
     fig.legend(handles, labels, loc="outside lower center", ncol=3,
                title=f"mechanism at each level's fixed point (levels of {len(mech)})")
-    _label_panels(fig)
+    plot.label_panels(fig)
     fig.suptitle(f"Sine-wave generator (n = {cfg['hidden']}, α = {cfg['alpha']}, "
                  f"{cfg['trial_steps']}-step trials): {int(np.sum(mech == PAPER))} of "
                  f"{len(mech)} levels oscillate around an unstable focus rotating at ω")
@@ -455,12 +455,3 @@ def _mech_scatter(ax, omegas, values, mech):
         ax.scatter(omegas[sel], values[sel], marker="x", s=16, color="k", zorder=3)
 
 
-def _label_panels(fig) -> None:
-    """Panel letters a, b, ... on the figure's data axes in reading order (by the grid cell
-    each starts in: row, then column; colour bars and switched-off axes skipped)."""
-    panels = [ax for ax in fig.axes
-              if not hasattr(ax, "_colorbar") and (ax.axison or ax.name == "3d")]
-    panels.sort(key=lambda ax: (ax.get_subplotspec().rowspan.start,
-                                ax.get_subplotspec().colspan.start))
-    for letter, ax in zip("abcdefghijklmnop", panels, strict=False):
-        plot.panel_label(ax, letter)
