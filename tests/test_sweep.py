@@ -270,7 +270,7 @@ def test_parquet_outputs_are_durable_and_a_failed_write_leaves_the_old_table(tmp
     real_fsync = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.fstat(fd).st_mode),
                                                  real_fsync(fd)))
-    sweep._atomic_write_parquet(old, path)
+    sweep.tables._atomic_write_parquet(old, path)
     monkeypatch.undo()
     assert [stat.S_ISREG(m) for m in synced] == [True, False]  # the file, then its directory
     assert stat.S_ISDIR(synced[1])
@@ -280,7 +280,7 @@ def test_parquet_outputs_are_durable_and_a_failed_write_leaves_the_old_table(tmp
 
     monkeypatch.setattr(os, "fsync", full)
     with pytest.raises(OSError, match="No space left"):
-        sweep._atomic_write_parquet(old.assign(loss=[9.0, 9.0]), path)
+        sweep.tables._atomic_write_parquet(old.assign(loss=[9.0, 9.0]), path)
     monkeypatch.undo()
     assert os.listdir(path.parent) == [path.name]  # no temporary file left
     pd.testing.assert_frame_equal(pd.read_parquet(path), old)
@@ -371,7 +371,7 @@ def test_failing_chunk_is_retried_then_recorded(tmp_path, monkeypatch):
             fh.write(spec.chunk_id + "\n")
         raise RuntimeError("solver exploded")
 
-    monkeypatch.setattr(sweep, "run_chunk", boom)
+    monkeypatch.setattr(sweep.driver, "run_chunk", boom)
     path = _write(tmp_path, SMALL.replace("seeds = 3", "seeds = 1").replace(
         "chunk_size = 3", "chunk_size = 2").replace("retries = 1", "retries = 2"))
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
