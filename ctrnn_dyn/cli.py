@@ -24,7 +24,9 @@ for free. Progress: tqdm bars on a terminal, otherwise one log line per stage on
 (``--quiet`` hides them).
 
 Only argparse is imported to build the parser; each subcommand's arguments are added when that
-subcommand is used, and its handler imports JAX, so ``ctrnn-dyn --help`` is quick.
+subcommand is used, and its handler imports JAX, so ``ctrnn-dyn --help`` is quick. Before a
+handler runs, :func:`ctrnn_dyn.compile_cache.enable` turns on XLA's persistent compilation cache
+in a private directory, so a second run compiles nothing the first one compiled.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
+
+from ctrnn_dyn import compile_cache
 
 __all__ = ["main", "subcommand", "SUBCOMMANDS", "build_parser", "UsageError",
            "check_output_dir"]
@@ -173,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(verbose, bool(getattr(args, "quiet", False)))
     sub = getattr(args, "_parser", parser)
     try:
+        compile_cache.enable()  # a second run loads what this one compiles
         return int(args._handler(args) or 0)
     except _USER_ERRORS as err:
         _exit_with(sub, 2, str(err), verbose)

@@ -48,13 +48,14 @@ import logging
 import os
 import platform
 import shutil
-import stat
 import subprocess
 import tempfile
 import threading
 from pathlib import Path
 
 import jax
+
+from ctrnn_dyn._private import CACHE_ENV, Untrusted, cache_root, check_private, private_dirs
 
 __all__ = [
     "prepare", "available", "suspended", "status", "kernel_key", "ENV_SWITCH", "CACHE_ENV",
@@ -63,8 +64,6 @@ __all__ = [
 
 #: Environment variable: ``0`` keeps the XLA loops.
 ENV_SWITCH = "CTRNN_DYN_NATIVE"
-#: Environment variable: the cache directory (default ``~/.cache/ctrnn_dyn``).
-CACHE_ENV = "CTRNN_DYN_CACHE"
 #: Environment variable: seconds the compiler may run (default 300).
 BUILD_TIMEOUT_ENV = "CTRNN_DYN_BUILD_TIMEOUT"
 #: FFI target names registered by :func:`prepare` (CPU only).
@@ -84,14 +83,6 @@ _suspended = threading.local()
 #: x86-64), then ``-march=native``, then neither.
 _FLAGS = ["-O3", "-std=c++20", "-shared", "-fPIC", "-w"]
 _ATTEMPTS = [["-march=native", "-DCTRNN_DYN_LIBMVEC", "-lmvec"], ["-march=native"], []]
-
-
-class _Untrusted(Exception):
-    """The cache directory cannot be trusted (owner or permissions)."""
-
-
-def _cache_root() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "ctrnn_dyn")
 
 
 def _timeout() -> float:
@@ -144,46 +135,18 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _check_private(path: Path, *, directory: bool) -> None:
-    """Raise :class:`_Untrusted` unless ``path`` is this user's and writable by nobody else."""
-    st = os.lstat(path)
-    kind_ok = stat.S_ISDIR(st.st_mode) if directory else stat.S_ISREG(st.st_mode)
-    if not kind_ok:
-        raise _Untrusted(f"{path} is not a plain {'directory' if directory else 'file'}")
-    if st.st_uid != os.geteuid():
-        raise _Untrusted(f"{path} is owned by uid {st.st_uid}, not by this user ({os.geteuid()})")
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise _Untrusted(f"{path} is writable by group or others (mode {st.st_mode & 0o777:o})")
-
-
-def _private_dirs(root: Path, *parts: str) -> Path:
-    """Create ``root/parts...`` (mode 0700, whatever the umask), check every directory from
-    ``root`` down, and return the deepest."""
-    leaf = root.joinpath(*parts)
-    for missing in reversed([p for p in (leaf, *leaf.parents) if not p.exists()]):
-        with contextlib.suppress(FileExistsError):  # a concurrent builder made it first
-            missing.mkdir(mode=0o700)
-            os.chmod(missing, 0o700)
-    path = root.resolve()
-    _check_private(path, directory=True)
-    for part in parts:
-        path = path / part
-        _check_private(path, directory=True)
-    return path
-
-
 def _verified(key_dir: Path, key: str) -> Path | None:
     """The library recorded in ``key_dir``'s manifest when its key and hash check out."""
     manifest = key_dir / MANIFEST
     if not manifest.exists():
         return None
-    _check_private(manifest, directory=False)
+    check_private(manifest, directory=False)
     try:
         record = json.loads(manifest.read_text())
         lib = key_dir / Path(record["library"]).name
         if record.get("key") != key or not lib.exists():
             return None
-        _check_private(lib, directory=False)
+        check_private(lib, directory=False)
         if _sha256(lib) != record["sha256"]:
             _log.warning("ctrnn_dyn: %s does not match the hash recorded when it was built "
                          "(corrupt, truncated or replaced): rebuilding it", lib)
@@ -226,12 +189,12 @@ def _resolve(cxx: str) -> tuple[Path, str, str]:
     """A verified library for this machine: ``(path, key, where)``, building it if needed."""
     key = _key(cxx)
     try:
-        key_dir = _private_dirs(_cache_root(), "native", key[:16])
+        key_dir = private_dirs(cache_root(), "native", key[:16])
         lib = _verified(key_dir, key)
         if lib is not None:
             return lib, key, "cache"
         return _build(cxx, key_dir, key), key, "built"
-    except _Untrusted as why:
+    except Untrusted as why:
         _log.warning("ctrnn_dyn: the kernel cache is not private (%s): nothing is loaded from "
                      "it; building in a private temporary directory for this process", why)
     tmp = Path(tempfile.mkdtemp(prefix="ctrnn_dyn-kernels-"))  # mode 0700, this user's

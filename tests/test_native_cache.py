@@ -196,7 +196,7 @@ import hashlib, json, os, subprocess, pathlib
 from ctrnn_dyn import native
 cxx = native._compiler()
 key = native._key(cxx)
-key_dir = native._cache_root() / "native" / key[:16]
+key_dir = native.cache_root() / "native" / key[:16]
 key_dir.mkdir(parents=True)
 src = key_dir / "planted.c"
 src.write_text('#include <stdio.h>\n#include <stdlib.h>\n'
@@ -206,7 +206,7 @@ lib = key_dir / "librecurrence-planted.so"
 subprocess.run(["cc", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
 (key_dir / "manifest.json").write_text(json.dumps({
     "key": key, "sha256": hashlib.sha256(lib.read_bytes()).hexdigest(), "library": lib.name}))
-for p in (native._cache_root(), key_dir.parent, key_dir):
+for p in (native.cache_root(), key_dir.parent, key_dir):
     os.chmod(p, 0o777)  # as a shared cache directory created under umask 000
 """
 
