@@ -488,7 +488,7 @@ def train_ensemble(
     cell_hp = {k: v for k, v in hp.items() if k in CELL_HPARAMS}
     opt_hp = {k: v for k, v in hp.items() if k in OPTIMIZER_HPARAMS}
     opt = _optimizer(optimizer, learning_rate, opt_hp)
-    _train._check_widths(cell, task)
+    _train.step._check_widths(cell, task)
     # build (and so validate) one step eagerly: errors surface here, not inside a trace
     _train.make_train_step(cell, task, opt, batch_size=batch_size, rate_l2=rate_l2,
                            weight_l2=weight_l2, loss=loss, fast=fast)

@@ -84,7 +84,7 @@ def test_vjp_equals_autodiff_of_a_plain_loop(act, T, m, per_neuron, noise, loops
 
 
 def test_default_forward_pass_is_the_fast_path_where_supported(monkeypatch):
-    import ctrnn_dyn.train as train_module
+    import ctrnn_dyn.train.loss as loss_module
 
     calls = []
 
@@ -92,7 +92,7 @@ def test_default_forward_pass_is_the_fast_path_where_supported(monkeypatch):
         calls.append(args[0])
         return fast_forward(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "fast_forward", spy)
+    monkeypatch.setattr(loss_module, "fast_forward", spy)
     task = FlipFlop(n_bits=2, n_steps=8, p_pulse=0.3)
     batch = task.sample(jax.random.key(1), 3)
     fixed = CTRNNCell(hidden_features=5, output_features=2, alpha=0.3, noise_const=0.0)
