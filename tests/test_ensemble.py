@@ -118,7 +118,7 @@ _SHARDED = textwrap.dedent("""
     import re, jax.numpy as jnp
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
     from ctrnn_dyn import ensemble
-    programs = list(ensemble._PROGRAMS.values())[-1]  # the looped, vmap_size=2 run's
+    programs = list(ensemble.programs._PROGRAMS.values())[-1]  # the looped, vmap_size=2 run's
     net = NamedSharding(Mesh(np.asarray(jax.devices()), ("networks",)), PartitionSpec("networks"))
     lrs = jax.device_put(np.ones(4, np.float32), net)
     states, k_data, _ = programs.init(jax.device_put(keys, net), {"learning_rate": lrs})
