@@ -1,54 +1,13 @@
-r"""The analysis report of a trained run: fixed and slow points, stability, long-run dynamics.
-
-:func:`analyze_run` reverse-engineers a network saved by ``ctrnn-dyn train`` (a run directory,
-read with :func:`ctrnn_dyn.runs.load_run`) in the steps of Sussillo & Barak (2013):
-
-1. **Trajectories.** The trained network's one-step map ``F`` (noise off) is run from the
-   cell's initial state over ``n_trials`` trials of the run's own task, drawn with ``k_trials``
-   → states ``(B, T, n)``.
-2. **Starts.** ``n_starts`` states sampled from those trajectories plus Gaussian noise of
-   ``noise_scale`` (:func:`ctrnn_dyn.fixed_points.sample_initial_states`, key ``k_starts``).
-3. **Fixed and slow points** under each constant input ``u`` (default: zero input), from those
-   starts: :func:`ctrnn_dyn.fixed_points.find_fixed_points`, which minimises
-   :math:`q(x) = \tfrac12\lVert F(x, u) - x\rVert^2`, linearises every point (map Jacobian
-   :math:`J`, multipliers :math:`\mu`) and classifies it in the discrete-time sense (stable iff
-   every :math:`|\mu| < 1`). The report adds the continuous-time sense: the eigenvalues
-   :math:`\lambda` of :math:`(J - I)/\alpha` (:math:`\lambda = (\mu - 1)/\alpha` for a scalar
-   :math:`\alpha`), stable iff every :math:`\operatorname{Re}\lambda < 0`.
-4. **Long-run behaviour** from the first ``n_dynamics`` starts under each input:
-   :func:`ctrnn_dyn.attractors.classify_dynamics` (fixed point, limit cycle, quasi-periodic,
-   chaotic or divergent, with the leading Lyapunov exponents per unit time :math:`\tau` when
-   :math:`\alpha` is a scalar, else per step).
-
-The keys are ``k_trials, k_starts = jax.random.split(jax.random.PRNGKey(seed))``, so the same
-starts can be rebuilt outside (see :func:`analysis_starts`). :func:`write_report` writes
-
-* ``analysis.png``: trajectories and fixed points in 3-D PCA space, the multipliers
-  :math:`\mu` with the unit circle, the eigenvalues :math:`\lambda` with the imaginary axis,
-  and the verdicts;
-* ``analysis.json``: the numbers (per input: counts per stability class and per number of
-  unstable modes, each fixed point's ``q``, class, unstable modes in both senses, leading
-  multipliers and readout; the slow points' ``q``; ``n_other``, entries that are neither, such
-  as starts stopped by their iteration budget; the dynamics' labels and exponents);
-* ``fixed_points.npz``: every entry :func:`~ctrnn_dyn.fixed_points.find_fixed_points` returned
-  for every input (:meth:`ctrnn_dyn.fixed_points.FixedPoints.save`; ``u`` says which input;
-  the ``index`` of each fixed point in the JSON points into it).
-
-From the shell::
-
-    ctrnn-dyn train --task flipflop --hidden 32 --steps 500 --lr 1e-2 --out runs/ff
-    ctrnn-dyn analyze runs/ff                    # writes runs/ff/analysis/
-"""
+r"""The analysis of a trained run, :func:`analyze_run` (see :mod:`ctrnn_dyn.report` for its
+steps), and what it returns."""
 
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -56,24 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ctrnn_dyn.attractors import DynamicsClassification, classify_dynamics
-from ctrnn_dyn.dynamics import simulate
-from ctrnn_dyn.fixed_points import FixedPoints, find_fixed_points, sample_initial_states
+from ctrnn_dyn.fixed_points import FixedPoints, find_fixed_points
+from ctrnn_dyn.report.starts import _check_int, analysis_starts
 from ctrnn_dyn.runs import Run, load_run
 
-__all__ = [
-    "REPORT_FILES",
-    "AnalysisReport",
-    "InputAnalysis",
-    "analysis_starts",
-    "analyze_run",
-    "task_trajectories",
-    "write_report",
-]
+__all__ = ["AnalysisReport", "InputAnalysis", "analyze_run"]
 
 logger = logging.getLogger(__name__)
-
-#: Names of the files :func:`write_report` writes: figure, numbers, fixed points.
-REPORT_FILES = {"figure": "analysis.png", "json": "analysis.json", "npz": "fixed_points.npz"}
 
 
 class InputAnalysis(NamedTuple):
@@ -118,70 +66,6 @@ class AnalysisReport(NamedTuple):
     per_input: tuple[InputAnalysis, ...]
     fixed_points: FixedPoints
     numbers: dict
-
-
-# ---------------------------------------------------------------------------------------------
-# Trajectories and starts
-# ---------------------------------------------------------------------------------------------
-
-
-def task_trajectories(run: Run, n_trials: int, key: jax.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Noise-free trajectories of the trained network on ``n_trials`` trials of its task.
-
-    Args:
-        run: a loaded run.
-        n_trials: trials to draw (``task.sample(key, n_trials)``).
-        key: PRNG key of the trials.
-
-    Returns:
-        ``(inputs (B, T, m), states (B, T, n))``: the trials' inputs and the states
-        :math:`x_1 \\dots x_T` reached from the cell's initial state (``carry_init``).
-    """
-    _check_int("n_trials", n_trials, 1)
-    F = run.map()
-    batch = run.task.sample(key, n_trials)
-    inputs = jnp.asarray(batch.inputs, jnp.float32)
-    if F.input_size is not None and inputs.shape[-1] != F.input_size:
-        raise ValueError(
-            f"the task's inputs have width {inputs.shape[-1]} but the network takes "
-            f"{F.input_size}"
-        )
-    x0 = run.cell.initialize_carry(jax.random.PRNGKey(0), (inputs.shape[-1],))
-    states = jax.jit(jax.vmap(lambda u: simulate(F, x0, u)))(inputs)
-    return np.asarray(inputs), np.asarray(states)
-
-
-def analysis_starts(
-    run: Run, *, n_starts: int, n_trials: int, noise_scale: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The trajectories and the fixed-point starts :func:`analyze_run` uses for ``seed``.
-
-    Returns:
-        ``(states (n_trials, T, n), starts (n_starts, n))`` with
-        ``k_trials, k_starts = jax.random.split(jax.random.PRNGKey(seed))``.
-    """
-    _check_int("n_starts", n_starts, 1)
-    _check_int("seed", seed, 0)
-    if isinstance(noise_scale, bool) or not isinstance(noise_scale, int | float | np.floating):
-        raise TypeError(f"noise_scale must be a float >= 0, got {type(noise_scale).__name__}")
-    if not (np.isfinite(noise_scale) and noise_scale >= 0):
-        raise ValueError(f"noise_scale must be finite and >= 0, got {noise_scale!r}")
-    k_trials, k_starts = jax.random.split(jax.random.PRNGKey(seed))
-    _, states = task_trajectories(run, n_trials, k_trials)
-    starts = sample_initial_states(states, n_starts, noise_scale=float(noise_scale), key=k_starts)
-    return states, np.asarray(starts)
-
-
-# ---------------------------------------------------------------------------------------------
-# Analysis
-# ---------------------------------------------------------------------------------------------
-
-
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an int >= {low}, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
 
 
 def _check_inputs(inputs: Any, m: int) -> np.ndarray:
@@ -440,109 +324,3 @@ def _summary(per_input: Sequence[InputAnalysis]) -> str:
             + f"), {n['n_slow']} slow points; from {n['dynamics']['n_starts']} starts: {labels}"
         )
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------------
-# Output
-# ---------------------------------------------------------------------------------------------
-
-
-def _figure(report: AnalysisReport) -> Any:
-    from ctrnn_dyn import plot
-    from ctrnn_dyn.pca import TrajectoryPCA
-    from ctrnn_dyn.reproduce._common import new_figure
-
-    fig = new_figure(15.0, 7.5)
-    grid = fig.add_gridspec(2, 3, width_ratios=[1.5, 1.0, 1.1])
-    ax3 = fig.add_subplot(grid[:, 0], projection="3d")
-    fixed = report.fixed_points.fixed
-    d = report.states.shape[-1]
-    pca = TrajectoryPCA(3).fit(report.states) if d > 3 else None
-    plot.fixed_points_3d(fixed, pca=pca, trajectories=report.states[:8], ax=ax3)
-    ax3.set_title(f"{len(fixed)} fixed points and 8 trajectories"
-                  + (" in 3-D PCA space" if pca is not None else ""))
-    ax_mu = fig.add_subplot(grid[0, 1])
-    ax_lam = fig.add_subplot(grid[1, 1])
-    th = np.linspace(0, 2 * np.pi, 400)
-    ax_mu.plot(np.cos(th), np.sin(th), color="0.5", lw=0.8, zorder=1)
-    ax_mu.set_aspect("equal", adjustable="datalim")
-    ax_lam.axvline(0.0, color="0.5", lw=0.8, zorder=1)
-    seen: set[str] = set()
-    for a in report.per_input:
-        fx = np.flatnonzero(a.fixed_points.converged)
-        for i in fx:
-            cls = str(a.fixed_points.stability[i])
-            style = plot.STABILITY_STYLE.get(cls, plot.STABILITY_STYLE["fixed point"])
-            label = None if cls in seen else cls
-            seen.add(cls)
-            mu = a.fixed_points.eigvals[i]
-            ax_mu.scatter(mu.real, mu.imag, s=10, color=style["color"], label=label, zorder=3,
-                          linewidths=0)
-            if a.continuous_eigvals is not None:
-                lam = a.continuous_eigvals[i]
-                ax_lam.scatter(lam.real, lam.imag, s=10, color=style["color"], zorder=3,
-                               linewidths=0)
-    ax_mu.set_xlabel(r"Re $\mu$")
-    ax_mu.set_ylabel(r"Im $\mu$")
-    ax_mu.set_title(r"map multipliers $\mu$ (stable: $|\mu| < 1$)")
-    if seen:
-        ax_mu.legend(fontsize="small", frameon=False, loc="upper left",
-                     bbox_to_anchor=(1.02, 1.0))
-    unit = report.numbers["settings"]["time_unit"]
-    ax_lam.set_xlabel(r"Re $\lambda$" + (r" ($1/\tau$)" if unit == "tau" else ""))
-    ax_lam.set_ylabel(r"Im $\lambda$")
-    ax_lam.set_title(r"eigenvalues $\lambda$ of $(J - I)/\alpha$ (stable: Re $\lambda < 0$)")
-    ax_txt = fig.add_subplot(grid[:, 2])
-    ax_txt.axis("off")
-    verdict = report.numbers["verdict"]
-    text = [f"verdict: {verdict['label']}", ""]
-    for n in report.numbers["inputs"]:
-        text.append("u = (" + ", ".join(f"{v:g}" for v in n["u"]) + ")")
-        text.append(f"  {n['n_fixed']} fixed points, {n['n_slow']} slow points")
-        for cls, c in n["stability_counts"].items():
-            text.append(f"    {cls}: {c}")
-        for k, c in n["n_unstable_counts"].items():
-            text.append(f"    {k} unstable mode{'s' if k != '1' else ''}: {c}")
-        for lab, c in n["dynamics"]["labels"].items():
-            text.append(f"  dynamics: {lab} from {c} of {n['dynamics']['n_starts']} starts")
-        text.append("")
-    ax_txt.text(0.0, 1.0, "\n".join(text[:60]), va="top", ha="left", family="monospace",
-                fontsize=8, transform=ax_txt.transAxes)
-    run = report.run
-    fig.suptitle(f"{type(run.task).__name__} CT-RNN after {run.step} steps ({run.path.parent})")
-    return fig
-
-
-def write_report(report: AnalysisReport, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """Write ``analysis.png``, ``analysis.json`` and ``fixed_points.npz`` into ``out_dir``.
-
-    Args:
-        report: the result of :func:`analyze_run`.
-        out_dir: directory (created if missing).
-
-    Returns:
-        ``{"figure": path, "json": path, "npz": path}`` (:data:`REPORT_FILES`).
-
-    Raises:
-        TypeError: ``report`` is not an :class:`AnalysisReport`.
-        ValueError: ``out_dir`` exists and is not a directory.
-    """
-    if not isinstance(report, AnalysisReport):
-        raise TypeError(f"report must be an AnalysisReport, got {type(report).__name__}")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out_dir {out} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {k: out / name for k, name in REPORT_FILES.items()}
-    report.fixed_points.save(paths["npz"])
-    fig = _figure(report)
-    fig.savefig(paths["figure"], dpi=110)
-    from ctrnn_dyn.reproduce._common import software_versions
-
-    payload = {**report.numbers, "files": {k: p.name for k, p in paths.items()},
-               "versions": software_versions()}
-    tmp = paths["json"].with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    tmp.replace(paths["json"])
-    logger.info("analyze: wrote %s", ", ".join(str(p) for p in paths.values()))
-    return paths
