@@ -76,17 +76,23 @@ from ctrnn_dyn import plot
 from ctrnn_dyn.attractors import circle_rotation, classify_dynamics
 from ctrnn_dyn.dynamics import simulate
 from ctrnn_dyn.fixed_points import find_fixed_points, sample_initial_states
-from ctrnn_dyn.pca import TrajectoryPCA
+from ctrnn_dyn.reproduce._attract_or_oscillate_figure import _figure
 from ctrnn_dyn.reproduce._common import (
     ReproductionResult,
     Timer,
     check_run_args,
     network_arrays,
-    new_figure,
     rollout,
     train_network,
     with_forward,
     write_reproduction,
+)
+from ctrnn_dyn.reproduce._invariant_circle import circle_phase, solve_invariant_circle
+from ctrnn_dyn.reproduce._running_sums import (
+    _after_each_stimulus,
+    _landing,
+    _sequence_of,
+    coding_accuracy,
 )
 from ctrnn_dyn.tasks import ALL_COLOUR_COMBINATIONS, Batch, FixedTrials, ModuloThree
 
@@ -98,7 +104,6 @@ NAME = "attract_or_oscillate"
 EXPECTED = {0.1: "fixed point", 1.0: "limit cycle"}
 #: Status of a network: generalises to fresh trials, fits only its training set, or neither.
 STATUS = ("trained", "memorised", "not trained")
-_SUM_COLOURS = (plot.OKABE_ITO["blue"], plot.OKABE_ITO["orange"], plot.OKABE_ITO["bluish green"])
 logger = logging.getLogger(__name__)
 
 
@@ -154,194 +159,6 @@ def training_trials(task: ModuloThree, per_triple: dict, *, key: jax.Array,
         draw = sub.sample_codes if codes else sub.sample
         parts.append(draw(jax.random.fold_in(key, i), int(n)))
     return Batch(*(jnp.concatenate(leaves) for leaves in zip(*parts, strict=True)))
-
-
-# ---------------------------------------------------------------------------------------------
-# The invariant circle of a map: Newton on its Fourier parameterisation
-# ---------------------------------------------------------------------------------------------
-
-
-def _resample(K: np.ndarray, n_points: int) -> np.ndarray:
-    """Values of the trigonometric interpolant of nodes ``K`` ``(N, n)`` at ``n_points``
-    equally spaced phases (zero-padding or truncating its spectrum)."""
-    N = len(K)
-    C = np.fft.fft(K, axis=0) / N
-    k = np.fft.fftfreq(N, 1.0 / N)
-    th = 2 * np.pi * np.arange(n_points) / n_points
-    return (np.exp(1j * np.outer(th, k)) @ C).real
-
-
-def solve_invariant_circle(F, orbit: np.ndarray, u: np.ndarray, rotation: float, *,
-                           n_points: tuple[int, ...] = (33, 65, 129), max_iters: int = 15,
-                           tol: float = 1e-9, gmres_tol: float = 1e-12) -> dict:
-    r"""Solve an attracting closed curve of a map as an invariant circle, by Newton.
-
-    A discrete map's oscillation need not close after a whole number of steps: it is an
-    *invariant circle* :math:`K(\theta)` on which the map is a rotation by :math:`\rho`,
-    :math:`F(K(\theta), u) = K(\theta + \rho)`. With ``K`` represented by its values at ``N``
-    nodes :math:`\theta_j = 2\pi j/N` (trigonometric interpolation), Newton solves the ``N·n``
-    equations at the nodes and one phase condition :math:`\sum_j \langle K_j - K^0_j,
-    \partial_\theta K^0_j\rangle = 0` for the ``N·n + 1`` unknowns ``(K, ρ)``; each Newton
-    step is solved matrix-free by GMRES (the Jacobian is block-diagonal ``DF(K_j)`` minus a
-    shift in ``θ``). ``K^0`` is fitted to ``orbit`` (phases :math:`\rho t`) with the first
-    ``n_points[0]`` nodes; the solution on each node count starts the next one. The residual
-    is also evaluated halfway between the final nodes (``midpoint_residual``): small there
-    too means the interpolant is the circle, not only the nodes; a circle counts as solved
-    when both are at most ``tol``.
-
-    Args:
-        F: one-step map ``F(x, u)`` (float64-traceable).
-        orbit: ``(M, n)`` consecutive states on the circle.
-        u: ``(m,)`` constant input.
-        rotation: first guess of ``ρ`` (radians per step, e.g. from
-            :func:`~ctrnn_dyn.attractors.circle_rotation`).
-        n_points: node counts ``N`` (odd), refined in turn.
-        max_iters: Newton iterations per node count.
-        tol: converged when ``max |F(K_j) − K(θ_j + ρ)| <= tol`` at the nodes and between them.
-        gmres_tol: relative tolerance of each GMRES solve.
-
-    Returns:
-        ``{"converged", "rotation", "nodes" (N, n), "residual", "midpoint_residual",
-        "iterations", "n_points"}``.
-    """
-    from scipy.sparse.linalg import LinearOperator, gmres
-
-    if any(N % 2 == 0 or N < 3 for N in n_points):
-        raise ValueError(f"n_points must be odd and >= 3, got {n_points}")
-    orbit = np.asarray(orbit, np.float64)
-    M, n = orbit.shape
-    N0 = n_points[0]
-    theta = np.mod(rotation * np.arange(M), 2 * np.pi)
-    harm = np.arange(1, (N0 - 1) // 2 + 1)
-    basis = np.column_stack([np.ones(M), np.cos(np.outer(theta, harm)),
-                             np.sin(np.outer(theta, harm))])
-    coef, *_ = np.linalg.lstsq(basis, orbit, rcond=None)
-    nodes = 2 * np.pi * np.arange(N0) / N0
-    K = np.column_stack([np.ones(N0), np.cos(np.outer(nodes, harm)),
-                         np.sin(np.outer(nodes, harm))]) @ coef
-    rho, iterations = float(rotation), 0
-
-    def shift(V, s, deriv=False):
-        k = np.fft.fftfreq(len(V), 1.0 / len(V))
-        fac = np.exp(1j * k * s) * (1j * k if deriv else 1.0)
-        return np.fft.ifft(np.fft.fft(V, axis=0) * fac[:, None], axis=0).real
-
-    with jax.enable_x64(True):
-        uj = jnp.asarray(u, jnp.float64)
-        f = jax.jit(jax.vmap(lambda x: F(x, uj)))
-        jac = jax.jit(jax.vmap(jax.jacfwd(lambda x: F(x, uj))))
-        for N in n_points:
-            K = _resample(K, N) if len(K) != N else K
-            K0, dK0 = K.copy(), shift(K, 0.0, deriv=True)
-            for _ in range(max_iters):
-                R = np.asarray(f(jnp.asarray(K))) - shift(K, rho)
-                if not np.all(np.isfinite(R)) or np.max(np.abs(R)) <= tol:
-                    break
-                iterations += 1
-                DF = np.asarray(jac(jnp.asarray(K)))  # (N, n, n)
-                dSK = shift(K, rho, deriv=True)
-
-                def matvec(v, DF=DF, dSK=dSK, dK0=dK0, N=N, rho=rho):
-                    dK, dr = v[:-1].reshape(N, n), v[-1]
-                    top = np.einsum("jab,jb->ja", DF, dK) - shift(dK, rho) - dr * dSK
-                    return np.concatenate([top.ravel(), [np.sum(dK0 * dK)]])
-
-                A = LinearOperator((N * n + 1, N * n + 1), matvec=matvec, dtype=np.float64)
-                rhs = -np.concatenate([R.ravel(), [np.sum((K - K0) * dK0)]])
-                step, _ = gmres(A, rhs, rtol=gmres_tol, atol=0.0, restart=100, maxiter=5)
-                K = K + step[:-1].reshape(N, n)
-                rho += float(step[-1])
-        res = float(np.max(np.abs(np.asarray(f(jnp.asarray(K))) - shift(K, rho))))
-        half = np.pi / len(K)
-        mid = shift(K, half)
-        mid_res = float(np.max(np.abs(np.asarray(f(jnp.asarray(mid))) - shift(K, half + rho))))
-    ok = bool(np.isfinite(res) and res <= tol and mid_res <= tol)
-    return {"converged": ok, "rotation": rho, "nodes": K, "residual": res,
-            "midpoint_residual": mid_res, "iterations": iterations, "n_points": len(K)}
-
-
-def circle_phase(nodes: np.ndarray, X: np.ndarray, n_fine: int = 2048) -> tuple[np.ndarray,
-                                                                                   np.ndarray]:
-    """Phase ``θ ∈ [0, 2π)`` of the circle point nearest each state, and that distance.
-
-    Args:
-        nodes: ``(N, n)`` the circle's values at ``θ_j = 2πj/N``.
-        X: ``(B, n)`` states.
-        n_fine: points of the circle searched.
-
-    Returns:
-        ``(theta (B,), distance (B,))``.
-    """
-    N = len(nodes)
-    k = np.fft.fftfreq(N, 1.0 / N)
-    C = np.fft.fft(nodes, axis=0) / N  # (N, n)
-    th = 2 * np.pi * np.arange(n_fine) / n_fine
-    fine = (np.exp(1j * np.outer(th, k)) @ C).real  # (n_fine, n)
-    d2 = (np.sum(X**2, 1)[:, None] - 2 * X @ fine.T + np.sum(fine**2, 1)[None, :])
-    j = np.argmin(d2, axis=1)
-    return th[j], np.sqrt(np.maximum(d2[np.arange(len(X)), j], 0.0))
-
-
-# ---------------------------------------------------------------------------------------------
-# Trials, running sums, and what the state does after each stimulus
-# ---------------------------------------------------------------------------------------------
-
-
-def _sequence_of(codes: np.ndarray, stimulus_steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """Colours ``(B, 3)`` and onsets ``(B, 3)`` read back from ``(B, T, 3)`` colour codes."""
-    on = codes.sum(-1) > 0
-    start = on & ~np.concatenate([np.zeros((len(on), 1), bool), on[:, :-1]], axis=1)
-    onsets = np.array([np.flatnonzero(r)[:3] for r in start])
-    colours = np.take_along_axis(codes.argmax(-1), onsets, axis=1)
-    return colours, onsets
-
-
-def _after_each_stimulus(net, task, states, onsets, relax_steps):
-    """The state just after stimulus ``k`` (``k = 1, 2, 3``) of every trial, then held at zero
-    input for ``relax_steps`` steps: ``(relaxed (B, 3, n), absolute time (B, 3))``."""
-    t_end = onsets + task.stimulus_steps - 1  # index of the state after the last stimulus step
-    x = np.take_along_axis(states, t_end[..., None], axis=1)  # (B, 3, n)
-    u0 = np.zeros(task.input_size, np.float32)
-    run = jax.jit(jax.vmap(lambda s: simulate(net.F, s, u0, n_steps=relax_steps)[-1]))
-    relaxed = np.asarray(run(jnp.asarray(x.reshape(-1, x.shape[-1]), jnp.float32)))
-    return relaxed.reshape(x.shape).astype(np.float64), t_end + relax_steps
-
-
-def coding_accuracy(values: np.ndarray, sums: np.ndarray, *, circular: bool) -> float:
-    """Nearest-centroid accuracy of ``values`` ``(B,)`` (phases when ``circular``) at telling
-    apart the running sums ``sums`` ``(B,)`` in {0, 1, 2} (centroids: each sum's mean, circular
-    mean for phases). 1/3 is chance."""
-    cents = []
-    for s in range(3):
-        v = values[sums == s]
-        if v.size == 0:
-            return 0.0
-        cents.append(np.angle(np.mean(np.exp(1j * v))) if circular else np.mean(v))
-    cents = np.asarray(cents)
-    d = values[:, None] - cents[None, :]
-    if circular:
-        d = np.angle(np.exp(1j * d))
-    return float(np.mean(np.argmin(np.abs(d), axis=1) == sums))
-
-
-def _landing(relaxed: np.ndarray, stable_x: np.ndarray, sums: np.ndarray, radius: float):
-    """Attractor each relaxed state sits on (``-1``: none within ``radius``) and, per stimulus
-    ``k``, the fraction of trials whose attractor is the one its running sum lands on most
-    (each attractor counted for one running sum; misses count against)."""
-    B, K, n = relaxed.shape
-    if len(stable_x) == 0:
-        return np.full((B, K), -1), np.zeros(K)
-    d = np.linalg.norm(relaxed[:, :, None, :] - stable_x[None, None], axis=-1)
-    idx = np.where(d.min(-1) <= radius, d.argmin(-1), -1)
-    purity = []
-    for k in range(K):
-        hit = 0
-        for a in range(len(stable_x)):
-            sel = idx[:, k] == a
-            if sel.any():
-                hit += np.bincount(sums[sel, k], minlength=3).max()
-        purity.append(hit / B)
-    return idx, np.asarray(purity)
 
 
 def _one_network(alpha: float, cfg: dict, key: jax.Array) -> dict:
@@ -598,146 +415,3 @@ def run(out_dir: str | Path, *, quick: bool = False, seed: int = 0,
         fig = _figure(cfg, res)
     return write_reproduction(out, NAME, fig, claims=claims, checks=checks, settings=cfg,
                               quick=quick, seed=seed, timer=timer, data=data)
-
-
-def _figure(cfg, res):
-    fig = new_figure(7.2, 6.4)
-    grid = fig.add_gridspec(2, 3, width_ratios=[1.2, 1.0, 0.9])
-    for row, (a, r) in enumerate(res.items()):
-        n = r["nets"][r["shown"]]
-        if "states" not in n:  # nothing trained and nothing analysed at this alpha
-            ax = fig.add_subplot(grid[row, :2])
-            ax.axis("off")
-            ax.text(0.0, 0.5, f"α = {a}: no network generalised to fresh trials, so none is "
-                    "analysed", va="center")
-        else:
-            _state_panels(fig, grid, row, a, n, r["shown"])
-        _network_panel(fig.add_subplot(grid[row, 2]), a, r, cfg)
-    handles = {}  # one legend for every panel, below the figure
-    for ax in fig.axes:
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            handles.setdefault(lab, h)
-    if handles:
-        fig.legend(list(handles.values()), list(handles.keys()), loc="outside lower center",
-                   ncol=4)
-    verdicts = "; ".join(
-        f"α = {a}: " + (", ".join(f"{k} ({v})" for k, v in r["claims"]["mechanisms_of_trained"]
-                                  .items()) or "no trained network")
-        for a, r in res.items())
-    plot.label_panels(fig)
-    fig.suptitle("Modulo-3 task; expected (seed author): fixed points at α = 0.1, an "
-                 f"oscillation at α = 1.0\nclassify_dynamics on the trained networks: {verdicts}")
-    return fig
-
-
-def _state_panels(fig, grid, row, a, n, shown):
-    c = n["claims"]
-    states = n["states"]
-    pca = TrajectoryPCA(3).fit(states)
-    ax = fig.add_subplot(grid[row, 0], projection="3d")
-    Z = pca.transform(states)
-    for z, lab in zip(Z[:30], n["labels"][:30], strict=False):
-        ax.plot(z[:, 0], z[:, 1], z[:, 2], lw=0.4, alpha=0.6,
-                color=plot.OKABE_ITO["blue"] if lab > 0 else plot.OKABE_ITO["vermillion"])
-    if len(n["fps"]):
-        plot.mark_points(ax, pca.transform(n["fps"].x), plot.point_classes(n["fps"]), size=18)
-    if "circle" in n:
-        th = 2 * np.pi * np.arange(400) / 400
-        P = pca.transform(_circle_curve(n["circle"]["nodes"], th))
-        ax.plot(P[:, 0], P[:, 1], P[:, 2], color="k", lw=1.5, label="invariant circle")
-    ax.plot([], [], color=plot.OKABE_ITO["blue"], lw=0.8, label="trial, label +1")
-    ax.plot([], [], color=plot.OKABE_ITO["vermillion"], lw=0.8, label="trial, label −1")
-    ax.set_xlabel("PC1", labelpad=-4)
-    ax.set_ylabel("PC2", labelpad=-4)
-    ax.set_zlabel("PC3", labelpad=-4)
-    ax.tick_params(pad=0)
-    circ = c["circle"]
-    extra = ""
-    if circ is not None and "solved" in circ:
-        extra = (f"\ninvariant circle {'solved' if circ['solved'] else 'not solved'} "
-                 f"(residual {circ['residual']:.0e})")
-    ax.set_title(f"α = {a}, network #{shown} ({c['status']}): {c['mechanism']}\n"
-                 f"{c['n_stable_fixed_points_zero_input']} stable of "
-                 f"{c['n_fixed_points_zero_input']} fixed points{extra}", fontsize=6.5)
-    ax = fig.add_subplot(grid[row, 1])
-    sums = n["sums"]
-    if a == 0.1:
-        R = n["relaxed"].reshape(-1, n["relaxed"].shape[-1])
-        P = pca.transform(R)
-        s = sums.ravel()
-        for v in range(3):
-            ax.scatter(P[s == v, 0], P[s == v, 1], s=8, color=_SUM_COLOURS[v], alpha=0.7,
-                       label=f"running sum ≡ {v}", zorder=2)
-        st = n["fps"].stable if len(n["fps"]) else n["fps"]
-        if len(st):
-            S = pca.transform(st.x)
-            ax.scatter(S[:, 0], S[:, 1], s=60, marker="o", facecolors="none",
-                       edgecolors="k", linewidths=0.9, label="stable fixed point", zorder=3)
-        ax.set_xlabel("PC1")
-        ax.set_ylabel("PC2")
-        pur = c["attractor_of_running_sum_fraction_per_stimulus"]
-        ax.set_title("after stimulus 1, 2, 3 + zero input:\non its running sum's attractor\n"
-                     + " / ".join(f"{100 * p:.0f} %" for p in pur))
-    elif "dphase" in n:  # phase measured on the stimulus-free trial's orbit
-        dph = n["dphase"]
-        rng = np.random.default_rng(0)
-        for k in range(3):
-            for v in range(3):
-                sel = sums[:, k] == v
-                ax.scatter(dph[sel, k], k + 1 + 0.25 * rng.uniform(-1, 1, sel.sum()), s=6,
-                           color=_SUM_COLOURS[v], alpha=0.7,
-                           label=f"running sum ≡ {v}" if k == 0 else None)
-        ax.set_xlim(-np.pi, np.pi)
-        ax.set_xticks([-np.pi, -np.pi / 2, 0, np.pi / 2, np.pi], ["−π", "−π/2", "0", "π/2", "π"])
-        ax.set_yticks([1, 2, 3], ["after 1st", "after 2nd", "after 3rd"])
-        turns = c["circle"]["turns_per_period_in_the_oscillation_plane"]
-        ax.set_xlabel(f"phase vs a trial without stimuli (rad; {turns} turn"
-                      f"{'s' * (turns > 1)} per {c['circle']['period_steps_estimate']:.1f} steps)")
-        acc = c["phase_codes_running_sum_accuracy_per_stimulus"]
-        ax.set_title("after stimulus 1, 2, 3 + zero input:\nphase gives the running sum\n"
-                     + " / ".join(f"{100 * p:.0f} %" for p in acc) + " (chance 33 %)")
-    else:
-        ax.axis("off")
-        circ = c["circle"]
-        why = ("no oscillation under zero input" if circ is None else
-               f"invariant circle not solved\n(residual {circ.get('residual', float('nan')):.1e})")
-        ax.text(0.0, 0.5, f"{why}:\nphase coding not measured", va="center")
-
-
-def _circle_curve(nodes, theta):
-    N = len(nodes)
-    k = np.fft.fftfreq(N, 1.0 / N)
-    C = np.fft.fft(nodes, axis=0) / N
-    return (np.exp(1j * np.outer(theta, k)) @ C).real
-
-
-def _network_panel(ax, a, r, cfg):
-    nets = r["claims"]["networks"]
-    idx = np.arange(len(nets))
-    ax.bar(idx - 0.2, [n["train_set_accuracy"] for n in nets], 0.4,
-           color=plot.OKABE_ITO["sky blue"], label="training set")
-    ax.bar(idx + 0.2, [n["accuracy"] for n in nets], 0.4, color=plot.OKABE_ITO["blue"],
-           label="fresh trials")
-    ax.axhline(cfg["trained_accuracy"], color="k", ls=":", lw=0.7)
-    ticks = []
-    for j, n in enumerate(nets):
-        extra = ""
-        if n["status"] == "trained":  # the numbers behind each analysed network's claims
-            extra = f"\n{n['mechanism']}\n{n['n_stable_fixed_points_zero_input']} stable"
-            if a == 0.1:  # the worst stimulus: fraction on its running sum's attractor
-                land = n["attractor_of_running_sum_fraction_per_stimulus"]
-                extra += f"\nland {100 * min(land):.0f} %"
-            elif n["phase_codes_running_sum_accuracy_per_stimulus"] is not None:
-                code = n["phase_codes_running_sum_accuracy_per_stimulus"]
-                extra += f"\nphase {100 * min(code):.0f} %"
-        ticks.append(f"#{j}\n{n['status']}{extra}")
-    ax.set_xticks(idx, ticks, fontsize=6)
-    ax.set_xlim(-0.6, max(len(nets), 3) - 0.4)
-    ax.set_ylim(0, 1.05)
-    ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
-    ax.set_ylabel("accuracy")
-    c = r["claims"]
-    ax.set_title(f"α = {a}: all {c['n_networks']} networks\n{c['n_trained']} trained, "
-                 f"{c['n_memorised']} memorised")
-
-
