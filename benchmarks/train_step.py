@@ -7,7 +7,10 @@ masked MSE, ``clip_by_global_norm(1)`` then AdamW(1e-3, wd 1e-4)) on the same fi
 (inputs 3, outputs 3). The JAX side is ``ctrnn_dyn.train``'s default loss (for this
 ``CTRNNCell``: ``ctrnn_dyn.fast_path.fast_forward``, the equation with a hand-written VJP whose
 two loops run in ``ctrnn_dyn.native``'s compiled kernels on the CPU) + Optax
-update, jitted, on a fixed batch; for information the step of ``make_train_step`` (which also
+update, jitted, on a fixed batch; its noise ``ξ`` is the fast path's own stream
+(``ctrnn_dyn.noise``: Philox4x32-10 and an inverse-CDF normal, drawn inside the forward kernel
+step by step; in ``jax.numpy`` on the XLA-loop path), PyTorch's is ``torch.randn`` per step.
+For information the step of ``make_train_step`` (which also
 samples its batch) and, at the headline point, the step through ``nn.RNN`` (``fast=False``, JAX's
 derivative of the Flax scan) and the fast path with its loops in XLA instead of the compiled
 kernels (``native.suspended()``, the path of a machine without a C++ compiler) are timed too.
@@ -284,11 +287,17 @@ HEADLINE = (128, 64, 200)
 
 def noise_cost(H: int, B: int, T: int, reps: int, have_torch: bool) -> dict:
     """What drawing the ``(T, B, H)`` standard-normal noise of one step costs on its own
-    (medians, ms): ``jax.random.normal`` (Threefry + inverse-erf transform, one call) and, for
-    comparison, PyTorch's ``randn`` of the same size (1 thread)."""
+    (medians, ms): ``jax.random.normal`` (Threefry + inverse-erf transform, one call, what
+    ``nn.RNN`` draws), ``ctrnn_dyn.noise.normal`` (the fast path's stream in ``jax.numpy``, as
+    the XLA-loop path draws it; the compiled kernel draws it inside its steps and has no
+    separate cost) and, for comparison, PyTorch's ``randn`` of the same size (1 thread)."""
+    from ctrnn_dyn import noise as stream
+
     key = jax.random.key(0)
     noise = jax.jit(lambda k: jax.random.normal(k, (T, B, H), jnp.float32))
-    row = {"noise_ms": 1e3 * median_time(lambda: noise(key).block_until_ready(), reps, 2)}
+    own = jax.jit(lambda k: stream.normal(k, (T, B, H)))
+    row = {"noise_ms": 1e3 * median_time(lambda: noise(key).block_until_ready(), reps, 2),
+           "stream_ms": 1e3 * median_time(lambda: own(key).block_until_ready(), reps, 2)}
     if have_torch:
         import torch
 
@@ -335,7 +344,8 @@ def main(argv: list[str] | None = None) -> dict:
     print("headline:", fmt(head))
     nc = noise_cost(H, B, T, reps, have_torch)
     out["noise"] = nc
-    print(f"noise draw alone at the headline point: jax {nc['noise_ms']:.2f} ms"
+    print(f"noise draw alone at the headline point: jax.random.normal {nc['noise_ms']:.2f} ms, "
+          f"ctrnn_dyn.noise.normal (jnp) {nc['stream_ms']:.2f} ms"
           + (f", torch randn {nc['torch_randn_ms']:.2f} ms" if have_torch else ""))
     if not args.quick:
         for H in (64, 128, 256, 512):

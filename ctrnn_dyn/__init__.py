@@ -69,8 +69,8 @@ __all__ = sorted(_EXPORTS)
 
 _SUBMODULES = frozenset({
     "attractors", "checkpoint", "cli", "dynamics", "ensemble", "fast_path", "fixed_points",
-    "interop", "linear", "model", "native", "pca", "plot", "report", "reproduce", "runs",
-    "sweep", "systems", "tasks", "train",
+    "interop", "linear", "model", "native", "noise", "pca", "plot", "report", "reproduce",
+    "runs", "sweep", "systems", "tasks", "train",
 })
 
 if TYPE_CHECKING:

@@ -422,7 +422,8 @@ def step_noise(
     over keys only) and draws every ``ξ_t`` in one vectorised call (threefry keys, the default;
     other key implementations draw step by step, since their vectorised draws differ). The
     values are bit-identical to the cell's (tested), so a forward pass that takes its noise as
-    an array (:func:`ctrnn_dyn.fast_path.fast_forward`) reproduces ``nn.RNN``'s run.
+    an array (:func:`ctrnn_dyn.fast_path.fast_forward`) reproduces ``nn.RNN``'s run. (Training
+    on the fast path draws a cheaper stream of its own instead, :mod:`ctrnn_dyn.noise`.)
 
     Args:
         key: the ``noise_stream`` key (typed or raw).

@@ -14,6 +14,10 @@ each step's update into a register-tiled matmul:
     \text{adjoint:}\quad \mu_{t-1} \mathrel{+}= c\,\mu_t + a\,f'(x_t)\,(\mu_t W)
 
 (``W = K α`` forward, ``Kᵀ`` in the adjoint; ``f'`` from the rates, so ``f`` is tanh or relu).
+With noise, a second forward kernel adds the step's :math:`\alpha s\,\xi_{t-1}` to
+:math:`\alpha E_{t-1}` first, drawing :math:`\xi` from the stream of :mod:`ctrnn_dyn.noise`
+in the step itself (vectorised Philox and libmvec's ``logf``), so that no noise array is
+written or read.
 
 **When.** :func:`prepare` builds (once per machine) and loads the kernels. It is called by
 :func:`ctrnn_dyn.train.train`, :func:`~ctrnn_dyn.train.make_train_step`, the ensembles and an
@@ -59,7 +63,8 @@ from ctrnn_dyn._private import CACHE_ENV, Untrusted, cache_root, check_private, 
 
 __all__ = [
     "prepare", "available", "suspended", "status", "kernel_key", "ENV_SWITCH", "CACHE_ENV",
-    "BUILD_TIMEOUT_ENV", "FORWARD_TARGET", "BACKWARD_TARGET", "TANH", "RELU",
+    "BUILD_TIMEOUT_ENV", "FORWARD_TARGET", "FORWARD_NOISE_TARGET", "BACKWARD_TARGET", "TANH",
+    "RELU",
 ]
 
 #: Environment variable: ``0`` keeps the XLA loops.
@@ -68,6 +73,8 @@ ENV_SWITCH = "CTRNN_DYN_NATIVE"
 BUILD_TIMEOUT_ENV = "CTRNN_DYN_BUILD_TIMEOUT"
 #: FFI target names registered by :func:`prepare` (CPU only).
 FORWARD_TARGET = "ctrnn_dyn_forward"
+#: The forward recurrence that also draws the noise of :mod:`ctrnn_dyn.noise` in each step.
+FORWARD_NOISE_TARGET = "ctrnn_dyn_forward_noise"
 BACKWARD_TARGET = "ctrnn_dyn_backward"
 #: The kernels' activation codes (their ``activation`` attribute).
 TANH, RELU = 0, 1
@@ -79,8 +86,8 @@ _lock = threading.Lock()
 _state: dict = {"loaded": False, "tried": False, "status": "not prepared", "key": None}
 _suspended = threading.local()
 
-#: Flags of every build, then the optional parts tried in order: libmvec's vector tanh (glibc on
-#: x86-64), then ``-march=native``, then neither.
+#: Flags of every build, then the optional parts tried in order: libmvec's vector tanh and log
+#: (glibc on x86-64), then ``-march=native``, then neither.
 _FLAGS = ["-O3", "-std=c++20", "-shared", "-fPIC", "-w"]
 _ATTEMPTS = [["-march=native", "-DCTRNN_DYN_LIBMVEC", "-lmvec"], ["-march=native"], []]
 
@@ -205,6 +212,8 @@ def _register(lib_path: Path) -> None:
     lib = ctypes.cdll.LoadLibrary(str(lib_path))
     jax.ffi.register_ffi_target(FORWARD_TARGET, jax.ffi.pycapsule(lib.CtrnnDynForward),
                                 platform="cpu")
+    jax.ffi.register_ffi_target(FORWARD_NOISE_TARGET,
+                                jax.ffi.pycapsule(lib.CtrnnDynForwardNoise), platform="cpu")
     jax.ffi.register_ffi_target(BACKWARD_TARGET, jax.ffi.pycapsule(lib.CtrnnDynBackward),
                                 platform="cpu")
 

@@ -13,11 +13,13 @@ Loss on a batch (inputs ``u`` ``(B,T,m)``, targets ``y*``, mask ``M`` ``(B,T,p)`
 
 The forward pass of a :class:`~ctrnn_dyn.model.CTRNNCell` with a fixed ``alpha`` is, by default
 (``fast=None``), :func:`ctrnn_dyn.fast_path.fast_forward`: the cell's equation with a
-hand-written VJP, equal to ``nn.RNN(cell)`` to float rounding (tested against ``nn.RNN``, a
-NumPy loop, JAX's own derivative of a plain loop and finite differences) and, with noise,
-drawing the very ``ξ_t`` that ``nn.RNN``'s per-step ``noise_stream`` keys give the cell
-(:func:`ctrnn_dyn.model.step_noise`). At H = 128, B = 64, T = 200 its train step takes about
-half the time of differentiating ``nn.RNN`` (``benchmarks/train_step.py``). Other cells, and
+hand-written VJP, equal to ``nn.RNN(cell)`` to float rounding for the same noise (tested
+against ``nn.RNN``, a NumPy loop, JAX's own derivative of a plain loop and finite differences).
+With noise it draws ``ξ`` from its own stream (:mod:`ctrnn_dyn.noise`, generated inside the
+compiled forward kernel), not the ``ξ_t`` of ``nn.RNN``'s per-step ``noise_stream`` keys
+(:func:`ctrnn_dyn.model.step_noise`): for one key the two paths train on different noise of
+the same distribution. At H = 128, B = 64, T = 200 its train step takes about half the time of
+differentiating ``nn.RNN`` (``benchmarks/train_step.py``). Other cells, and
 ``fast=False``, use ``nn.RNN(cell)`` (``ctrnn_dyn.model.rnn``).
 """
 

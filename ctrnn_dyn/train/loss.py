@@ -13,7 +13,7 @@ from flax import linen as nn
 
 from ctrnn_dyn import native
 from ctrnn_dyn.fast_path import fast_forward, loop_path, supports_fast_path
-from ctrnn_dyn.model import CTRNNCell, rnn, step_noise
+from ctrnn_dyn.model import CTRNNCell, rnn
 from ctrnn_dyn.tasks import Batch
 
 __all__ = [
@@ -136,7 +136,10 @@ def loss_fn(
         params: ``nn.RNN`` variables ``{"params": {"cell": ...}}``.
         cell: the RNN cell.
         batch: :class:`~ctrnn_dyn.tasks.Batch` with ``(B,T,m)``, ``(B,T,p)``, ``(B,T,p)``.
-        key: PRNG key of the noise (``None`` only if the cell has no noise).
+        key: PRNG key of the noise (``None`` only if the cell has no noise). ``nn.RNN`` draws
+            its noise per step with ``jax.random.normal``; the fast path draws the stream of
+            :mod:`ctrnn_dyn.noise` instead (inside its forward kernel on the CPU), so the two
+            paths see different noise for the same key, from the same distribution.
         rate_l2: weight of the mean squared rate.
         weight_l2: weight of the summed squared kernels.
         loss: ``"mse"`` or ``"cross_entropy"`` (logistic loss on ±1 targets).
@@ -160,11 +163,9 @@ def loss_fn(
     net_params = params if input_basis is None else _project_input_kernel(cell, params,
                                                                           input_basis)
     if fast:
-        noise = None
-        if _has_noise(cell):
-            B, T, _ = batch.inputs.shape
-            noise = step_noise(key, T, (B, cell.hidden_features))
-        outputs, rates = fast_forward(cell, net_params, batch.inputs, noise=noise)
+        # the fast path's own noise stream (ctrnn_dyn.noise), drawn inside the forward kernel
+        noise_key = key if _has_noise(cell) else None
+        outputs, rates = fast_forward(cell, net_params, batch.inputs, noise_key=noise_key)
     else:
         outputs, rates = forward(cell, net_params, batch.inputs, key=key)
     mask = batch.mask
