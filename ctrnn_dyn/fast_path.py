@@ -125,14 +125,19 @@ def _rate_derivative(code: int | None, act: Callable, R: jax.Array, X: jax.Array
     return jax.jvp(act, (X,), (jnp.ones_like(X),))[1]
 
 
-def _xla_forward(X, x0, K_alpha, c, act):
+def _xla_forward(X, x0, K_alpha, c, act, noise=None):
     """``X`` holds ``α E`` (``T`` rows) and becomes ``x_1..x_T`` in place, by an XLA loop of
-    ``x_t = c x_{t-1} + f(x_{t-1}) K_alpha + α E_{t-1}``; returns ``(X, f([x_0; X]))``."""
-    X = _set_row(X, X[0] + c * x0 + act(x0) @ K_alpha, 0)
+    ``x_t = c x_{t-1} + f(x_{t-1}) K_alpha + α E_{t-1}`` (``+ noise[t-1]`` when given, a
+    ``(T, B, n)`` array added row by row); returns ``(X, f([x_0; X]))``."""
+
+    def drive(X, t):
+        return _row(X, t) if noise is None else _row(X, t) + _row(noise, t)
+
+    X = _set_row(X, drive(X, 0) + c * x0 + act(x0) @ K_alpha, 0)
 
     def step(t, X):
         x = _row(X, t - 1)
-        return _set_row(X, _row(X, t) + (c * x + act(x) @ K_alpha), t)
+        return _set_row(X, drive(X, t) + (c * x + act(x) @ K_alpha), t)
 
     X = lax.fori_loop(1, X.shape[0], step, X)
     return X, act(jnp.concatenate([x0[None], X], axis=0))
@@ -150,10 +155,11 @@ def _native_forward(X, x0, K_alpha, c, code):
 
 
 def _xla_forward_noise(X, x0, K_alpha, c, words, scale, act):
-    """:func:`_xla_forward` after adding ``scale * ξ`` to ``X``, ``ξ`` the ``(T, B, n)`` draws
-    of :func:`ctrnn_dyn.noise.normal_from_words` under the stream key ``words``."""
+    """:func:`_xla_forward` with ``scale * ξ`` added, ``ξ`` the ``(T, B, n)`` draws of
+    :func:`ctrnn_dyn.noise.normal_from_words` under the stream key ``words``. (Added row by row
+    in the loop: ``X + scale * ξ`` before it made XLA's program twice as slow as the draw.)"""
     xi = noise_stream.normal_from_words(words, X.shape, X.dtype)
-    return _xla_forward(X + scale * xi, x0, K_alpha, c, act)
+    return _xla_forward(X, x0, K_alpha, c, act, noise=scale * xi)
 
 
 def _native_forward_noise(X, x0, K_alpha, c, words, scale, code):

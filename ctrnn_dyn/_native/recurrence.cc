@@ -5,10 +5,10 @@
 // backward: M[t-1] += c * M[t] + a * f'(x_t) * (M[t] W),  f'(x_t) from R[t],  t = T-1..1
 //           (M and R are (..., T+1, B, n))
 //
-// forward with noise: the same, after adding scale[j] * xi[(t-1, b, j)] to X[t-1] in each step, with
-//           xi the standard-normal stream of ctrnn_dyn.noise (Philox4x32-10 under a two-word key,
-//           Giles' inverse error function) generated there, while the step's rows are in cache
-//           (key (..., 2) uint32, scale (..., n))
+// forward with noise: the same after adding scale[j] * xi[t-1, b, j] to X[t-1] in each step,
+//           xi the standard-normal stream of ctrnn_dyn.noise (Philox4x32-10 under a two-word
+//           key, Giles' inverse error function) generated there while the step's rows are in
+//           cache (key (..., 2) uint32, scale (..., n))
 //
 // f is tanh (f' = 1 - r^2) or relu (f' = [r > 0]). Buffers are row-major; W is (..., n, n), c and
 // a are (..., n); leading dims (networks, under vmap) must agree. Batch rows
@@ -282,7 +282,6 @@ void ForEachRowBlock(ffi::ThreadPool& pool, const Layout& l, Fn fn) {
     fn(e, b0, std::min(rows, l.batch - b0));
   });
 }
-
 
 // The noise stream of ctrnn_dyn.noise. Element i of a network's flattened (T, B, n) noise is
 // word i % 4 of Philox4x32-10 at the counter (i / 4, 0, 0, 0) under the key (k0, k1), turned into
