@@ -280,3 +280,10 @@ def test_noise_and_noise_key_are_exclusive():
     params, u = _params(cell, 2, 3)
     with pytest.raises(ValueError, match="not both"):
         fast_forward(cell, params, u, noise=jnp.zeros((3, 2, 4)), noise_key=jax.random.key(0))
+
+
+def test_the_module_example_runs():
+    import doctest
+
+    result = doctest.testmod(noise, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
