@@ -61,9 +61,10 @@ class FixedPoints:
             sense; ``""`` where the Jacobian is not finite), or ``None``.
         alpha: the map's Euler fraction ``dt/τ`` if known (scalar or ``(d,)``), for
             :attr:`continuous_eigvals`.
-        n_starts: ``(N,)`` number of starts that ended on the entry (``1`` per start; after
-            deduplication the size of its cluster, slow entries merged into a fixed point
-            included), or ``None`` (files written before the field existed).
+        n_starts: ``(N,)`` number of starts whose run ended on the entry (``1`` per start;
+            after deduplication the size of its cluster, slow entries merged into a fixed point
+            included; ``0`` for a root that only :func:`find_fixed_points`' damped coverage
+            run reached), or ``None`` (files written before the field existed).
         stop_reason: ``(N,)`` why the entry's start stopped, an index into
             :data:`STOP_REASONS` (``0`` converged, ``1`` slow point: a local minimum of ``q``
             at which Newton steps no longer reduce ``q``, ``2`` iteration cap: still moving when

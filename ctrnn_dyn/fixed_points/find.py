@@ -96,6 +96,7 @@ def find_fixed_points(
     polish_steps: int = 30,
     slow_rtol: float = 1e-3,
     newton_restarts: int = 10,
+    coverage_damping: float | None = 1e-2,
     tol_unique: float | None = 1e-3,
     outlier_distance_scale: float | None = 10.0,
     compute_jacobians: bool = True,
@@ -151,6 +152,16 @@ def find_fixed_points(
             route scipy's ``root`` takes; where that reaches a fixed point it replaces the
             solver's end point (default 10; ``0`` skips it). It recovers roots whose basin the
             solver's damped first steps left.
+        coverage_damping: with deduplication (``tol_unique`` set) and ``"lm"``, every start
+            is solved a second time with LM's initial damping parameter at this value instead
+            of jaxopt's ``1e-6`` (the initial ``μ`` is it times the largest diagonal entry of
+            ``JᵀJ``): a damped first phase whose first steps are short gradient-like steps,
+            so it stays in basins that the first run's Gauss–Newton steps jump over. The roots
+            it reaches that the same start's first run did not are added, with
+            :attr:`~FixedPoints.n_starts` ``0`` where no first run ended there (default ``1e-2``;
+            on FixedPointFinder's 16-unit flip-flops it recovers the saddles the first run
+            misses). ``None`` skips it and halves the solve time; so does
+            ``tol_unique=None``, which keeps one entry per start.
         tol_unique: deduplication distance (FixedPointFinder's ``1e-3``; non-converged entries
             within it of a fixed point are merged into it, :attr:`FixedPoints.n_starts`
             counting them); ``None`` returns one entry per start.
@@ -216,6 +227,9 @@ def find_fixed_points(
         decompose = compute_jacobians
     if decompose and not compute_jacobians:
         raise ValueError("decompose=True needs compute_jacobians=True")
+    if coverage_damping is not None and not (np.isfinite(coverage_damping)
+                                             and coverage_damping > 0):
+        raise ValueError(f"coverage_damping must be > 0 or None, got {coverage_damping!r}")
     if not (np.isfinite(slow_rtol) and slow_rtol >= 0):
         raise ValueError(f"slow_rtol must be finite and >= 0, got {slow_rtol!r}")
 
@@ -244,11 +258,7 @@ def find_fixed_points(
         x_init = x0.astype(dt)
         x_start = jnp.asarray(np.where(finite[:, None], x_init, 0.0), dt)
         u_j = None if u is None else jnp.asarray(u)
-        x_fin, iters = _solve(
-            Fm,
-            x_start,
-            u_j,
-            finite,
+        solve_kw = dict(
             method=method,
             tol_q=float(tol_q),
             tol_grad=float(tol_grad),
@@ -260,24 +270,14 @@ def find_fixed_points(
             grad_rtol=float(grad_rtol),
             mixed_precision=bool(mixed_precision and x64),
         )
+        x_fin, iters = _solve(Fm, x_start, u_j, finite, **solve_kw)
         q = np.array(_speeds(x_fin, u_j, F=Fm))
         x_fin = np.array(x_fin)
         reason = np.where(q <= tol_q, _CONVERGED, _CAP).astype(np.int8)
         cand = np.flatnonzero(finite & np.isfinite(q) & (q > tol_q))
         if cand.size and polish_steps:
             # finish every start still above tolerance with Newton in the working precision
-            size = _bucket(cand.size, n)
-            idx = np.concatenate([cand, np.full(size - cand.size, cand[0])])
-            xs, qs, _, finished, g_rel = _newton_finish(
-                *_take((jnp.asarray(x_fin), u_j), idx),
-                F=Fm,
-                max_steps=int(polish_steps),
-                tol_q=float(tol_q),
-            )
-            x_fin[cand] = np.asarray(xs[: cand.size])
-            q[cand] = np.asarray(qs[: cand.size])
-            finished = np.asarray(finished[: cand.size])
-            g_rel = np.asarray(g_rel[: cand.size])
+            finished, g_rel = _finish(Fm, x_fin, q, u_j, cand, polish_steps, tol_q)
             # a slow point: Newton stalled (the step's predicted decrease to q = 0 failed) where
             # the solver had stopped on a vanishing gradient, or where the residual is nearly
             # orthogonal to the range of J − I; anything still moving is an iteration cap
@@ -319,6 +319,11 @@ def find_fixed_points(
             n_starts=np.ones(n, np.int64),
             stop_reason=reason,
         )
+        if coverage_damping is not None and method == "lm" and tol_unique is not None:
+            more = _coverage_run(Fm, x_start, u_j, finite, fps, float(coverage_damping),
+                                 solve_kw, polish_steps, tol_unique)
+            finite = np.concatenate([finite, np.ones(len(more), bool)])
+            fps = FixedPoints.concatenate([fps, more])
         logger.info(
             "find_fixed_points: starts stopped %s",
             ", ".join(
@@ -326,7 +331,7 @@ def find_fixed_points(
             ),
         )
         if outlier_distance_scale is not None:
-            fps = fps[_outlier_mask(fps.x, x_init, outlier_distance_scale) | ~finite]
+            fps = fps[_outlier_mask(fps.x, fps.x_init, outlier_distance_scale) | ~finite]
         if tol_unique is not None:
             fps = fps.unique(tol_unique)
         if compute_jacobians and len(fps):
@@ -338,6 +343,48 @@ def find_fixed_points(
         int(np.sum(fps.converged)),
     )
     return fps
+
+
+def _finish(F, x, q, u, cand, polish_steps, tol_q):
+    """Newton finish of the starts ``cand`` (rows of ``x``, ``q``, updated in place); returns
+    their ``finished`` and ``g_rel`` flags (:func:`~.solvers._newton_finish`)."""
+    size = _bucket(cand.size, x.shape[0])
+    idx = np.concatenate([cand, np.full(size - cand.size, cand[0])])
+    xs, qs, _, finished, g_rel = _newton_finish(
+        *_take((jnp.asarray(x), u), idx), F=F, max_steps=int(polish_steps), tol_q=float(tol_q)
+    )
+    x[cand] = np.asarray(xs[: cand.size])
+    q[cand] = np.asarray(qs[: cand.size])
+    return np.asarray(finished[: cand.size]), np.asarray(g_rel[: cand.size])
+
+
+def _coverage_run(F, x_start, u, finite, first, damping, solve_kw, polish_steps, tol_unique):
+    """Solve every start a second time with LM's initial damping ``damping`` (a damped first
+    phase: short gradient-like first steps that stay in basins the first run's Gauss–Newton
+    steps jump over), Newton-finish it, and return, as converged entries, the roots it reaches
+    that the same start's first run did not (farther than ``tol_unique`` from its end point)."""
+    tol_q = solve_kw["tol_q"]
+    x2, iters = _solve(F, x_start, u, finite, damping=damping, **solve_kw)
+    q = np.array(_speeds(x2, u, F=F))
+    x2 = np.array(x2)
+    cand = np.flatnonzero(finite & np.isfinite(q) & (q > tol_q))
+    if cand.size and polish_steps:
+        _finish(F, x2, q, u, cand, polish_steps, tol_q)
+    same = first.converged & (np.linalg.norm(x2 - first.x, axis=1) <= tol_unique)
+    new = np.flatnonzero(finite & np.isfinite(q) & (q <= tol_q) & ~same)
+    logger.debug("coverage run (damping %g): %d starts reached another root", damping, new.size)
+    k = new.size
+    return FixedPoints(
+        x=x2[new],
+        u=first.u[new],
+        q=q[new],
+        converged=np.ones(k, bool),
+        n_iters=iters[new].astype(np.int64),
+        x_init=first.x_init[new],
+        alpha=first.alpha,
+        n_starts=np.zeros(k, np.int64),  # counted where their first run ended
+        stop_reason=np.full(k, _CONVERGED, np.int8),
+    )
 
 
 def continue_fixed_points(

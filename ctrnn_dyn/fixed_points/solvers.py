@@ -160,10 +160,15 @@ def _make_solver(
 @jit_map(
     map_argname="F",
     static_argnames=("method", "max_iters", "linear_solver", "cg_iters", "mixed_precision",
-                     "cg_tol"),
+                     "cg_tol", "damping"),
 )
-def _init_states(x, u, *, F, method, max_iters, linear_solver, cg_iters, mixed_precision, cg_tol):
+def _init_states(x, u, *, F, method, max_iters, linear_solver, cg_iters, mixed_precision, cg_tol,
+                 damping=None):
+    """Initial solver states; ``damping`` (LM) replaces jaxopt's initial damping parameter
+    (``1e-6``: the initial ``μ`` is it times the largest diagonal entry of ``JᵀJ``)."""
     solver = _make_solver(F, method, max_iters, linear_solver, cg_iters, mixed_precision, cg_tol)
+    if damping is not None and method == "lm":
+        solver = dataclasses.replace(solver, damping_parameter=damping)
     return jax.vmap(solver.init_state)(x, u)
 
 
@@ -420,8 +425,10 @@ def _solve(
     grad_rtol,
     mixed_precision,
     cg_tol=0.0,
+    damping=None,
 ):
-    """Run the solver with retirement + compaction; returns final ``x`` and iteration counts."""
+    """Run the solver with retirement + compaction; returns final ``x`` and iteration counts.
+    ``damping``: LM's initial damping parameter (``None``: jaxopt's ``1e-6``)."""
     n = x0.shape[0]
     x = x0
     iters = np.zeros(n, np.int32)
@@ -438,7 +445,9 @@ def _solve(
         cg_tol=cg_tol,
     )
     state = (
-        _init_states(*_take((x, u), active), **kw) if active.size < n else _init_states(x, u, **kw)
+        _init_states(*_take((x, u), active), damping=damping, **kw)
+        if active.size < n
+        else _init_states(x, u, damping=damping, **kw)
     )
     pos = np.arange(active.size)  # rows of `state` holding the active starts
     rounds = 0

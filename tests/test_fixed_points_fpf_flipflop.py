@@ -1,0 +1,74 @@
+"""FixedPointFinder's own 3-bit flip-flop example, trained by its script (a 16-unit tanh
+``torch.nn.RNN``, two of the four seeds tried), from the 1024 starts its ``sample_states`` drew:
+the default finder finds all 27 fixed points the real FixedPointFinder finds there.
+
+``tests/data/fpf_flipflop16.npz`` holds the trained weights (``W_hh``, ``W_ih``, ``b`` =
+``b_ih + b_hh``) and the starts (made by ``benchmarks/fpf_real.py``). The map is written here
+in JAX, ``F(h, u) = tanh(W_hh h + W_ih u + b)``; ground truth is a float64 NumPy Newton on the
+same equation from every point either finder reports, and scipy's hybrd from every start.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.optimize
+
+from ctrnn_dyn.fixed_points import find_fixed_points
+
+DATA = Path(__file__).with_name("data") / "fpf_flipflop16.npz"
+
+
+def _network(seed: int):
+    data = np.load(DATA)
+    W, W_in, b = (data[f"s{seed}/{k}"].astype(np.float64) for k in ("W_hh", "W_ih", "b"))
+
+    def F(h, u):
+        return jnp.tanh(h @ jnp.asarray(W.T) + u @ jnp.asarray(W_in.T) + jnp.asarray(b))
+
+    def F_np(h):
+        return np.tanh(W @ h + b)
+
+    def J_np(h):
+        return (1.0 - np.tanh(W @ h + b) ** 2)[:, None] * W - np.eye(h.size)
+
+    return F, F_np, J_np, data[f"s{seed}/starts"]
+
+
+def _newton_root(F_np, J_np, x: np.ndarray) -> np.ndarray | None:
+    """Float64 Newton on ``F(x) − x`` from ``x``; the root if it converges near ``x``."""
+    y = x.copy()
+    for _ in range(30):
+        r = F_np(y) - y
+        if np.linalg.norm(r) < 1e-13:
+            return y if np.linalg.norm(y - x) < 1e-6 else None
+        y = y - np.linalg.solve(J_np(y), r)
+    return None
+
+
+@pytest.mark.parametrize("seed", [1, 3])
+def test_default_finds_all_27_fixed_points(seed):
+    F, F_np, J_np, starts = _network(seed)
+    fps = find_fixed_points(F, starts, np.zeros(3))
+    fixed = fps.fixed
+    for x in fixed.x:  # each is a root of the independent NumPy map, to float64 rounding
+        assert _newton_root(F_np, J_np, x) is not None
+    # the 3-bit flip-flop's full set: 8 memories, 12 + 6 saddles, 1 centre (FixedPointFinder
+    # finds exactly these 27 from these starts)
+    assert len(fixed) == 27
+    np.testing.assert_array_equal(np.bincount(fixed.n_unstable, minlength=4)[:4], [8, 12, 6, 1])
+    for x0 in starts[::8]:  # every root scipy's hybrd reaches from (an eighth of) the starts
+        sol = scipy.optimize.root(lambda x: F_np(x) - x, x0, jac=J_np, method="hybr", tol=1e-14)
+        if np.linalg.norm(F_np(sol.x) - sol.x) < 1e-10:
+            assert np.min(np.linalg.norm(fixed.x - sol.x, axis=1)) < 1e-8
+
+
+def test_without_the_coverage_run_saddles_are_missed():
+    """The cause the coverage run addresses: from these starts Levenberg–Marquardt's undamped
+    first steps leave the small basins of two saddles (they converge to other roots)."""
+    F, _, _, starts = _network(3)
+    fps = find_fixed_points(F, starts, np.zeros(3), coverage_damping=None)
+    assert len(fps.fixed) < 27
