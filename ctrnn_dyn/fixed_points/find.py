@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -13,11 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ctrnn_dyn import linear
+from ctrnn_dyn import _checks, linear
 from ctrnn_dyn.fixed_points._arguments import (
     _alpha_of,
     _check_map,
-    _float_dtype,
     _prepare_inputs,
     _prepare_map,
 )
@@ -58,6 +56,7 @@ def sample_initial_states(states: Any, n: int, *, noise_scale: float, key: jax.A
         ``(n, d)`` starts, in ``states``' float dtype.
 
     Raises:
+        TypeError: ``n`` not an int.
         ValueError: wrong rank, empty ``states``, ``n < 1`` or ``noise_scale < 0``.
     """
     states = jnp.asarray(states)
@@ -68,8 +67,7 @@ def sample_initial_states(states: Any, n: int, *, noise_scale: float, key: jax.A
     flat = states.reshape(-1, states.shape[-1])
     if flat.shape[0] == 0:
         raise ValueError("states must contain at least one state")
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    n = _checks.check_int("n", n, 1)
     if not np.isfinite(noise_scale) or noise_scale < 0:
         raise ValueError(f"noise_scale must be finite and >= 0, got {noise_scale!r}")
     k_idx, k_noise = jax.random.split(key)
@@ -153,14 +151,14 @@ def find_fixed_points(
             solver's end point (default 10; ``0`` skips it). It recovers roots whose basin the
             solver's damped first steps left.
         coverage_damping: with deduplication (``tol_unique`` set) and ``"lm"``, every start
-            is solved a second time with LM's initial damping parameter at this value instead
-            of jaxopt's ``1e-6`` (the initial ``μ`` is it times the largest diagonal entry of
-            ``JᵀJ``): a damped first phase whose first steps are short gradient-like steps,
-            so it stays in basins that the first run's Gauss–Newton steps jump over. The roots
-            it reaches that the same start's first run did not are added, with
-            :attr:`~FixedPoints.n_starts` ``0`` where no first run ended there (default ``1e-2``;
-            on FixedPointFinder's 16-unit flip-flops it recovers the saddles the first run
-            misses). ``None`` skips it and halves the solve time; so does
+            whose first run reached a root is solved again with LM's initial damping parameter
+            at this value instead of jaxopt's ``1e-6`` (the initial ``μ`` is it times the
+            largest diagonal entry of ``JᵀJ``): a damped first phase whose first steps are short
+            gradient-like steps, so it stays in basins that the first run's Gauss–Newton steps
+            jump over. The roots it reaches that the same start's first run did not are added,
+            with :attr:`~FixedPoints.n_starts` ``0`` where no first run ended there (default
+            ``1e-2``; on FixedPointFinder's 16-unit flip-flops it recovers the saddles the
+            first run misses). ``None`` skips it (up to half the solve time); so does
             ``tol_unique=None``, which keeps one entry per start.
         tol_unique: deduplication distance (FixedPointFinder's ``1e-3``; non-converged entries
             within it of a fixed point are merged into it, :attr:`FixedPoints.n_starts`
@@ -194,7 +192,7 @@ def find_fixed_points(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if linear_solver not in LINEAR_SOLVERS:
         raise ValueError(f"linear_solver must be one of {LINEAR_SOLVERS}, got {linear_solver!r}")
-    dt = _float_dtype(dtype)
+    dt = _checks.float_dtype(dtype)
     x64 = dt == np.dtype(np.float64)
     if tol_q is None:
         tol_q = 1e-20 if x64 else 1e-12
@@ -212,11 +210,9 @@ def find_fixed_points(
         ("chunk_iters", chunk_iters),
         ("cg_iters", cg_iters),
     ):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        _checks.check_int(name, value, 1)
     for name, value in (("polish_steps", polish_steps), ("newton_restarts", newton_restarts)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        _checks.check_int(name, value, 0)
     if tol_unique is not None and not tol_unique > 0:
         raise ValueError(f"tol_unique must be > 0 or None, got {tol_unique!r}")
     if outlier_distance_scale is not None and not outlier_distance_scale > 0:
@@ -248,7 +244,7 @@ def find_fixed_points(
             f"(expected shape (n, {state_size}))"
         )
 
-    ctx = jax.enable_x64(True) if x64 else contextlib.nullcontext()
+    ctx = _checks.precision_context(dt)
     with ctx:
         u = _prepare_inputs(F, inputs, n, dt)
         _check_map(Fm, d, u, dt)
@@ -359,11 +355,13 @@ def _finish(F, x, q, u, cand, polish_steps, tol_q):
 
 
 def _coverage_run(F, x_start, u, finite, first, damping, solve_kw, polish_steps, tol_unique):
-    """Solve every start a second time with LM's initial damping ``damping`` (a damped first
-    phase: short gradient-like first steps that stay in basins the first run's Gauss–Newton
-    steps jump over), Newton-finish it, and return, as converged entries, the roots it reaches
-    that the same start's first run did not (farther than ``tol_unique`` from its end point)."""
+    """Solve the starts whose first run reached a root a second time with LM's initial damping
+    ``damping`` (a damped first phase: short gradient-like first steps that stay in basins the
+    first run's Gauss–Newton steps jump over), Newton-finish them, and return, as converged
+    entries, the roots they reach that their first run did not (farther than ``tol_unique``
+    from its end point). Starts whose first run found no root were restarted already."""
     tol_q = solve_kw["tol_q"]
+    finite = finite & first.converged
     x2, iters = _solve(F, x_start, u, finite, damping=damping, **solve_kw)
     q = np.array(_speeds(x2, u, F=F))
     x2 = np.array(x2)
@@ -387,30 +385,31 @@ def _coverage_run(F, x_start, u, finite, first, damping, solve_kw, polish_steps,
     )
 
 
+@_checks.renamed(extra_starts="extra_initial_states")
 def continue_fixed_points(
     F: Callable[..., Any],
     fps: FixedPoints | Any,
     inputs_path: Any,
     *,
-    extra_starts: Any = None,
+    extra_initial_states: Any = None,
     **options: Any,
 ) -> list[FixedPoints]:
     r"""Follow fixed points along a path of constant inputs (numerical continuation).
 
     At each input level :math:`u_k` of ``inputs_path`` the starts are the fixed points found at
-    the previous level (at the first level: ``fps``), plus ``extra_starts`` if given; where the
-    previous level has no fixed point its slow points are used instead. A fixed point that moves
-    smoothly with the input is then one short Newton/LM solve away from its predecessor, even
-    where starts from the network's states stall on slow points (e.g. the sine-wave generator's
-    low-frequency levels).
+    the previous level (at the first level: ``fps``), plus ``extra_initial_states`` if given;
+    where the previous level has no fixed point its slow points are used instead. A fixed point
+    that moves smoothly with the input is then one short Newton/LM solve away from its
+    predecessor, even where starts from the network's states stall on slow points (e.g. the
+    sine-wave generator's low-frequency levels).
 
     Args:
         F: one-step map on a flat state, as for :func:`find_fixed_points`.
         fps: the points to start from: a :class:`FixedPoints` (its fixed points, or its slow
             points if it has none) or an ``(n, d)`` array of states.
         inputs_path: ``(K, m)`` input levels, followed in order.
-        extra_starts: ``(n', d)`` starts added at every level (e.g. states of the network), or
-            ``None``.
+        extra_initial_states: ``(n', d)`` starts added at every level (e.g. states of the
+            network), or ``None``.
         **options: passed to :func:`find_fixed_points` (``tol_unique`` keeps its default, so
             each level holds one entry per distinct point).
 
@@ -427,7 +426,8 @@ def continue_fixed_points(
         path = path[:, None]
     if path.ndim != 2 or path.shape[0] < 1:
         raise ValueError(f"inputs_path must have shape (K, m) with K >= 1, got {path.shape}")
-    extra = None if extra_starts is None else np.asarray(extra_starts, dtype=float)
+    extra = (None if extra_initial_states is None
+             else np.asarray(extra_initial_states, dtype=float))
     prev = fps
     out: list[FixedPoints] = []
     for k, u in enumerate(path):
