@@ -21,19 +21,34 @@ name               expected             why
 All must be finite; ``bool`` and strings are refused (``TypeError``). Task options (a task's
 keyword arguments) must hold finite numbers only (:func:`check_task_options`).
 
+The public API's shared vocabulary is checked here too, so every function refuses a value the
+same way (``TypeError`` for a wrong type, ``ValueError`` for a wrong value, the message naming
+the argument):
+
+* counts (``n_steps``, ``max_iters``, ``batch_size``, ...): :func:`check_int`, an ``int`` (not a
+  ``bool``) at least a minimum;
+* precision: :func:`float_dtype`, the keyword ``dtype`` as ``np.float32``/``np.float64``, JAX's
+  dtypes or the strings ``"float32"``/``"float64"``; :func:`precision_context` switches float64
+  on locally for a computation in it;
+* renamed keywords: :func:`renamed` keeps an old keyword working, with a ``DeprecationWarning``.
+
 This module imports nothing heavy (no JAX), so the command line can check its options before
 loading the numerical stack.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import numbers
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = ["HPARAM_RANGES", "hparam_problem", "check_hparam", "check_hparams",
-           "task_option_problem", "check_task_options"]
+           "task_option_problem", "check_task_options", "check_int", "float_dtype",
+           "precision_context", "renamed"]
 
 _INF = math.inf
 
@@ -181,3 +196,90 @@ def first_difference(saved: Mapping[str, Any], now: Mapping[str, Any],
         if k in saved and k in now and saved[k] != now[k]:
             return k
     return None
+
+
+def check_int(name: str, value: Any, low: int = 1) -> int:
+    """``value`` as an ``int`` if it is an integer ``>= low``; else raise naming ``name``.
+
+    Raises:
+        TypeError: not an integer (a float such as ``2.5`` or ``2.0``, a ``bool``, a string,
+            ``None``); the message is ``"<name> must be an int >= <low>, got <type> <value>"``.
+        ValueError: an integer below ``low``: ``"<name> must be >= <low>, got <value>"``.
+    """
+    import numpy as np
+
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= {low}, got {type(value).__name__} {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return int(value)
+
+
+def float_dtype(dtype: Any, name: str = "dtype") -> Any:
+    """The NumPy dtype ``float32`` or ``float64`` that ``dtype`` names.
+
+    Args:
+        dtype: ``np.float32``/``np.float64``, ``jnp.float32``/``jnp.float64``, a NumPy dtype of
+            either, or the strings ``"float32"``/``"float64"``.
+        name: the argument's name for the message.
+
+    Returns:
+        ``np.dtype("float32")`` or ``np.dtype("float64")``.
+
+    Raises:
+        TypeError: anything else (``"float16"``, ``None``, an integer type, ...), naming ``name``.
+    """
+    import numpy as np
+
+    problem = f"{name} must be float32 or float64 (np.float32, np.float64, jnp.float32, "
+    problem += f"jnp.float64, 'float32' or 'float64'), got {dtype!r}"
+    if dtype is None or isinstance(dtype, bool):
+        raise TypeError(problem)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as err:
+        raise TypeError(problem) from err
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(problem)
+    return dt
+
+
+def precision_context(dtype: Any) -> contextlib.AbstractContextManager:
+    """A context in which arrays of ``dtype`` (already checked by :func:`float_dtype`) can be
+    made: ``jax.enable_x64(True)`` for float64, else nothing changes."""
+    import numpy as np
+
+    if np.dtype(dtype) == np.dtype(np.float64):
+        import jax
+
+        return jax.enable_x64(True)
+    return contextlib.nullcontext()
+
+
+def renamed(**aliases: str) -> Callable[[Callable], Callable]:
+    """Keep old keyword names of a function working while they are deprecated.
+
+    ``@renamed(precision="dtype", u="inputs")`` lets ``f(..., precision=x)`` mean
+    ``f(..., dtype=x)`` with a ``DeprecationWarning`` naming the new keyword; passing both the
+    old and the new keyword is a ``TypeError``. The wrapped function keeps its signature
+    (``inspect.signature`` follows ``__wrapped__``), which names only the new keywords.
+    """
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for old, new in aliases.items():
+                if old not in kwargs:
+                    continue
+                if new in kwargs:
+                    raise TypeError(f"{fn.__name__}() got both {old!r} (deprecated) and {new!r}; "
+                                    f"pass only {new!r}")
+                warnings.warn(f"{fn.__name__}(): the keyword {old!r} is deprecated, use {new!r}",
+                              DeprecationWarning, stacklevel=2)
+                kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+
+        wrapper.__renamed_keywords__ = dict(aliases)  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate

@@ -25,6 +25,7 @@ import numpy as np
 from flax import linen as nn
 from jax.flatten_util import ravel_pytree
 
+from ctrnn_dyn import _checks
 from ctrnn_dyn.model import CTRNNCell, RateCTRNNCell
 
 __all__ = [
@@ -275,14 +276,17 @@ def simulate(F: Map, x0: jax.Array, inputs: jax.Array, *, n_steps: int | None = 
         States ``(T, n)``: ``x_1 … x_T`` (the state *after* each step, as ``nn.RNN`` reports).
 
     Raises:
+        TypeError: ``n_steps`` not an int.
         ValueError: ``x0`` not 1-D, ``inputs`` of the wrong rank, or ``n_steps`` missing/< 1.
     """
     x0 = jnp.asarray(x0)
     inputs = jnp.asarray(inputs)
     if x0.ndim != 1:
         raise ValueError(f"x0 must have shape (n,), got {x0.shape}; vmap simulate for a batch")
+    if n_steps is not None:
+        n_steps = _checks.check_int("n_steps", n_steps, 1)
     if inputs.ndim == 1:
-        if n_steps is None or n_steps < 1:
+        if n_steps is None:
             raise ValueError("n_steps (>= 1) is required when inputs has shape (m,)")
         inputs = jnp.broadcast_to(inputs, (n_steps, inputs.shape[0]))
     elif inputs.ndim != 2:

@@ -32,6 +32,8 @@ from flax import linen as nn
 from flax.linen import initializers
 from flax.typing import Dtype, Initializer, PRNGKey
 
+from ctrnn_dyn._checks import check_int
+
 __all__ = [
     "CTRNNCell", "RateCTRNNCell", "CheckedRNN", "rnn", "step_noise", "NOISE_MODES", "SPLIT_RNGS",
     "dale_signs",
@@ -44,13 +46,6 @@ SPLIT_RNGS = {"params": False, "noise_stream": True}
 
 def _is_concrete(value: Any) -> bool:
     return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(value))
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an int >= 1, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
 
 
 def _check_rate(name: str, value: Any, n: int, *, upper: float | None) -> None:
@@ -177,8 +172,8 @@ class CTRNNCell(_VectorCell):
     excitatory_fraction: float | None = None
 
     def __post_init__(self) -> None:
-        _check_positive_int("hidden_features", self.hidden_features)
-        _check_positive_int("output_features", self.output_features)
+        check_int("hidden_features", self.hidden_features)
+        check_int("output_features", self.output_features)
         _check_rate("alpha", self.alpha, self.hidden_features, upper=1.0)
         if _is_concrete(self.noise_const):
             sigma = np.asarray(self.noise_const, dtype=float)
@@ -318,7 +313,7 @@ class RateCTRNNCell(_VectorCell):
     carry_init: Initializer = initializers.zeros_init()
 
     def __post_init__(self) -> None:
-        _check_positive_int("hidden_features", self.hidden_features)
+        check_int("hidden_features", self.hidden_features)
         _check_rate("dt", self.dt, 1, upper=None)
         _check_rate("tau", self.tau, self.hidden_features, upper=None)
         if _is_concrete((self.dt, self.tau)) and np.any(
@@ -438,7 +433,7 @@ def step_noise(
         ValueError / TypeError: ``key`` not a PRNG key (typed, or raw ``uint32`` of shape
             ``(2,)``), ``n_steps < 1``, ``shape`` not a tuple of ints ``>= 0``.
     """
-    _check_positive_int("n_steps", n_steps)
+    check_int("n_steps", n_steps)
     typed = jnp.issubdtype(getattr(key, "dtype", None), jax.dtypes.prng_key)
     if not typed and (getattr(key, "dtype", None) != jnp.uint32 or np.shape(key) != (2,)):
         raise TypeError(

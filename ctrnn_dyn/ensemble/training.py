@@ -16,6 +16,7 @@ from flax import linen as nn
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ctrnn_dyn import train as _train
+from ctrnn_dyn._checks import check_int
 from ctrnn_dyn.ensemble.programs import _auto_vmap_size, _optimizer, _programs
 from ctrnn_dyn.ensemble.result import EnsembleHistory, EnsembleResult
 from ctrnn_dyn.ensemble.validation import (
@@ -23,7 +24,6 @@ from ctrnn_dyn.ensemble.validation import (
     CELL_HPARAMS,
     OPTIMIZER_HPARAMS,
     _check_hparams,
-    _check_int,
     _check_keys,
     _mesh,
 )
@@ -113,9 +113,9 @@ def train_ensemble(
 
     keys = _check_keys(keys)
     n_net = int(keys.shape[0])
-    steps = _check_int("steps", steps, 1)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    block_steps = _check_int("block_steps", block_steps, 1)
+    steps = check_int("steps", steps, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
+    block_steps = check_int("block_steps", block_steps, 1)
     if isinstance(devices, str):
         if devices != "auto":
             raise ValueError(f"devices must be 'auto', None, a sequence of jax devices or a "
@@ -127,9 +127,9 @@ def train_ensemble(
     if vmap_size == "auto":
         vmap_size = _auto_vmap_size(cell, task, batch_size)
     elif vmap_size is not None:
-        vmap_size = _check_int("vmap_size", vmap_size, 1)
-    eval_batches = _check_int("eval_batches", eval_batches, 1)
-    chunk = n_net if chunk_size is None else _check_int("chunk_size", chunk_size, 1)
+        vmap_size = check_int("vmap_size", vmap_size, 1)
+    eval_batches = check_int("eval_batches", eval_batches, 1)
+    chunk = n_net if chunk_size is None else check_int("chunk_size", chunk_size, 1)
     chunk = min(chunk, n_net)
     mesh = _mesh(devices)
     if mesh is not None and auto_devices:

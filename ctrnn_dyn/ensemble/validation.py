@@ -20,14 +20,6 @@ OPTIMIZER_HPARAMS = ("learning_rate", "weight_decay", "clip_norm", "b1", "b2")
 _AXIS = "networks"
 
 
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an int >= {low}, got {type(value).__name__} {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
-
-
 def _check_keys(keys: Any) -> jax.Array:
     if keys is None:
         raise ValueError("keys is required: one PRNG key per network, e.g. "

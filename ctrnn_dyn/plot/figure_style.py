@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib as mpl
-import numpy as np
 from matplotlib.figure import Figure
+
+from ctrnn_dyn._checks import check_int
 
 __all__ = [
     "COLUMN_WIDTH",
@@ -123,10 +124,10 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: int = SAVE_DPI) -> tuple[
         ``(png, pdf)`` paths.
 
     Raises:
+        TypeError: ``dpi`` not an int.
         ValueError: ``dpi < 200``.
     """
-    if not (isinstance(dpi, int | np.integer) and dpi >= 200):
-        raise ValueError(f"dpi must be an int >= 200, got {dpi!r}")
+    dpi = check_int("dpi", dpi, 200)
     stem = Path(path).with_suffix("")
     png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
     meta_png = {"Software": None}

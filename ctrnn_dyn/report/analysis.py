@@ -14,9 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ctrnn_dyn._checks import check_int
 from ctrnn_dyn.attractors import DynamicsClassification, classify_dynamics
 from ctrnn_dyn.fixed_points import FixedPoints, find_fixed_points
-from ctrnn_dyn.report.starts import _check_int, analysis_starts
+from ctrnn_dyn.report.starts import analysis_starts
 from ctrnn_dyn.runs import Run, load_run
 
 __all__ = ["AnalysisReport", "InputAnalysis", "analyze_run"]
@@ -235,7 +236,7 @@ def analyze_run(
     for name, value, low in (("n_dynamics", n_dynamics, 1), ("dynamics_steps", dynamics_steps, 1),
                              ("dynamics_transient", dynamics_transient, 0),
                              ("n_eigvals", n_eigvals, 1)):
-        _check_int(name, value, low)
+        check_int(name, value, low)
     F = run.map()
     if F.input_size is None:
         raise ValueError("the network's input width cannot be read from its parameters")

@@ -3,12 +3,11 @@ from them (steps 1 and 2 of :func:`~ctrnn_dyn.report.analyze_run`)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ctrnn_dyn._checks import check_int
 from ctrnn_dyn.dynamics import simulate
 from ctrnn_dyn.fixed_points import sample_initial_states
 from ctrnn_dyn.runs import Run
@@ -28,7 +27,7 @@ def task_trajectories(run: Run, n_trials: int, key: jax.Array) -> tuple[np.ndarr
         ``(inputs (B, T, m), states (B, T, n))``: the trials' inputs and the states
         :math:`x_1 \\dots x_T` reached from the cell's initial state (``carry_init``).
     """
-    _check_int("n_trials", n_trials, 1)
+    check_int("n_trials", n_trials, 1)
     F = run.map()
     batch = run.task.sample(key, n_trials)
     inputs = jnp.asarray(batch.inputs, jnp.float32)
@@ -51,8 +50,8 @@ def analysis_starts(
         ``(states (n_trials, T, n), starts (n_starts, n))`` with
         ``k_trials, k_starts = jax.random.split(jax.random.PRNGKey(seed))``.
     """
-    _check_int("n_starts", n_starts, 1)
-    _check_int("seed", seed, 0)
+    check_int("n_starts", n_starts, 1)
+    check_int("seed", seed, 0)
     if isinstance(noise_scale, bool) or not isinstance(noise_scale, int | float | np.floating):
         raise TypeError(f"noise_scale must be a float >= 0, got {type(noise_scale).__name__}")
     if not (np.isfinite(noise_scale) and noise_scale >= 0):
@@ -61,10 +60,3 @@ def analysis_starts(
     _, states = task_trajectories(run, n_trials, k_trials)
     starts = sample_initial_states(states, n_starts, noise_scale=float(noise_scale), key=k_starts)
     return states, np.asarray(starts)
-
-
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an int >= {low}, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")

@@ -10,10 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ctrnn_dyn._checks import check_int
 from ctrnn_dyn.tasks.base import (
     Batch,
     _check_batch_size,
-    _check_int,
     _check_outputs,
     _decision_accuracy,
 )
@@ -58,8 +58,8 @@ class PerceptualDecision:
 
     def __post_init__(self) -> None:
         for name in ("n_steps", "stim_steps", "response_steps"):
-            _check_int(name, getattr(self, name), 1)
-        _check_int("stim_start", self.stim_start, 0)
+            check_int(name, getattr(self, name), 1)
+        check_int("stim_start", self.stim_start, 0)
         _evidence_windows(self.n_steps, self.stim_start, self.stim_steps, self.response_steps)
         if len(self.coherences) == 0:
             raise ValueError("coherences must be a non-empty sequence of evidence strengths")

@@ -7,7 +7,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from ctrnn_dyn.tasks.base import Batch, _check_batch_size, _check_int, _check_outputs
+from ctrnn_dyn._checks import check_int
+from ctrnn_dyn.tasks.base import Batch, _check_batch_size, _check_outputs
 
 __all__ = ["FlipFlop"]
 
@@ -38,9 +39,9 @@ class FlipFlop:
     settle_steps: int = 0
 
     def __post_init__(self) -> None:
-        _check_int("n_bits", self.n_bits, 1)
-        _check_int("n_steps", self.n_steps, 1)
-        _check_int("settle_steps", self.settle_steps, 0)
+        check_int("n_bits", self.n_bits, 1)
+        check_int("n_steps", self.n_steps, 1)
+        check_int("settle_steps", self.settle_steps, 0)
         if not 0.0 < self.p_pulse <= 1.0:
             raise ValueError(f"p_pulse must be in (0, 1], got {self.p_pulse}")
 

@@ -10,10 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ctrnn_dyn._checks import check_int
 from ctrnn_dyn.tasks.base import (
     Batch,
     _check_batch_size,
-    _check_int,
     _check_outputs,
     _decision_accuracy,
 )
@@ -66,8 +66,8 @@ class ModuloThree:
 
     def __post_init__(self) -> None:
         for name in ("n_steps", "stimulus_dim", "stimulus_steps", "response_steps", "min_gap"):
-            _check_int(name, getattr(self, name), 1)
-        _check_int("first_onset", self.first_onset, 0)
+            check_int(name, getattr(self, name), 1)
+        check_int("first_onset", self.first_onset, 0)
         combos = tuple(tuple(int(v) for v in c) for c in self.combinations)
         if not combos or any(len(c) != 3 or not all(0 <= v < 3 for v in c) for c in combos):
             raise ValueError(

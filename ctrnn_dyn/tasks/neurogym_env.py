@@ -10,7 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ctrnn_dyn.tasks.base import Batch, _check_batch_size, _check_int, _check_outputs
+from ctrnn_dyn._checks import check_int
+from ctrnn_dyn.tasks.base import Batch, _check_batch_size, _check_outputs
 
 __all__ = ["NeurogymTask", "from_neurogym"]
 
@@ -97,10 +98,10 @@ class NeurogymTask:
     pad_to: int | None = None
 
     def __post_init__(self) -> None:
-        _check_int("n_trials", self.n_trials, 1)
-        _check_int("seed", self.seed, 0)
+        check_int("n_trials", self.n_trials, 1)
+        check_int("seed", self.seed, 0)
         if self.pad_to is not None:
-            _check_int("pad_to", self.pad_to, 1)
+            check_int("pad_to", self.pad_to, 1)
         if self.periods is not None:
             periods = (self.periods,) if isinstance(self.periods, str) else self.periods
             if not periods or not all(isinstance(p, str) for p in periods):

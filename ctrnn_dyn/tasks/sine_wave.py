@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ctrnn_dyn.tasks.base import Batch, _check_batch_size, _check_int, _check_outputs
+from ctrnn_dyn._checks import check_int
+from ctrnn_dyn.tasks.base import Batch, _check_batch_size, _check_outputs
 
 __all__ = ["SineWave"]
 
@@ -36,7 +37,7 @@ class SineWave:
     output_size: ClassVar[int] = 1
 
     def __post_init__(self) -> None:
-        _check_int("n_steps", self.n_steps, 1)
+        check_int("n_steps", self.n_steps, 1)
         if not (0 < self.omega_step and self.omega_min < self.omega_max):
             raise ValueError(
                 "need omega_step > 0 and omega_min < omega_max, got "

@@ -124,6 +124,8 @@ def train(
 ) -> TrainResult:
     """Train ``cell`` on ``task`` for ``steps`` optimiser steps.
 
+    Also reachable as ``ctrnn_dyn.fit``: the same function (``ctrnn_dyn.train`` is the module).
+
     Keys: ``key`` is split into (init, data, eval) keys; step ``s`` draws its batch and noise
     from ``fold_in(data_key, s)``, so the run is a pure function of ``key`` and the options, and
     resuming from a checkpoint continues the same sequence bit for bit.
@@ -174,15 +176,12 @@ def train(
     from tqdm import tqdm
 
 
-    for name, value, low in (("steps", steps, 1), ("batch_size", batch_size, 1),
-                             ("checkpoint_every", checkpoint_every, 1),
-                             ("sync_every", sync_every, 1), ("eval_batches", eval_batches, 1)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer):
-            raise TypeError(f"{name} must be an int >= {low}, got {type(value).__name__}")
-        if value < low:
-            raise ValueError(f"{name} must be >= {low}, got {value}")
-    if eval_every is not None and (not isinstance(eval_every, int) or eval_every < 1):
-        raise ValueError(f"eval_every must be None or an int >= 1, got {eval_every!r}")
+    for name, value in (("steps", steps), ("batch_size", batch_size),
+                        ("checkpoint_every", checkpoint_every), ("sync_every", sync_every),
+                        ("eval_batches", eval_batches)):
+        _checks.check_int(name, value, 1)
+    if eval_every is not None:
+        _checks.check_int("eval_every", eval_every, 1)
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir")
     if loss not in ("mse", "cross_entropy"):

@@ -9,7 +9,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import linen as nn
 
@@ -164,10 +163,7 @@ def make_train_step(
     Raises:
         ValueError: ``batch_size < 1`` or a task/cell width mismatch.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
-        raise TypeError(f"batch_size must be an int >= 1, got {type(batch_size).__name__}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    _checks.check_int("batch_size", batch_size, 1)
     _check_widths(cell, task)
     fast = use_fast_path(cell, fast)
     sample, basis = _sampler(cell, task)

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
+from ctrnn_dyn._checks import check_int
 
 __all__ = ["ReproductionResult", "Timer", "FORWARD_PASSES", "check_run_args", "with_forward"]
 
@@ -71,10 +71,7 @@ def check_run_args(out_dir: Any, quick: Any, seed: Any, forward: Any = None) -> 
         raise TypeError(f"out_dir must be a str or pathlib.Path, got {type(out_dir).__name__}")
     if not isinstance(quick, bool):
         raise TypeError(f"quick must be a bool, got {type(quick).__name__}")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise TypeError(f"seed must be an int >= 0, got {type(seed).__name__}")
-    if seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed}")
+    check_int("seed", seed, 0)
     path = Path(out_dir)
     path.mkdir(parents=True, exist_ok=True)
     return path
