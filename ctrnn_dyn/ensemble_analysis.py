@@ -16,6 +16,7 @@ import jax
 import numpy as np
 from flax import linen as nn
 
+from ctrnn_dyn._checks import renamed
 from ctrnn_dyn.ensemble import network_params
 
 __all__ = ["network_maps", "find_fixed_points_ensemble", "classify_dynamics_ensemble"]
@@ -98,11 +99,12 @@ def find_fixed_points_ensemble(
                                                                        strict=True)]
 
 
+@renamed(starts="initial_states", u="inputs")
 def classify_dynamics_ensemble(
     cell: nn.Module,
     params: Any,
-    starts: Any,
-    u: Any = None,
+    initial_states: Any,
+    inputs: Any = None,
     *,
     hparams: Mapping[str, Any] | None = None,
     **options: Any,
@@ -113,8 +115,9 @@ def classify_dynamics_ensemble(
         cell: as in :func:`find_fixed_points_ensemble`.
         params: as in :func:`find_fixed_points_ensemble`.
         hparams: as in :func:`find_fixed_points_ensemble`.
-        starts: ``(B, n)`` starts shared by all networks, or a list of ``E`` arrays.
-        u: constant input shared by all networks (or a list of ``E``), ``None`` = zero input.
+        initial_states: ``(B, n)`` starts shared by all networks, or a list of ``E`` arrays.
+        inputs: constant input shared by all networks (or a list of ``E``), ``None`` = zero
+            input.
         **options: passed to :func:`ctrnn_dyn.attractors.classify_dynamics`.
 
     Returns:
@@ -123,8 +126,8 @@ def classify_dynamics_ensemble(
     from ctrnn_dyn.attractors import classify_dynamics
 
     maps = network_maps(cell, params, hparams)
-    ss = _per_network(starts, len(maps), "starts")
-    us = _per_network(u, len(maps), "u")
+    ss = _per_network(initial_states, len(maps), "initial_states")
+    us = _per_network(inputs, len(maps), "inputs")
     if all(v is None for v in us):
         m = _input_width(params)
         us = [np.zeros(m, np.float32)] * len(maps)

@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ctrnn_dyn._checks import renamed
+
 __all__ = [
     "STABILITY_CLASSES",
     "EigenDecomposition",
@@ -58,7 +60,8 @@ def _as_float(x: Any) -> jax.Array:
     return x
 
 
-def jacobian(F: Map, x: jax.Array, u: jax.Array | None = None) -> jax.Array:
+@renamed(u="inputs")
+def jacobian(F: Map, x: jax.Array, inputs: jax.Array | None = None) -> jax.Array:
     r"""Map Jacobian :math:`J = \partial F(x, u)/\partial x` at one state.
 
     Uses ``F.jacobian(x, u)`` when ``F`` has one (``OneStepMap``: the analytic CT-RNN form of
@@ -67,7 +70,8 @@ def jacobian(F: Map, x: jax.Array, u: jax.Array | None = None) -> jax.Array:
     Args:
         F: one-step map on unbatched arrays.
         x: state ``(n,)``.
-        u: input ``(m,)`` (``None``: the map's default, zero input for a ``OneStepMap``).
+        inputs: input ``u`` ``(m,)`` (``None``: the map's default, zero input for a
+            ``OneStepMap``).
 
     Returns:
         ``(n, n)`` Jacobian, ``J[i, j] = ∂F_i/∂x_j``.
@@ -80,11 +84,12 @@ def jacobian(F: Map, x: jax.Array, u: jax.Array | None = None) -> jax.Array:
         raise ValueError(f"x must have shape (n,), got {x.shape}; vmap jacobian for a batch")
     analytic = getattr(F, "jacobian", None)
     if callable(analytic):
-        return analytic(x, u)
-    return jax.jacfwd(lambda v: F(v, u))(x)
+        return analytic(x, inputs)
+    return jax.jacfwd(lambda v: F(v, inputs))(x)
 
 
-def input_jacobian(F: Map, x: jax.Array, u: jax.Array) -> jax.Array:
+@renamed(u="inputs")
+def input_jacobian(F: Map, x: jax.Array, inputs: jax.Array) -> jax.Array:
     r"""Input Jacobian :math:`B = \partial F(x, u)/\partial u` (``jax.jacfwd``).
 
     For the CT-RNN :math:`B = \alpha K_\mathrm{in}^\top`.
@@ -92,20 +97,20 @@ def input_jacobian(F: Map, x: jax.Array, u: jax.Array) -> jax.Array:
     Args:
         F: one-step map.
         x: state ``(n,)``.
-        u: input ``(m,)``.
+        inputs: input ``u`` ``(m,)``.
 
     Returns:
         ``(n, m)`` Jacobian ``B[i, k] = ∂F_i/∂u_k``.
 
     Raises:
-        ValueError: ``x`` or ``u`` is not 1-D.
+        ValueError: ``x`` or ``inputs`` is not 1-D.
     """
     x = _as_float(x)
-    u = jnp.asarray(u, x.dtype)
+    u = jnp.asarray(inputs, x.dtype)
     if x.ndim != 1:
         raise ValueError(f"x must have shape (n,), got {x.shape}")
     if u.ndim != 1:
-        raise ValueError(f"u must have shape (m,), got {u.shape}")
+        raise ValueError(f"inputs must have shape (m,), got {u.shape}")
     return jax.jacfwd(lambda w: F(x, w))(u)
 
 

@@ -287,7 +287,7 @@ def test_float32_precision_option():
     def F(x, u):
         return jnp.asarray(A, x.dtype) @ x
 
-    ly32 = lyapunov_spectrum(F, np.ones(2), n_steps=500, n_transient=0, precision="float32")
+    ly32 = lyapunov_spectrum(F, np.ones(2), n_steps=500, n_transient=0, dtype=np.float32)
     ly64 = lyapunov_spectrum(F, np.ones(2), n_steps=500, n_transient=0)
     np.testing.assert_allclose(ly32.exponents, np.log([0.8, 0.5]), rtol=1e-4)
     np.testing.assert_allclose(ly64.exponents, np.log([0.8, 0.5]), rtol=1e-10)
@@ -311,7 +311,7 @@ def test_linear_integrator_is_a_line_attractor():
     def F(x, u):
         return jnp.asarray(A, x.dtype) @ x
 
-    res = line_attractor(pts, F=F)
+    res = line_attractor(F, pts)
     assert res.is_line, res.reason
     assert abs(res.direction @ v) > 1 - 1e-12
     np.testing.assert_allclose(res.length, 2.0, rtol=1e-12)
@@ -326,7 +326,7 @@ def test_linear_integrator_is_a_line_attractor():
         x=pts, eigvals=np.repeat(mu[None], 9, 0), eigvecs=np.repeat(V[None], 9, 0),
         converged=np.ones(9, bool),
     )
-    res2 = line_attractor(fp)
+    res2 = line_attractor(None, fp)
     assert res2.is_line and np.isclose(res2.length, 2.0)
 
 
@@ -346,7 +346,7 @@ def test_line_verdict_does_not_depend_on_point_density():
         pts = np.zeros((n, d))
         pts[:, 0] = np.linspace(-1.0, 1.0, n)
         pts[:, 1:] = 1e-3 * rng.standard_normal((n, d - 1))
-        res = line_attractor(pts, F=F, alpha=1.0)
+        res = line_attractor(F, pts, alpha=1.0)
         assert res.is_line, (n, res.reason)
         assert np.median(res.alignment) > 0.95, n
         np.testing.assert_allclose(res.slow_eigvals, 0.0, atol=1e-12)
@@ -361,7 +361,7 @@ def test_isolated_fixed_points_are_not_a_line():
 
     roots = [brentq(lambda h: -h + sig(8 * h - 4), a, b) for a, b in [(0, 0.4), (0.4, 0.6),
                                                                         (0.6, 1)]]
-    res = line_attractor(np.asarray(roots)[:, None], F=F)  # alpha read from F: 0.01
+    res = line_attractor(F, np.asarray(roots)[:, None])  # alpha read from F: 0.01
     assert not res.is_line and "eigenvalue" in res.reason
     s = sig(8 * np.asarray(roots) - 4)
     np.testing.assert_allclose(res.slow_eigvals.real, -1 + 8 * s * (1 - s), rtol=1e-8)
@@ -371,7 +371,7 @@ def test_isolated_fixed_points_are_not_a_line():
         return x + 0.1 * jnp.stack([x[0] - x[0] ** 3, -x[1]])
 
     pts = np.array([[-1.0, 0.0], [0.0, 0.0], [1.0, 0.0]])
-    res = line_attractor(pts, F=G, alpha=0.1)
+    res = line_attractor(G, pts, alpha=0.1)
     assert not res.is_line and res.variance_ratio[0] == pytest.approx(1.0)
     np.testing.assert_allclose(np.sort(np.abs(res.slow_eigvals)), [1.0, 1.0, 1.0], rtol=1e-10)
 
@@ -381,13 +381,13 @@ def test_line_attractor_skips_unconverged_and_validates():
     pts = np.linspace(-1, 1, 5)[:, None] * v
     fp = types.SimpleNamespace(x=pts, jacobians=np.repeat(A[None], 5, 0),
                                converged=np.array([1, 1, 0, 1, 1], bool))
-    assert line_attractor(fp).n_points == 4
+    assert line_attractor(None, fp).n_points == 4
     with pytest.raises(ValueError, match="fixed_points.x"):
-        line_attractor(np.ones(3), F=lambda x, u: x)
+        line_attractor(lambda x, u: x, np.ones(3))
     with pytest.raises(ValueError, match="needs Jacobians"):
-        line_attractor(pts)
+        line_attractor(None, pts)
     with pytest.raises(TypeError, match="fixed_points"):
-        line_attractor(object())
+        line_attractor(None, object())
 
 
 # ----------------------------------------------------------------------------- verdicts
@@ -452,12 +452,12 @@ def test_bad_inputs_name_the_argument():
         lyapunov_spectrum(F, np.zeros(2), n_steps=10, n_exponents=3)
     with pytest.raises(ValueError, match="x0"):
         lyapunov_spectrum(F, np.zeros((1, 1, 2)), n_steps=10)
-    with pytest.raises(ValueError, match="starts.*non-finite"):
+    with pytest.raises(ValueError, match="initial_states.*non-finite"):
         classify_dynamics(F, np.array([[np.inf, 0.0]]))
-    with pytest.raises(ValueError, match="u must have shape"):
-        classify_dynamics(F, np.zeros((1, 2)), u=np.zeros((2, 2)))
-    with pytest.raises(ValueError, match="precision"):
-        lyapunov_spectrum(F, np.zeros(2), n_steps=10, precision="float16")
+    with pytest.raises(ValueError, match="inputs must have shape"):
+        classify_dynamics(F, np.zeros((1, 2)), inputs=np.zeros((2, 2)))
+    with pytest.raises(TypeError, match="dtype"):
+        lyapunov_spectrum(F, np.zeros(2), n_steps=10, dtype="float16")
 
 
 def test_line_attractor_from_find_fixed_points(key):
@@ -472,14 +472,14 @@ def test_line_attractor_from_find_fixed_points(key):
         starts = jax.random.normal(key, (40, 3), jnp.float64)
     fps = fixed_points.find_fixed_points(F, starts, tol_unique=1e-2)
     assert len(fps) >= 3
-    res = line_attractor(fps)
+    res = line_attractor(None, fps)
     assert res.is_line, res.reason
     assert abs(res.direction @ v) > 1 - 1e-8
     # the switch's three isolated fixed points, found by the same finder, are not a line
     Fs = f64_map(systems.SWITCH)
     sw = fixed_points.find_fixed_points(Fs, np.linspace(0, 1, 11)[:, None])
     assert len(sw.fixed) == 3
-    assert not line_attractor(sw).is_line
+    assert not line_attractor(None, sw).is_line
 
 
 def test_second_call_compiles_nothing():

@@ -80,11 +80,11 @@ def test_a_second_network_of_the_same_shapes_compiles_nothing(analysis):
         maps = _networks(3)
         x0 = jnp.full(6, 0.2)
     run = {
-        "classify_dynamics": lambda F: classify_dynamics(F, jnp.stack([x0] * 3), u=jnp.ones(2),
+        "classify_dynamics": lambda F: classify_dynamics(F, jnp.stack([x0] * 3), inputs=jnp.ones(2),
                                                          n_transient=50, n_steps=100),
-        "lyapunov_spectrum": lambda F: lyapunov_spectrum(F, x0, u=jnp.ones(2), n_transient=50,
+        "lyapunov_spectrum": lambda F: lyapunov_spectrum(F, x0, inputs=jnp.ones(2), n_transient=50,
                                                          n_steps=100),
-        "find_limit_cycle": lambda F: find_limit_cycle(F, x0, u=jnp.zeros(1), n_transient=500,
+        "find_limit_cycle": lambda F: find_limit_cycle(F, x0, inputs=jnp.zeros(1), n_transient=500,
                                                        n_search=200),
     }[analysis]
     first, second, third = maps
@@ -114,17 +114,17 @@ def test_a_user_pytree_map_compiles_once_and_a_plain_function_still_works():
         results = []
         with count_compiles() as compiles:
             results.append(classify_dynamics(jax.tree_util.Partial(rnn_map, Ws[0]),
-                                             jnp.full((2, 4), 0.1), u=jnp.zeros(1)))
+                                             jnp.full((2, 4), 0.1), inputs=jnp.zeros(1)))
         assert compiles
         with count_compiles() as compiles:
             results.append(classify_dynamics(jax.tree_util.Partial(rnn_map, Ws[1]),
-                                             jnp.full((2, 4), 0.1), u=jnp.zeros(1)))
+                                             jnp.full((2, 4), 0.1), inputs=jnp.zeros(1)))
         assert compiles == []
 
         def plain(x, u):
             return rnn_map(Ws[0], x, u)
 
-        results.append(classify_dynamics(plain, jnp.full((2, 4), 0.1), u=jnp.zeros(1)))
+        results.append(classify_dynamics(plain, jnp.full((2, 4), 0.1), inputs=jnp.zeros(1)))
     # a contraction (spectral norm 0.9 < 1): every start settles on a fixed point
     assert all(set(r.labels) == {"fixed point"} for r in results)
 

@@ -14,7 +14,12 @@ reported *per unit time*: an exponent per step divided by ``dt``.
   divergent, with the numbers behind each verdict.
 
 Heavy lifting is ``lax.scan`` under ``jit`` and ``vmap`` over starts; the computations run in
-float64 (switched on locally with ``jax.enable_x64``) unless ``precision="float32"``.
+float64 (switched on locally with ``jax.enable_x64``) unless ``dtype=np.float32``.
+
+One vocabulary across them (and :mod:`ctrnn_dyn.fixed_points`): the map ``F`` first, the
+constant input ``inputs``, a set of starting states ``initial_states`` (one trajectory's start
+``x0``), the precision ``dtype``; a count of the wrong type is a ``TypeError``, out of range a
+``ValueError``, each naming the argument.
 """
 
 from ctrnn_dyn.attractors.classify import LABELS as LABELS

@@ -1,8 +1,8 @@
-"""What the attractor analyses share: precision, argument checks, the Jacobian dispatch, orbits."""
+"""What the attractor analyses share: the precision (``dtype``), argument checks, the Jacobian
+dispatch, orbits."""
 
 from __future__ import annotations
 
-import contextlib
 import numbers
 from collections.abc import Callable
 from typing import Any
@@ -12,21 +12,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ctrnn_dyn import _checks
 from ctrnn_dyn._base import jit_map
 
 Map = Callable[[jax.Array, Any], jax.Array]
 
 
-def _precision_ctx(precision: str):
-    if precision == "float64":
-        return jax.enable_x64(True)
-    if precision == "float32":
-        return contextlib.nullcontext()
-    raise ValueError(f"precision must be 'float64' or 'float32', got {precision!r}")
-
-
-def _dtype(precision: str):
-    return jnp.float64 if precision == "float64" else jnp.float32
+def _precision(dtype: Any) -> tuple[Any, Any]:
+    """``(context, jnp dtype)`` for the keyword ``dtype`` (checked: float32 or float64)."""
+    dt = _checks.float_dtype(dtype)
+    return _checks.precision_context(dt), jnp.dtype(dt)
 
 
 def _check_F(F: Any) -> None:
@@ -51,25 +46,30 @@ def _check_state(x: Any, name: str, ndim: tuple[int, ...] = (1,)) -> np.ndarray:
 
 
 def _check_positive(value: Any, name: str, integer: bool = False) -> None:
-    kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
-        what = "a positive int" if integer else "a positive number"
-        raise ValueError(f"{name} must be {what}, got {value!r}")
+    """A count ``>= 1`` (``integer``) or a positive number; ``TypeError`` for a wrong type,
+    ``ValueError`` for a wrong value, naming ``name``."""
+    if integer:
+        _checks.check_int(name, value, 1)
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a positive number, got {type(value).__name__} {value!r}")
+    if not value > 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
 
 
 def _check_nonneg_int(value: Any, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    _checks.check_int(name, value, 0)
 
 
-def _as_u(u: Any, dtype) -> jax.Array | None:
-    if u is None:
+def _as_u(inputs: Any, dtype) -> jax.Array | None:
+    """The constant input ``inputs`` ``(m,)`` (or ``None``) as a JAX array of ``dtype``."""
+    if inputs is None:
         return None
-    arr = np.asarray(u)
+    arr = np.asarray(inputs)
     if arr.ndim != 1:
-        raise ValueError(f"u must have shape (m,) (held constant), got {arr.shape}")
+        raise ValueError(f"inputs must have shape (m,) (held constant), got {arr.shape}")
     if not np.all(np.isfinite(arr)):
-        raise ValueError("u contains non-finite values (nan or inf)")
+        raise ValueError("inputs contains non-finite values (nan or inf)")
     return jnp.asarray(arr, dtype)
 
 

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ctrnn_dyn._base import jit_map
+from ctrnn_dyn._checks import renamed
 from ctrnn_dyn.attractors._common import (
     Map,
     _as_u,
@@ -18,9 +19,8 @@ from ctrnn_dyn.attractors._common import (
     _check_nonneg_int,
     _check_positive,
     _check_state,
-    _dtype,
     _orbit,
-    _precision_ctx,
+    _precision,
 )
 from ctrnn_dyn.attractors.lyapunov import _lyap_batch, _summarise_lyap
 
@@ -69,10 +69,11 @@ def _recurrence_batch(F, xs, u, n_recur: int):
     return jax.vmap(one)(xs)
 
 
+@renamed(starts="initial_states", u="inputs", precision="dtype")
 def classify_dynamics(
     F: Map,
-    starts: Any,
-    u: Any = None,
+    initial_states: Any,
+    inputs: Any = None,
     *,
     dt: float = 1.0,
     n_transient: int = 2000,
@@ -84,7 +85,7 @@ def classify_dynamics(
     recurrence_tol: float = 1e-7,
     n_recur: int = 1000,
     divergence_bound: float = 1e6,
-    precision: str = "float64",
+    dtype: Any = np.float64,
 ) -> DynamicsClassification:
     r"""Name the long-run behaviour from each start.
 
@@ -107,8 +108,8 @@ def classify_dynamics(
 
     Args:
         F: one-step map ``F(x, u)``.
-        starts: ``(B, n)`` initial states (or ``(n,)`` for one).
-        u: constant input ``(m,)`` or ``None``.
+        initial_states: ``(B, n)`` initial states (or ``(n,)`` for one).
+        inputs: constant input ``(m,)`` or ``None``.
         dt: time per step.
         n_transient: steps discarded first.
         n_steps: steps over which exponents are measured.
@@ -119,7 +120,8 @@ def classify_dynamics(
         recurrence_tol: tolerance for an exact integer return of the map.
         n_recur: window searched for integer returns.
         divergence_bound: states larger than this count as divergent.
-        precision: ``"float64"`` (default) or ``"float32"``.
+        dtype: ``np.float64`` (default, switched on locally) or ``np.float32`` (JAX's dtypes and
+            the strings ``"float64"``/``"float32"`` also work).
 
     Returns:
         :class:`DynamicsClassification`.
@@ -134,7 +136,7 @@ def classify_dynamics(
         ('fixed point', 'fixed point')
     """
     _check_F(F)
-    arr = _check_state(starts, "starts", ndim=(1, 2))
+    arr = _check_state(initial_states, "initial_states", ndim=(1, 2))
     arr = arr.reshape(-1, arr.shape[-1])
     _check_positive(dt, "dt")
     _check_positive(n_steps, "n_steps", integer=True)
@@ -152,10 +154,10 @@ def classify_dynamics(
     n_blocks = min(n_blocks, n_steps)
     block = n_steps // n_blocks
     dt = float(dt)
-    with _precision_ctx(precision):
-        dtype = _dtype(precision)
+    context, dtype = _precision(dtype)
+    with context:
         xs = jnp.asarray(arr, dtype)
-        uj = _as_u(u, dtype)
+        uj = _as_u(inputs, dtype)
         x_end, sums, maxabs = _lyap_batch(
             F, xs, uj, n_transient=n_transient, n_blocks=n_blocks, block=block, k=k
         )

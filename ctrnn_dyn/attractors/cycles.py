@@ -13,6 +13,7 @@ import numpy as np
 from jax import lax
 
 from ctrnn_dyn._base import jit_map
+from ctrnn_dyn._checks import renamed
 from ctrnn_dyn.attractors._common import (
     Map,
     _as_u,
@@ -20,9 +21,8 @@ from ctrnn_dyn.attractors._common import (
     _check_nonneg_int,
     _check_positive,
     _check_state,
-    _dtype,
     _orbit,
-    _precision_ctx,
+    _precision,
     _settled_orbit,
 )
 
@@ -47,8 +47,9 @@ class CircleRotation(NamedTuple):
     projected_turns: float | None
 
 
+@renamed(u="inputs")
 def circle_rotation(
-    F: Map, x0: Any, u: Any = None, *, n_steps: int = 2000, max_period: int = 500
+    F: Map, x0: Any, inputs: Any = None, *, n_steps: int = 2000, max_period: int = 500
 ) -> CircleRotation:
     r"""Period and rotation of an attracting closed curve (an invariant circle) of the map ``F``.
 
@@ -65,7 +66,7 @@ def circle_rotation(
     Args:
         F: one-step map ``F(x, u)``.
         x0: ``(n,)`` a state on (or very near) the attractor.
-        u: ``(m,)`` input held constant, or ``None``.
+        inputs: ``(m,)`` input held constant, or ``None``.
         n_steps: orbit length ``N``.
         max_period: longest period searched (at most ``N // 2``).
 
@@ -74,15 +75,15 @@ def circle_rotation(
 
     Raises:
         ValueError / TypeError: ``F`` not callable, ``x0`` not a finite ``(n,)`` array, bad
-            ``u``, non-positive ``n_steps`` or ``max_period``.
+            ``inputs``, ``n_steps`` or ``max_period`` not an int ``>= 1``.
     """
     _check_F(F)
     x0 = _check_state(x0, "x0")
     _check_positive(n_steps, "n_steps", integer=True)
     _check_positive(max_period, "max_period", integer=True)
-    with _precision_ctx("float64"):
-        dtype = _dtype("float64")
-        X = np.asarray(_settled_orbit(F, jnp.asarray(x0, dtype), _as_u(u, dtype), 0,
+    context, dtype = _precision(np.float64)
+    with context:
+        X = np.asarray(_settled_orbit(F, jnp.asarray(x0, dtype), _as_u(inputs, dtype), 0,
                                       n_steps))[1:]
     max_period = min(max_period, n_steps // 2)
     d = np.zeros(max_period)  # d[L] for L = 0 … max_period - 1
@@ -218,10 +219,11 @@ def _failed_cycle(x, kind: str, dt: float, residual: float = np.nan, n_newton: i
     )
 
 
+@renamed(u="inputs", precision="dtype")
 def find_limit_cycle(
     F: Map,
     x0: Any,
-    u: Any = None,
+    inputs: Any = None,
     *,
     dt: float = 1.0,
     n_transient: int = 2000,
@@ -232,7 +234,7 @@ def find_limit_cycle(
     fixed_point_tol: float = 1e-9,
     recurrence_tol: float = 1e-7,
     trivial_tol: float = 1e-3,
-    precision: str = "float64",
+    dtype: Any = np.float64,
 ) -> LimitCycle:
     r"""Find the limit cycle reached from ``x0`` and its Floquet multipliers.
 
@@ -257,7 +259,7 @@ def find_limit_cycle(
     Args:
         F: one-step map ``F(x, u)``.
         x0: start ``(n,)``.
-        u: constant input ``(m,)`` or ``None``.
+        inputs: constant input ``(m,)`` or ``None``.
         dt: time per step (for ``period_time``).
         n_transient: settling steps.
         n_search: steps searched for a return (must exceed the period).
@@ -271,7 +273,8 @@ def find_limit_cycle(
             (a few samples per period, or a genuinely discrete map) and ``converged=False``
             with ``kind="inaccurate circle"``.
         recurrence_tol: exact-return tolerance for integer periods.
-        precision: ``"float64"`` (default) or ``"float32"``.
+        dtype: ``np.float64`` (default, switched on locally) or ``np.float32`` (JAX's dtypes and
+            the strings ``"float64"``/``"float32"`` also work).
 
     Returns:
         :class:`LimitCycle`; ``converged=False`` with ``kind`` saying why if none was found.
@@ -300,9 +303,9 @@ def find_limit_cycle(
     _check_positive(max_newton, "max_newton", integer=True)
     dt = float(dt)
     n = arr.shape[0]
-    with _precision_ctx(precision):
-        dtype = _dtype(precision)
-        uj = _as_u(u, dtype)
+    context, dtype = _precision(dtype)
+    with context:
+        uj = _as_u(inputs, dtype)
         X = np.asarray(_settled_orbit(F, jnp.asarray(arr, dtype), uj, n_transient, n_search),
                        np.float64)
         if not np.all(np.isfinite(X)):

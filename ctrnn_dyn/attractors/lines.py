@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import warnings
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ctrnn_dyn._checks import renamed
 from ctrnn_dyn.attractors._common import (
     Map,
     _as_u,
@@ -70,11 +73,30 @@ def _continuous_spectra(points, jacobians, eigvals, eigvecs, alpha):
     return (np.asarray(eigvals) - 1.0) / float(a.flat[0]), np.asarray(eigvecs)
 
 
+def _old_argument_order(fn):
+    """Accept the deprecated ``line_attractor(fixed_points, F=...)`` with a warning."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> LineAttractor:
+        old_form = (len(args) == 1 and "fixed_points" not in kwargs and args[0] is not None
+                    and not callable(args[0]))
+        if old_form:
+            warnings.warn("line_attractor(fixed_points, F=...) is deprecated: the map comes first, "
+                          "line_attractor(F, fixed_points) (F may be None)",
+                          DeprecationWarning, stacklevel=3)
+            args = (kwargs.pop("F", None), args[0])
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@renamed(u="inputs")
+@_old_argument_order
 def line_attractor(
+    F: Map | None,
     fixed_points: Any,
     *,
-    F: Map | None = None,
-    u: Any = None,
+    inputs: Any = None,
     alpha: Any = None,
     eig_tol: float = 0.05,
     min_gap_ratio: float = 5.0,
@@ -102,13 +124,13 @@ def line_attractor(
     finite rate) even if three of them happen to be collinear.
 
     Args:
+        F: the one-step map, or ``None``; used for Jacobians when ``fixed_points`` carries
+            none, and for its ``alpha`` attribute.
         fixed_points: a ``FixedPoints``-like object with ``x`` ``(N, d)`` and any of
             ``jacobians`` ``(N, d, d)`` or ``eigvals``/``eigvecs`` (discrete multipliers,
             ``(N, d)``/``(N, d, d)``), optionally ``converged`` ``(N,)``; or an array
             ``(N, d)`` of points together with ``F``.
-        F: the one-step map; used for Jacobians when ``fixed_points`` carries none, and for
-            its ``alpha`` attribute.
-        u: input ``(m,)`` for ``F``.
+        inputs: input ``(m,)`` for ``F``.
         alpha: ``dt/τ`` (scalar or ``(d,)``) to turn multipliers into continuous eigenvalues;
             default ``F.alpha``, else ``fixed_points.alpha``, else 1 (per step).
         eig_tol: largest median :math:`|\lambda|` of the slow mode (criteria above).
@@ -130,7 +152,7 @@ def line_attractor(
         >>> import numpy as np, jax.numpy as jnp
         >>> A = jnp.array([[1.0, 0.0], [0.0, 0.5]])  # integrates along x_1, forgets x_2
         >>> pts = np.stack([np.linspace(-1, 1, 5), np.zeros(5)], axis=1)
-        >>> res = line_attractor(pts, F=lambda x, u: A @ x)
+        >>> res = line_attractor(lambda x, u: A @ x, pts)
         >>> res.is_line, round(res.length, 6)
         (True, 2.0)
     """
@@ -176,7 +198,7 @@ def line_attractor(
         eigvals, eigvecs = np.asarray(eigvals)[keep], np.asarray(eigvecs)[keep]
     elif F is not None:
         with jax.enable_x64(True):
-            uj = _as_u(u, jnp.float64)
+            uj = _as_u(inputs, jnp.float64)
             jacobians = np.asarray(_jacobians(F, jnp.asarray(points, jnp.float64), uj))
     else:
         raise ValueError(

@@ -11,6 +11,7 @@ import numpy as np
 from jax import lax
 
 from ctrnn_dyn._base import jit_map
+from ctrnn_dyn._checks import renamed
 from ctrnn_dyn.attractors._common import (
     Map,
     _as_u,
@@ -18,9 +19,8 @@ from ctrnn_dyn.attractors._common import (
     _check_nonneg_int,
     _check_positive,
     _check_state,
-    _dtype,
     _jacobian,
-    _precision_ctx,
+    _precision,
 )
 
 logger = logging.getLogger(__name__)
@@ -119,17 +119,18 @@ def _summarise_lyap(sums: np.ndarray, block: int, dt: float):
     return exponents, stderr, history
 
 
+@renamed(u="inputs", precision="dtype")
 def lyapunov_spectrum(
     F: Map,
     x0: Any,
-    u: Any = None,
+    inputs: Any = None,
     *,
     n_steps: int,
     dt: float = 1.0,
     n_transient: int = 1000,
     n_exponents: int | None = None,
     n_blocks: int = 20,
-    precision: str = "float64",
+    dtype: Any = np.float64,
 ) -> LyapunovSpectrum:
     r"""Lyapunov spectrum of the map ``F`` by Benettin's QR method, per unit time.
 
@@ -146,13 +147,14 @@ def lyapunov_spectrum(
         F: one-step map ``F(x, u) -> x_next`` on unbatched arrays (``F.jacobian`` is used if
             present, else ``jax.jacfwd``).
         x0: start ``(n,)``, or ``(B, n)`` for several starts (vmapped).
-        u: constant input ``(m,)`` or ``None`` (passed to ``F`` as is).
+        inputs: constant input ``(m,)`` or ``None`` (passed to ``F`` as is).
         n_steps: steps to average over (rounded down to a multiple of ``n_blocks``).
         dt: time per step; exponents are divided by it.
         n_transient: steps discarded first.
         n_exponents: how many leading exponents ``k`` (default all ``n``).
         n_blocks: blocks for the running history and the standard error.
-        precision: ``"float64"`` (default, switched on locally) or ``"float32"``.
+        dtype: ``np.float64`` (default, switched on locally) or ``np.float32`` (JAX's dtypes and
+            the strings ``"float64"``/``"float32"`` also work).
 
     Returns:
         :class:`LyapunovSpectrum` (exponents descending, with ``stderr`` and ``history``).
@@ -179,10 +181,10 @@ def lyapunov_spectrum(
         raise ValueError(f"n_exponents must be <= n = {n}, got {k}")
     n_blocks = min(n_blocks, n_steps)
     block = n_steps // n_blocks
-    with _precision_ctx(precision):
-        dtype = _dtype(precision)
+    context, dtype = _precision(dtype)
+    with context:
         xs = jnp.asarray(arr.reshape(-1, n), dtype)
-        uj = _as_u(u, dtype)
+        uj = _as_u(inputs, dtype)
         x_end, sums, _ = _lyap_batch(
             F, xs, uj, n_transient=n_transient, n_blocks=n_blocks, block=block, k=k
         )

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from matplotlib.axes import Axes
 
+from ctrnn_dyn._checks import check_int, renamed
 from ctrnn_dyn.pca import TrajectoryPCA
 from ctrnn_dyn.plot._axes import _finite_array, _new_ax, _traj_batch, _vector_field_on
 from ctrnn_dyn.plot.annotate import legend_outside
@@ -19,10 +20,11 @@ __all__ = ["phase_portrait"]
 
 
 @_styled
+@renamed(u="inputs")
 def phase_portrait(
     F: Callable,
     *,
-    u: Any = None,
+    inputs: Any = None,
     dt: float = 1.0,
     xlim: tuple[float, float] | None = None,
     ylim: tuple[float, float] | None = None,
@@ -54,7 +56,7 @@ def phase_portrait(
 
     Args:
         F: one-step map ``F(x, u)`` (``n = 2`` or any ``n`` with ``pca``/``trajectories``).
-        u: constant input ``(m,)`` or ``None``.
+        inputs: constant input ``(m,)`` or ``None``.
         dt: time per step; arrows are per ``time_unit``.
         xlim: horizontal plot window (default: the data's extent plus 10 %).
         ylim: vertical plot window (default: the data's extent plus 10 %).
@@ -77,8 +79,7 @@ def phase_portrait(
         raise TypeError(f"F must be a callable one-step map, got {type(F).__name__}")
     if kind not in ("stream", "quiver"):
         raise ValueError(f"kind must be 'stream' or 'quiver', got {kind!r}")
-    if not (isinstance(density, int) and density >= 2):
-        raise ValueError(f"density must be an int >= 2, got {density!r}")
+    density = check_int("density", density, 2)
     if not dt > 0:
         raise ValueError(f"dt must be positive, got {dt!r}")
     trajs = None if trajectories is None else _traj_batch(trajectories)
@@ -135,9 +136,9 @@ def phase_portrait(
     GX, GY = np.meshgrid(gx, gy)
     Z = np.stack([GX.ravel(), GY.ravel()], axis=1)
     if lift is None:
-        V = _vector_field_on(F, Z, u, dt)
+        V = _vector_field_on(F, Z, inputs, dt)
     else:
-        V = _vector_field_on(F, lift(Z), u, dt) @ C.T
+        V = _vector_field_on(F, lift(Z), inputs, dt) @ C.T
     VX, VY = V[:, 0].reshape(GX.shape), V[:, 1].reshape(GX.shape)
     speed = np.hypot(VX, VY)
     if kind == "stream":
@@ -152,7 +153,7 @@ def phase_portrait(
         m = max(4 * density, 150)
         fx, fy = np.linspace(*xlim, m), np.linspace(*ylim, m)
         FX, FY = np.meshgrid(fx, fy)
-        W = _vector_field_on(F, np.stack([FX.ravel(), FY.ravel()], 1), u, dt)
+        W = _vector_field_on(F, np.stack([FX.ravel(), FY.ravel()], 1), inputs, dt)
         for i, style in ((0, "solid"), (1, "dashed")):
             Wi = W[:, i].reshape(FX.shape)
             if Wi.min() < 0 < Wi.max():

@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ctrnn_dyn._checks import renamed
+
 __all__ = ["solve_invariant_circle", "circle_phase"]
 
 
@@ -20,7 +22,8 @@ def _resample(K: np.ndarray, n_points: int) -> np.ndarray:
     return (np.exp(1j * np.outer(th, k)) @ C).real
 
 
-def solve_invariant_circle(F, orbit: np.ndarray, u: np.ndarray, rotation: float, *,
+@renamed(u="inputs")
+def solve_invariant_circle(F, orbit: np.ndarray, inputs: np.ndarray, rotation: float, *,
                            n_points: tuple[int, ...] = (33, 65, 129), max_iters: int = 15,
                            tol: float = 1e-9, gmres_tol: float = 1e-12) -> dict:
     r"""Solve an attracting closed curve of a map as an invariant circle, by Newton.
@@ -41,7 +44,7 @@ def solve_invariant_circle(F, orbit: np.ndarray, u: np.ndarray, rotation: float,
     Args:
         F: one-step map ``F(x, u)`` (float64-traceable).
         orbit: ``(M, n)`` consecutive states on the circle.
-        u: ``(m,)`` constant input.
+        inputs: ``(m,)`` constant input ``u``.
         rotation: first guess of ``ρ`` (radians per step, e.g. from
             :func:`~ctrnn_dyn.attractors.circle_rotation`).
         n_points: node counts ``N`` (odd), refined in turn.
@@ -76,7 +79,7 @@ def solve_invariant_circle(F, orbit: np.ndarray, u: np.ndarray, rotation: float,
         return np.fft.ifft(np.fft.fft(V, axis=0) * fac[:, None], axis=0).real
 
     with jax.enable_x64(True):
-        uj = jnp.asarray(u, jnp.float64)
+        uj = jnp.asarray(inputs, jnp.float64)
         f = jax.jit(jax.vmap(lambda x: F(x, uj)))
         jac = jax.jit(jax.vmap(jax.jacfwd(lambda x: F(x, uj))))
         for N in n_points:

@@ -177,8 +177,8 @@ def _analyse_context(net, cfg, states, key, c):
         ell = pts.left_eigvecs[rows, :, k_near]  # (N, n)
         gains = np.abs(np.einsum("nd,ndk->nk", ell.conj(), B)[:, :2])  # motion, colour
     if len(pts) >= 2 and n_modes >= 2:
-        line = line_attractor(pts, F=net.F, u=u, eig_tol=cfg["eigenvalue_tolerance"] / alpha,
-                              converged_only=False)
+        line = line_attractor(net.F, pts, inputs=u,
+                              eig_tol=cfg["eigenvalue_tolerance"] / alpha, converged_only=False)
     d1, d2 = np.abs(mu1 - 1.0), np.abs(mu2 - 1.0)
     tau_steps = 1.0 / np.maximum(d1, 1e-300)  # time constant of the slow mode, in steps
     ratio = d2 / np.maximum(d1, 1e-300)       # how much faster the next mode is
