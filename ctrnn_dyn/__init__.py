@@ -1,7 +1,14 @@
 """ctrnn_dyn: train continuous-time RNNs in JAX and reverse-engineer their dynamics.
 
 Plotting lives in ``ctrnn_dyn.plot``, checkpoints in ``ctrnn_dyn.checkpoint``, sweeps in
-``ctrnn_dyn.sweep`` and figure reproductions in ``ctrnn_dyn.reproduce``.
+``ctrnn_dyn.sweep`` and figure reproductions in ``ctrnn_dyn.reproduce``; the generic linear
+algebra (``jacobian``, ``eig``, ``classify``, ``continuous_eigvals``) in ``ctrnn_dyn.linear``.
+``ctrnn_dyn.fit`` is the training function, the same object as ``ctrnn_dyn.train.train``
+(``ctrnn_dyn.train`` is the module).
+
+One vocabulary throughout: a map ``F`` comes first wherever one is taken, the input is
+``inputs``, a set of starting states ``initial_states``, the precision ``dtype``; a count of the
+wrong type is a ``TypeError``, one out of range a ``ValueError``, each naming the argument.
 
 Importing the package changes nothing in JAX or any other library, and loads no submodule: each
 name below is imported from its module when first used (PEP 562), so ``import ctrnn_dyn`` costs
@@ -34,10 +41,6 @@ _EXPORTS = {
     "FixedPoints": "fixed_points",
     "find_fixed_points": "fixed_points",
     "sample_initial_states": "fixed_points",
-    "classify": "linear",
-    "continuous_eigvals": "linear",
-    "eig": "linear",
-    "jacobian": "linear",
     "CTRNNCell": "model",
     "RateCTRNNCell": "model",
     "rnn": "model",
@@ -53,6 +56,7 @@ _EXPORTS = {
     "get_task": "tasks",
     "TrainResult": "train",
     "default_optimizer": "train",
+    "fit": "train",
     "make_train_step": "train",
     "load_run": "runs",
     "Run": "runs",
@@ -64,6 +68,13 @@ _EXPORTS = {
     "from_neurogym": "tasks",
     "NeurogymTask": "tasks",
 }
+
+#: Public names that are another name in their module.
+_RENAMED = {"fit": "train"}
+
+#: Former top-level names, still reachable (with a DeprecationWarning) in their module.
+_MOVED = {"classify": "linear", "continuous_eigvals": "linear", "eig": "linear",
+          "jacobian": "linear"}
 
 __all__ = sorted(_EXPORTS)
 
@@ -93,10 +104,6 @@ if TYPE_CHECKING:
     from ctrnn_dyn.fixed_points import sample_initial_states as sample_initial_states
     from ctrnn_dyn.interop import TorchMap as TorchMap
     from ctrnn_dyn.interop import from_torch as from_torch
-    from ctrnn_dyn.linear import classify as classify
-    from ctrnn_dyn.linear import continuous_eigvals as continuous_eigvals
-    from ctrnn_dyn.linear import eig as eig
-    from ctrnn_dyn.linear import jacobian as jacobian
     from ctrnn_dyn.model import CTRNNCell as CTRNNCell
     from ctrnn_dyn.model import RateCTRNNCell as RateCTRNNCell
     from ctrnn_dyn.model import rnn as rnn
@@ -120,15 +127,23 @@ if TYPE_CHECKING:
     from ctrnn_dyn.train import TrainResult as TrainResult
     from ctrnn_dyn.train import default_optimizer as default_optimizer
     from ctrnn_dyn.train import make_train_step as make_train_step
+    from ctrnn_dyn.train import train as fit  # noqa: F401  (ctrnn_dyn.fit)
 
 
 def __getattr__(name: str):
     if name in _SUBMODULES:  # ``ctrnn_dyn.plot`` etc. without an explicit import
         return importlib.import_module(f"ctrnn_dyn.{name}")
+    if name in _MOVED:
+        import warnings
+
+        where = f"ctrnn_dyn.{_MOVED[name]}.{name}"
+        warnings.warn(f"ctrnn_dyn.{name} is deprecated: use {where}", DeprecationWarning,
+                      stacklevel=2)
+        return getattr(importlib.import_module(f"ctrnn_dyn.{_MOVED[name]}"), name)
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'ctrnn_dyn' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"ctrnn_dyn.{module}"), name)
+    value = getattr(importlib.import_module(f"ctrnn_dyn.{module}"), _RENAMED.get(name, name))
     globals()[name] = value  # later look-ups skip this function
     return value
 

@@ -1,5 +1,8 @@
 r"""Training CT-RNNs with Optax: the loss, a pure per-network train step, and the train loop.
 
+The train loop, :func:`train`, is also the top-level ``ctrnn_dyn.fit`` (the same function;
+``ctrnn_dyn.train`` names this module).
+
 Loss on a batch (inputs ``u`` ``(B,T,m)``, targets ``y*``, mask ``M`` ``(B,T,p)``):
 
 .. math::
