@@ -1,4 +1,5 @@
-"""The finder's arguments checked and prepared: the float dtype, the map (raveled when the
+"""The finder's arguments checked and prepared (the float dtype is checked by
+:func:`ctrnn_dyn._checks.float_dtype`): the map (raveled when the
 states are a pytree), the inputs, and a trial evaluation of the map on their shapes."""
 
 from __future__ import annotations
@@ -11,16 +12,6 @@ import numpy as np
 from ctrnn_dyn.fixed_points.solvers import (
     _RaveledMap,
 )
-
-
-def _float_dtype(dtype: Any) -> np.dtype:
-    try:
-        dt = np.dtype(dtype)
-    except TypeError as err:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from err
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
-    return dt
 
 
 def _prepare_map(F: Any, initial_states: Any) -> tuple[Any, np.ndarray]:
