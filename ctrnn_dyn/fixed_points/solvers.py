@@ -169,7 +169,14 @@ def _init_states(x, u, *, F, method, max_iters, linear_solver, cg_iters, mixed_p
     solver = _make_solver(F, method, max_iters, linear_solver, cg_iters, mixed_precision, cg_tol)
     if damping is not None and method == "lm":
         solver = dataclasses.replace(solver, damping_parameter=damping)
-    return jax.vmap(solver.init_state)(x, u)
+    state = jax.vmap(solver.init_state)(x, u)
+    # Give the state the dtypes an update returns (jaxopt's LM starts ``increase_factor`` as a
+    # Python int that its first update turns into a float): otherwise the solver compiles once
+    # for the initial state and again for every later round's.
+    after = jax.eval_shape(lambda st: jax.vmap(solver.update)(x, st, u)[1], state)
+    return jax.tree_util.tree_map(
+        lambda a, b: a if a.dtype == b.dtype else a.astype(b.dtype), state, after
+    )
 
 
 @jit_map(
@@ -385,11 +392,20 @@ def _bucket(n_active: int, n_total: int | None = None, factor: int = 4) -> int:
     return size if n_total is None else min(size, n_total)
 
 
-def _batch_size(n_active: int, n_total: int) -> int:
-    """Batch size for ``n_active`` of ``n_total`` starts: one of ``n_total``, about
-    ``n_total / 8`` (a multiple of 8) and ``32``, so that a call compiles the solver for at most
-    three shapes (a first call on new shapes pays two or three compiles, not one per rung of a
-    fine ladder), at the price of up to 8x padding while many starts remain."""
+#: Below this many ``n · d²`` (starts times the cost of one product with ``J``) the solver
+#: keeps one batch shape: compiling a smaller one (about a second each) would cost more than the
+#: retired starts' padded work it saves.
+_ONE_SHAPE_WORK = 2**20
+
+
+def _batch_size(n_active: int, n_total: int, d: int = 0) -> int:
+    """Batch size for ``n_active`` of ``n_total`` starts of width ``d``: one of ``n_total``,
+    about ``n_total / 8`` (a multiple of 8) and ``32``, so that a call compiles the solver for
+    at most three shapes (a first call on new shapes pays two or three compiles, not one per
+    rung of a fine ladder), at the price of up to 8x padding while many starts remain; only
+    ``n_total`` for small problems (:data:`_ONE_SHAPE_WORK`)."""
+    if n_total * d * d <= _ONE_SHAPE_WORK:
+        return n_total
     small = min(n_total, 32)
     if n_active <= small:
         return small
@@ -455,7 +471,7 @@ def _solve(
     u_host = None if u is None else np.asarray(u)
     while active.size:
         m = active.size
-        size = _batch_size(m, n)
+        size = _batch_size(m, n, x0.shape[1])
         rows = np.concatenate([pos, np.full(size - m, pos[0])])
         idx = np.concatenate([active, np.full(size - m, active[0])])
         if not (rows.size == _leading(state) and np.array_equal(rows, np.arange(rows.size))):
