@@ -1,17 +1,48 @@
 """The finder's arguments checked and prepared (the float dtype is checked by
-:func:`ctrnn_dyn._checks.float_dtype`): the map (raveled when the
-states are a pytree), the inputs, and a trial evaluation of the map on their shapes."""
+:func:`ctrnn_dyn._checks.float_dtype`): the map (raveled when the states are a pytree:
+:class:`_RaveledMap`), the inputs, and a trial evaluation of the map on their shapes."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from ctrnn_dyn.fixed_points.solvers import (
-    _RaveledMap,
-)
+
+@jax.tree_util.register_pytree_node_class
+@dataclasses.dataclass(frozen=True)
+class _RaveledMap:
+    """``F`` on a pytree carry seen as a map on the flat vector (a pytree: ``F``'s arrays are
+    traced by :func:`~ctrnn_dyn._base.jit_map`)."""
+
+    F: Callable[..., Any]
+    treedef: Any
+    shapes: tuple[tuple[int, ...], ...]
+    dtypes: tuple[Any, ...]
+
+    def tree_flatten(self) -> tuple[tuple, tuple]:
+        return (self.F,), (self.treedef, self.shapes, self.dtypes)
+
+    @classmethod
+    def tree_unflatten(cls, aux: tuple, children: tuple) -> _RaveledMap:
+        return cls(children[0], *aux)
+
+    def _unravel(self, x: jax.Array) -> Any:
+        leaves, start = [], 0
+        for shape, dtype in zip(self.shapes, self.dtypes, strict=True):
+            size = int(np.prod(shape))
+            leaves.append(x[start : start + size].reshape(shape).astype(dtype))
+            start += size
+        return jax.tree_util.tree_unflatten(self.treedef, leaves)
+
+    def __call__(self, x: jax.Array, u: Any = None) -> jax.Array:
+        out = self.F(self._unravel(x), u)
+        leaves = jax.tree_util.tree_leaves(out)
+        return jnp.concatenate([jnp.ravel(leaf).astype(x.dtype) for leaf in leaves])
 
 
 def _prepare_map(F: Any, initial_states: Any) -> tuple[Any, np.ndarray]:

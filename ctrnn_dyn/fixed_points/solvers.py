@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -25,38 +24,6 @@ METHODS = ("lm", "lbfgs", "gd")
 _DEFAULT_MAX_ITERS = {"lm": 100, "lbfgs": 2000, "gd": 5000}
 _DEFAULT_CHUNK = {"lm": 5, "lbfgs": 32, "gd": 128}
 
-
-
-@jax.tree_util.register_pytree_node_class
-@dataclasses.dataclass(frozen=True)
-class _RaveledMap:
-    """``F`` on a pytree carry seen as a map on the flat vector (a pytree: ``F``'s arrays are
-    traced by :func:`~ctrnn_dyn._base.jit_map`)."""
-
-    F: Callable[..., Any]
-    treedef: Any
-    shapes: tuple[tuple[int, ...], ...]
-    dtypes: tuple[Any, ...]
-
-    def tree_flatten(self) -> tuple[tuple, tuple]:
-        return (self.F,), (self.treedef, self.shapes, self.dtypes)
-
-    @classmethod
-    def tree_unflatten(cls, aux: tuple, children: tuple) -> _RaveledMap:
-        return cls(children[0], *aux)
-
-    def _unravel(self, x: jax.Array) -> Any:
-        leaves, start = [], 0
-        for shape, dtype in zip(self.shapes, self.dtypes, strict=True):
-            size = int(np.prod(shape))
-            leaves.append(x[start : start + size].reshape(shape).astype(dtype))
-            start += size
-        return jax.tree_util.tree_unflatten(self.treedef, leaves)
-
-    def __call__(self, x: jax.Array, u: Any = None) -> jax.Array:
-        out = self.F(self._unravel(x), u)
-        leaves = jax.tree_util.tree_leaves(out)
-        return jnp.concatenate([jnp.ravel(leaf).astype(x.dtype) for leaf in leaves])
 
 
 class _LevenbergMarquardt(jaxopt.LevenbergMarquardt):
