@@ -155,7 +155,11 @@ def find_fixed_points(
             at this value instead of jaxopt's ``1e-6`` (the initial ``μ`` is it times the
             largest diagonal entry of ``JᵀJ``): a damped first phase whose first steps are short
             gradient-like steps, so it stays in basins that the first run's Gauss–Newton steps
-            jump over. The roots it reaches that the same start's first run did not are added,
+            jump over. It is skipped where every start that converged reached one and the
+            same root (most networks analysed by the thousand have a single attractor, and
+            would pay a second solve for nothing; the price is that a root whose basin the
+            first run jumped over in such a network stays unfound). The roots it reaches that
+            the same start's first run did not are added,
             with :attr:`~FixedPoints.n_starts` ``0`` where no first run ended there (default
             ``1e-2``; on FixedPointFinder's 16-unit flip-flops it recovers the saddles the
             first run misses). ``None`` skips it (up to half the solve time); so does
@@ -315,7 +319,8 @@ def find_fixed_points(
             n_starts=np.ones(n, np.int64),
             stop_reason=reason,
         )
-        if coverage_damping is not None and method == "lm" and tol_unique is not None:
+        if (coverage_damping is not None and method == "lm" and tol_unique is not None
+                and len(fps[converged].unique(tol_unique)) > 1):
             more = _coverage_run(Fm, x_start, u_j, finite, fps, float(coverage_damping),
                                  solve_kw, polish_steps, tol_unique)
             finite = np.concatenate([finite, np.ones(len(more), bool)])
