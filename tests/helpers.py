@@ -79,3 +79,18 @@ def numpy_rate_rollout(K, b, tau, dt, h0, inputs):
             h[i] = (1.0 - a) * h[i] + a * (1.0 / (1.0 + np.exp(-z)) + inputs[i, t])
         out[:, t] = h
     return out
+
+
+def noisy_train_grad_hlo() -> str:
+    """StableHLO of the jitted gradient of the default loss for a small noisy ``CTRNNCell``
+    (8 units, ``σ = 0.1``) on a 2-bit flip-flop batch: what the train step compiles."""
+    from ctrnn_dyn.model import CTRNNCell
+    from ctrnn_dyn.tasks import FlipFlop
+    from ctrnn_dyn.train import init_params, loss_fn
+
+    cell = CTRNNCell(hidden_features=8, output_features=2, alpha=0.2, noise_const=0.1)
+    task = FlipFlop(n_bits=2, n_steps=5)
+    params = init_params(cell, task, key=jax.random.key(0))
+    batch = task.sample(jax.random.key(1), 3)
+    grad = jax.jit(jax.grad(lambda p: loss_fn(p, cell, batch, key=jax.random.key(2))[0]))
+    return grad.lower(params).as_text()

@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import jax
-import jax.monitoring
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import count_compiles
 
 from ctrnn_dyn import classify_dynamics, find_limit_cycle, lyapunov_spectrum
 from ctrnn_dyn.dynamics import one_step_map, simulate
 from ctrnn_dyn.model import CTRNNCell, rnn
-
-_compiles: list[str] = []
-jax.monitoring.register_event_duration_secs_listener(
-    lambda event, duration, **kw: _compiles.append(event)
-    if event == "/jax/core/compile/backend_compile_duration" else None)
-
-
-@contextlib.contextmanager
-def count_compiles():
-    """Yields a list that holds one entry per XLA compilation made inside the block."""
-    start = len(_compiles)
-    seen: list[str] = []
-    yield seen
-    seen.extend(_compiles[start:])
 
 
 def _networks(n_networks: int, hidden: int = 6):

@@ -570,6 +570,11 @@ def test_bad_inputs_raise_clear_errors(switch_map, pattern_net):
         find_fixed_points(lambda x, u: x[:1], np.ones((2, 2)))
     with pytest.raises(ValueError, match="tol_unique"):
         find_fixed_points(switch_map, np.ones((2, 1)), tol_unique=0.0)
+    for bad in (0.0, -1.0, np.nan):
+        with pytest.raises(ValueError, match="coverage_damping must be > 0 or None"):
+            find_fixed_points(switch_map, np.ones((2, 1)), coverage_damping=bad)
+    with pytest.raises(TypeError, match="coverage_damping must be a float"):
+        find_fixed_points(switch_map, np.ones((2, 1)), coverage_damping="0.01")
 
 
 def test_second_call_with_same_shapes_compiles_nothing(switch_map):

@@ -343,3 +343,40 @@ def test_alpha_one_sine_wave_network_every_root_found():
         u = np.asarray(task.batch_for(jnp.asarray([omega])).inputs[0, 0], np.float64)
         fps = find_fixed_points(net.F, starts, u)
         _check_against_scipy(fps, F_np, starts, u)
+
+
+def test_a_first_call_compiles_the_solver_once():
+    """jaxopt's LM state changes dtype in its first update; the initial state is given the
+    updated dtypes, so the solver's chunk program compiles once for a new shape, not once for
+    the first round and again for the later ones (a small problem keeps one batch shape)."""
+    from ctrnn_dyn.fixed_points import find as find_module
+    from ctrnn_dyn.fixed_points.solvers import _run_chunk
+
+    H = 7  # a width no other test uses: the programs are new
+    rng = np.random.default_rng(11)
+    K = _f32(rng.normal(0.0, 2.0 / np.sqrt(H), (H, H)))
+    F, _ = _ctrnn_pair(K, _f32(rng.normal(size=(1, H))), _f32(rng.normal(0.0, 0.3, H)), 1.0)
+    starts = 2.0 * rng.normal(size=(512, H))  # 512 starts: rounds of 5 iterations
+    before = _run_chunk.compiled._cache_size()
+    fps = find_module.find_fixed_points(F, starts, np.array([0.2]))
+    assert int(np.max(fps.n_iters)) > 5  # more than one round ran through the program
+    assert _run_chunk.compiled._cache_size() - before == 1
+
+
+def test_the_coverage_run_is_skipped_where_every_start_reached_one_root(monkeypatch):
+    from ctrnn_dyn.fixed_points import find as find_module
+
+    calls = []
+    real = find_module._coverage_run
+    monkeypatch.setattr(find_module, "_coverage_run",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    starts = np.linspace(-0.5, 1.5, 21)[:, None]
+    fps = find_module.find_fixed_points(SWITCH.map(), starts)  # three roots: it runs
+    assert len(fps.fixed) == 3 and calls == [1]
+
+    def contraction(x, u):  # one root, x* = 0.25
+        return 0.5 * x + 0.125
+
+    fps = find_module.find_fixed_points(contraction, starts)
+    assert len(fps.fixed) == 1 and calls == [1]
+    np.testing.assert_allclose(fps.fixed.x, [[0.25]], atol=1e-12)

@@ -114,16 +114,9 @@ def test_vmap_over_networks_runs_each_network_with_its_own_weights():
 @needs_compiler
 def test_the_train_step_calls_the_kernels():
     """The compiled gradient of the default loss contains both FFI targets."""
-    from ctrnn_dyn.model import CTRNNCell
-    from ctrnn_dyn.tasks import FlipFlop
-    from ctrnn_dyn.train import init_params, loss_fn
+    from helpers import noisy_train_grad_hlo
 
-    cell = CTRNNCell(hidden_features=8, output_features=2, alpha=0.2, noise_const=0.1)
-    task = FlipFlop(n_bits=2, n_steps=5)
-    params = init_params(cell, task, key=jax.random.key(0))
-    batch = task.sample(jax.random.key(1), 3)
-    grad = jax.jit(jax.grad(lambda p: loss_fn(p, cell, batch, key=jax.random.key(2))[0]))
-    hlo = grad.lower(params).as_text()
+    hlo = noisy_train_grad_hlo()
     assert native.FORWARD_TARGET in hlo and native.BACKWARD_TARGET in hlo
 
 

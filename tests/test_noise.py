@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import noisy_train_grad_hlo
 from scipy import special, stats
 
 from ctrnn_dyn import fast_path, native, noise
@@ -265,12 +266,7 @@ def test_noisy_loss_gradients_agree_between_kernels_and_xla_loops(mode, key):
 def test_the_noisy_train_step_draws_in_the_kernel():
     """The compiled gradient calls the noisy forward kernel and builds no (T, B, n) noise."""
     assert native.prepare(), native.status()
-    cell = CTRNNCell(hidden_features=8, output_features=2, alpha=0.2, noise_const=0.1)
-    task = FlipFlop(n_bits=2, n_steps=5)
-    params = init_params(cell, task, key=jax.random.key(0))
-    batch = task.sample(jax.random.key(1), 3)
-    grad = jax.jit(jax.grad(lambda p: loss_fn(p, cell, batch, key=jax.random.key(2))[0]))
-    hlo = grad.lower(params).as_text()
+    hlo = noisy_train_grad_hlo()
     assert native.FORWARD_NOISE_TARGET in hlo and native.BACKWARD_TARGET in hlo
     assert "erf_inv" not in hlo and "stablehlo.log" not in hlo
 

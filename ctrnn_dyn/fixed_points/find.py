@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -112,8 +113,9 @@ def find_fixed_points(
     Args:
         F: one-step map on unbatched arrays, ``F(x: (d,), u: (m,)) -> (d,)`` (a ``OneStepMap``
             or any JAX-traceable function; if ``initial_states`` is a pytree, ``F`` acts on that
-            pytree carry and the result is raveled). ``F`` is a static ``jit`` argument: pass the
-            same object again to reuse the compiled solver.
+            pytree carry and the result is raveled). A pytree map's arrays are traced
+            (:func:`ctrnn_dyn._base.jit_map`): every map of the same shapes reuses the compiled
+            programs; a plain function is static, so pass the same object again to reuse them.
         initial_states: ``(n, d)`` starts, or a pytree of ``(n, ...)`` leaves (a carry), or a
             :class:`FixedPoints` (its points ``x`` as starts, e.g. the previous input level's;
             see :func:`continue_fixed_points`).
@@ -227,9 +229,12 @@ def find_fixed_points(
         decompose = compute_jacobians
     if decompose and not compute_jacobians:
         raise ValueError("decompose=True needs compute_jacobians=True")
-    if coverage_damping is not None and not (np.isfinite(coverage_damping)
-                                             and coverage_damping > 0):
-        raise ValueError(f"coverage_damping must be > 0 or None, got {coverage_damping!r}")
+    if coverage_damping is not None:
+        if isinstance(coverage_damping, bool) or not isinstance(coverage_damping, numbers.Real):
+            raise TypeError(f"coverage_damping must be a float > 0 or None, got "
+                            f"{type(coverage_damping).__name__}")
+        if not (np.isfinite(coverage_damping) and coverage_damping > 0):
+            raise ValueError(f"coverage_damping must be > 0 or None, got {coverage_damping!r}")
     if not (np.isfinite(slow_rtol) and slow_rtol >= 0):
         raise ValueError(f"slow_rtol must be finite and >= 0, got {slow_rtol!r}")
 

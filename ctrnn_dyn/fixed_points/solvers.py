@@ -365,7 +365,7 @@ def _bucket(n_active: int, n_total: int | None = None, factor: int = 4) -> int:
 _ONE_SHAPE_WORK = 2**20
 
 
-def _batch_size(n_active: int, n_total: int, d: int = 0) -> int:
+def _batch_size(n_active: int, n_total: int, d: int) -> int:
     """Batch size for ``n_active`` of ``n_total`` starts of width ``d``: one of ``n_total``,
     about ``n_total / 8`` (a multiple of 8) and ``32``, so that a call compiles the solver for
     at most three shapes (a first call on new shapes pays two or three compiles, not one per
