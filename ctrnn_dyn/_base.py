@@ -58,20 +58,22 @@ def merge_map(arrays: list, static: _Static) -> Any:
 
 
 def jit_map(fun: Callable | None = None, *, static_argnames: tuple[str, ...] = (),
-            map_argname: str | None = None) -> Callable:
+            map_argname: str | None = None,
+            compiler_options: dict[str, Any] | None = None) -> Callable:
     """``jax.jit`` for ``fun(F, ...)``: ``F``'s array leaves traced, the rest of ``F`` static.
 
     ``F`` is the first parameter, or the one named ``map_argname``. Other arguments follow
     ``jax.jit``'s rules, with ``static_argnames`` static (they may be passed by position or by
-    name).
+    name). ``compiler_options`` go to this function's XLA compilation only (``jax.jit``'s).
     """
     if fun is None:
         return functools.partial(jit_map, static_argnames=static_argnames,
-                                 map_argname=map_argname)
+                                 map_argname=map_argname, compiler_options=compiler_options)
     signature = inspect.signature(fun)
     first = map_argname or next(iter(signature.parameters))
 
-    @functools.partial(jax.jit, static_argnames=("static_part", *static_argnames))
+    @functools.partial(jax.jit, static_argnames=("static_part", *static_argnames),
+                       compiler_options=compiler_options)
     def compiled(arrays, static_part, **kwargs):
         return fun(**{first: merge_map(arrays, static_part)}, **kwargs)
 

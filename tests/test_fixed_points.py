@@ -591,7 +591,9 @@ def test_second_call_with_same_shapes_compiles_nothing(switch_map):
         pytest.param({"method": "lbfgs"}, marks=pytest.mark.slow),
         {"method": "gd"},
         {"method": "lm", "linear_solver": "cholesky"},
-        {"method": "lm", "mixed_precision": False},
+        {"method": "lm", "linear_solver": "dense"},
+        {"method": "lm", "linear_solver": "cg"},
+        {"method": "lm", "linear_solver": "cg", "mixed_precision": False},
     ],
 )
 def test_other_solvers_find_the_switch(switch_map, options):

@@ -49,10 +49,11 @@ def _newton_root(F_np, J_np, x: np.ndarray) -> np.ndarray | None:
     return None
 
 
-@pytest.mark.parametrize("seed", [1, 3])
-def test_default_finds_all_27_fixed_points(seed):
+@pytest.mark.parametrize(("seed", "linear_solver"), [(1, "auto"), (3, "auto"), (3, "cg")])
+def test_default_finds_all_27_fixed_points(seed, linear_solver):
+    """The default (``"auto"``: exact LM steps at 16 units) and the matrix-free CG steps."""
     F, F_np, J_np, starts = _network(seed)
-    fps = find_fixed_points(F, starts, np.zeros(3))
+    fps = find_fixed_points(F, starts, np.zeros(3), linear_solver=linear_solver)
     fixed = fps.fixed
     for x in fixed.x:  # each is a root of the independent NumPy map, to float64 rounding
         assert _newton_root(F_np, J_np, x) is not None

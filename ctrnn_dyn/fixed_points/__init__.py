@@ -38,28 +38,38 @@ How results are reported (the contract other modules rely on):
 
 Solvers (``method``), all from JAXopt and ``vmap``-ped over starts:
 
-- ``"lm"`` (default): ``jaxopt.LevenbergMarquardt`` on the residual. By default matrix-free
-  (``linear_solver="cg"``): each step solves :math:`(J_r^\top J_r + \mu I)\,\delta = -J_r^\top r`
-  with up to ``cg_iters`` conjugate-gradient iterations (default 20, stopping at relative
-  residual ``cg_tol = 1e-2``), each one ``jvp`` and one ``vjp`` of ``F``,
-  which ``vmap`` turns into matrix-matrix products shared by all starts (the expensive part);
-  truncating CG much earlier (``cg_iters=5, cg_tol=0``, about 2-3x faster on well-conditioned
-  networks such as the benchmark's ``α = 0.2`` pattern network) gives poor steps where
-  ``J − I`` is ill-conditioned (``α = 1`` networks, trained flip-flops): starts then crawl to the
-  iteration cap or settle on slow points instead of the fixed points scipy's Newton reaches;
-  with ``mixed_precision`` (default, float64 runs) those products run in float32 while residuals,
-  gradients and accepted steps stay float64, so the attainable ``q`` is float64's.
-  ``linear_solver="cholesky"`` materialises the Jacobian instead (analytic for CT-RNN
-  ``OneStepMap`` s) and factorises :math:`J_r^\top J_r + \mu I` per start: exact steps, but
-  :math:`O(d^3)` per start and iteration.
+- ``"lm"`` (default): ``jaxopt.LevenbergMarquardt`` on the residual; each step solves
+  :math:`(J_r^\top J_r + \mu I)\,\delta = -J_r^\top r`. ``linear_solver`` says how:
+
+  - ``"dense"``: exactly, with :math:`J_r^\top J_r` built from ``d`` products (``vmap`` makes
+    them matrix products) and factorised per start (Cholesky), the solver's state holding no
+    matrix. Exact steps converge in 5–10 iterations, each costing about ``d/17`` of a CG step.
+  - ``"cg"``: matrix-free, up to ``cg_iters`` conjugate-gradient iterations (default 20,
+    stopping at relative residual ``cg_tol = 1e-2``), each one ``jvp`` and one ``vjp`` of ``F``,
+    which ``vmap`` turns into matrix-matrix products shared by all starts; with
+    ``mixed_precision`` (default, float64 runs) those products run in float32 while residuals,
+    gradients and accepted steps stay float64, so the attainable ``q`` is float64's. Truncated
+    CG gives poor steps where ``J − I`` is ill-conditioned (``α = 1`` networks, trained
+    flip-flops, untrained ``α = 0.1`` networks): the solver crawls (tens of iterations) and the
+    Newton finish below completes the starts; truncating it further (``cg_iters=5, cg_tol=0``)
+    makes that worse.
+  - ``"auto"`` (default): ``"dense"`` for ``d <= 100``, ``"cg"`` above. Measured
+    (``benchmarks/fixed_points_cases.py``, ``benchmarks/fpf_real.py``): dense is 1.3–2x faster
+    on 16-unit flip-flops and 100-unit ``α = 0.1`` networks, about even at 32 units, 16 %
+    slower on a 16-unit GRU whose starts crawl to the cap, and 10x slower on the 128-unit
+    pattern network (1024 starts, where CG converges well).
+  - ``"cholesky"``: jaxopt's materialised-Jacobian LM (analytic Jacobian for CT-RNN
+    ``OneStepMap`` s); like ``"dense"`` but the state carries ``J``, ``Jᵀ`` and ``JᵀJ`` per start.
 - ``"lbfgs"``: ``jaxopt.LBFGS`` on ``q``.
 - ``"gd"``: ``jaxopt.GradientDescent`` (backtracking line search, Nesterov acceleration) on ``q``.
 
 Starts run in rounds of ``chunk_iters`` solver iterations; after each round the starts that have
 converged (or stopped) are retired and the rest are compacted into a smaller batch (at most three
 sizes per call: all starts, about an eighth of them, and 32, so a first call compiles two or
-three shapes and a second call with the same shapes compiles nothing), so the cost follows the
-sum of iterations over starts rather than the slowest start.
+three shapes and a second call with the same shapes compiles nothing; where all starts fit one
+batch the rows stay in place and retired rows are frozen, not gathered), so the cost follows the
+sum of iterations over starts rather than the slowest start. The finder's programs are compiled
+at LLVM optimisation level 1 (a third less compile time, the same run time).
 
 Stopping. The solver stops a start when ``q <= tol_q`` (converged), when ``‖∇q‖ <= tol_grad``
 or ``‖∇q‖ <= grad_rtol·‖r‖``, after ``max_iters`` iterations, or on a non-finite step (the last

@@ -23,19 +23,19 @@ from ctrnn_dyn.fixed_points._arguments import (
 from ctrnn_dyn.fixed_points.clustering import _outlier_mask
 from ctrnn_dyn.fixed_points.container import FixedPoints
 from ctrnn_dyn.fixed_points.fileformat import _CAP, _CONVERGED, _NONFINITE, _SLOW, STOP_REASONS
+from ctrnn_dyn.fixed_points.newton import _dogleg, _newton_finish
 from ctrnn_dyn.fixed_points.solvers import (
     _DEFAULT_CHUNK,
     _DEFAULT_MAX_ITERS,
     LINEAR_SOLVERS,
     METHODS,
     _bucket,
-    _dogleg,
     _eig_host,
     _jacobians,
-    _newton_finish,
     _solve,
     _speeds,
     _take,
+    resolve_linear_solver,
 )
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def find_fixed_points(
     tol_grad: float | None = None,
     max_iters: int | None = None,
     chunk_iters: int | None = None,
-    linear_solver: str = "cg",
+    linear_solver: str = "auto",
     cg_iters: int = 20,
     cg_tol: float = 1e-2,
     mixed_precision: bool = True,
@@ -130,9 +130,11 @@ def find_fixed_points(
             Newton finish (``polish_steps``) runs after it whatever is left of it.
         chunk_iters: iterations per round between retirements of finished starts (default lm 5,
             lbfgs 32, gd 128; rounds get up to 8x longer once fewer than 512 starts remain).
-        linear_solver: ``"lm"`` only: ``"cg"`` (matrix-free, default) or ``"cholesky"``
-            (materialised Jacobian).
-        cg_iters: ``"lm"`` with ``"cg"``: at most this many CG iterations per LM step
+        linear_solver: ``"lm"`` only: ``"auto"`` (default: ``"dense"`` for ``d <= 100``,
+            else ``"cg"``), ``"dense"`` (exact steps, ``JᵀJ`` built per start), ``"cg"``
+            (matrix-free truncated CG) or ``"cholesky"`` (jaxopt's materialised Jacobian); see
+            the module docstring for what each costs.
+        cg_iters: ``"lm"`` with CG: at most this many CG iterations per LM step
             (default 20; see the module docstring for the cost of fewer).
         cg_tol: ``"lm"`` with ``"cg"``: CG stops at this relative residual (default ``1e-2``;
             ``0`` runs all ``cg_iters``).
@@ -269,7 +271,7 @@ def find_fixed_points(
             tol_grad=float(tol_grad),
             max_iters=int(max_iters),
             chunk_iters=int(chunk_iters),
-            linear_solver=linear_solver,
+            linear_solver=resolve_linear_solver(linear_solver, d),
             cg_iters=int(cg_iters),
             cg_tol=float(cg_tol),
             grad_rtol=float(grad_rtol),
