@@ -20,7 +20,7 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["jit_map", "split_map", "merge_map"]
+__all__ = ["jit_map", "split_map", "merge_map", "stack_maps"]
 
 
 def _traced(leaf: Any) -> bool:
@@ -87,3 +87,33 @@ def jit_map(fun: Callable | None = None, *, static_argnames: tuple[str, ...] = (
 
     call.compiled = compiled  # the one jitted function: its cache size counts compilations
     return call
+
+
+def stack_maps(maps: Any) -> list[tuple[list[int], Any]]:
+    """Group ``maps`` by static part and stack each group's array leaves on a new leading axis.
+
+    Returns ``[(indices, stacked map), ...]``: ``indices`` into ``maps`` (ascending), and one map
+    of the group's structure whose array leaves are ``(len(indices), ...)`` (a function of it
+    ``vmap`` -s over :func:`split_map`'s arrays and merges each slice back). Maps of one network
+    shape, like an ensemble's, form one group.
+
+    Raises:
+        ValueError: maps of one static part whose leaves differ in shape.
+    """
+    groups: dict[_Static, list[int]] = {}
+    splits = [split_map(F) for F in maps]
+    for i, (_, static) in enumerate(splits):
+        groups.setdefault(static, []).append(i)
+    out = []
+    for static, idx in groups.items():
+        arrays = []
+        for j, leaf in enumerate(splits[idx[0]][0]):
+            if leaf is None:
+                arrays.append(None)
+                continue
+            shapes = {np.shape(splits[i][0][j]) for i in idx}
+            if len(shapes) != 1:
+                raise ValueError(f"maps of one structure disagree on a leaf's shape: {shapes}")
+            arrays.append(jax.numpy.stack([splits[i][0][j] for i in idx]))
+        out.append((idx, merge_map(arrays, static)))
+    return out

@@ -109,7 +109,9 @@ def classify_dynamics_ensemble(
     hparams: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> list[Any]:
-    """``classify_dynamics`` for every network of an ensemble in one call.
+    """``classify_dynamics`` for every network of an ensemble in one call and one compiled
+    program (:func:`~ctrnn_dyn.attractors.classify_dynamics_batch`: the networks' parameters
+    stacked, the measurement ``vmap`` -ped over them).
 
     Args:
         cell: as in :func:`find_fixed_points_ensemble`.
@@ -123,7 +125,7 @@ def classify_dynamics_ensemble(
     Returns:
         A list of ``E`` :class:`~ctrnn_dyn.attractors.DynamicsClassification`.
     """
-    from ctrnn_dyn.attractors import classify_dynamics
+    from ctrnn_dyn.attractors import classify_dynamics_batch
 
     maps = network_maps(cell, params, hparams)
     ss = _per_network(initial_states, len(maps), "initial_states")
@@ -131,8 +133,7 @@ def classify_dynamics_ensemble(
     if all(v is None for v in us):
         m = _input_width(params)
         us = [np.zeros(m, np.float32)] * len(maps)
-    return [classify_dynamics(F, s, uu, **options) for F, s, uu in zip(maps, ss, us,
-                                                                        strict=True)]
+    return classify_dynamics_batch(maps, ss, us, **options)
 
 
 def _input_width(params: Any) -> int:

@@ -11,7 +11,9 @@ reported *per unit time*: an exponent per step divided by ``dt``.
 * :func:`line_attractor` — do fixed/slow points form a 1-D manifold with one eigenvalue
   :math:`\mu \approx 1` (continuous :math:`\lambda \approx 0`) along it?
 * :func:`classify_dynamics` — per start: fixed point / limit cycle / quasi-periodic / chaotic /
-  divergent, with the numbers behind each verdict.
+  divergent, with the numbers behind each verdict; :func:`classify_dynamics_batch` for many
+  maps of one shape (an ensemble) in one compiled program, ``vmap`` -ped over their stacked
+  parameters.
 
 Heavy lifting is ``lax.scan`` under ``jit`` and ``vmap`` over starts; the computations run in
 float64 (switched on locally with ``jax.enable_x64``) unless ``dtype=np.float32``.
@@ -25,6 +27,7 @@ constant input ``inputs``, a set of starting states ``initial_states`` (one traj
 from ctrnn_dyn.attractors.classify import LABELS as LABELS
 from ctrnn_dyn.attractors.classify import DynamicsClassification as DynamicsClassification
 from ctrnn_dyn.attractors.classify import classify_dynamics as classify_dynamics
+from ctrnn_dyn.attractors.classify import classify_dynamics_batch as classify_dynamics_batch
 from ctrnn_dyn.attractors.cycles import CircleRotation as CircleRotation
 from ctrnn_dyn.attractors.cycles import LimitCycle as LimitCycle
 from ctrnn_dyn.attractors.cycles import circle_rotation as circle_rotation
@@ -45,5 +48,6 @@ __all__ = [
     "circle_rotation",
     "DynamicsClassification",
     "classify_dynamics",
+    "classify_dynamics_batch",
     "LABELS",
 ]

@@ -4,13 +4,14 @@ chaotic, divergent."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ctrnn_dyn._base import jit_map
+from ctrnn_dyn._base import jit_map, merge_map, split_map, stack_maps
 from ctrnn_dyn._checks import renamed
 from ctrnn_dyn.attractors._common import (
     Map,
@@ -22,7 +23,7 @@ from ctrnn_dyn.attractors._common import (
     _orbit,
     _precision,
 )
-from ctrnn_dyn.attractors.lyapunov import _lyap_batch, _summarise_lyap
+from ctrnn_dyn.attractors.lyapunov import _lyap_core_batch, _summarise_lyap
 
 logger = logging.getLogger(__name__)
 
@@ -58,15 +59,33 @@ class DynamicsClassification(NamedTuple):
     final_state: np.ndarray
 
 
-@jit_map(static_argnames=("n_recur",))
-def _recurrence_batch(F, xs, u, n_recur: int):
-    def one(x):
-        X = _orbit(F, x, u, n_recur)
-        dist = jnp.linalg.norm(X[1:] - x, axis=1)
-        speed = dist[0]
-        return speed, dist
+def _measure(F, xs, u, *, n_transient, n_blocks, block, k, n_recur):
+    """Device part of a verdict for starts ``xs (B, n)``: final states, the Lyapunov block sums,
+    the largest ``|x|`` per block, the final step and the distances of the next ``n_recur``
+    states from the final one."""
+    x_end, sums, maxabs = _lyap_core_batch(F, xs, u, n_transient, n_blocks, block, k)
 
-    return jax.vmap(one)(xs)
+    def recurrence(x):
+        dist = jnp.linalg.norm(_orbit(F, x, u, n_recur)[1:] - x, axis=1)
+        return dist[0], dist
+
+    step_norm, dist = jax.vmap(recurrence)(x_end)
+    return x_end, sums, maxabs, step_norm, dist
+
+
+_STATIC = ("n_transient", "n_blocks", "block", "k", "n_recur")
+_measure_one = jit_map(_measure, static_argnames=_STATIC)
+
+
+@jit_map(static_argnames=_STATIC)
+def _measure_stacked(F, xs, u, *, n_transient, n_blocks, block, k, n_recur):
+    """:func:`_measure` for a stacked map (array leaves ``(E, ...)``), ``xs (E, B, n)`` and
+    ``u (E, m)`` (or ``None``): every network in one program."""
+    settings = dict(n_transient=n_transient, n_blocks=n_blocks, block=block, k=k,
+                    n_recur=n_recur)
+    arrays, static = split_map(F)
+    return jax.vmap(lambda a, x, uu: _measure(merge_map(a, static), x, uu, **settings))(
+        arrays, xs, u)
 
 
 @renamed(starts="initial_states", u="inputs", precision="dtype")
@@ -136,6 +155,100 @@ def classify_dynamics(
         ('fixed point', 'fixed point')
     """
     _check_F(F)
+    arr, settings, verdict = _settings(initial_states, dt, n_transient, n_steps, n_exponents,
+                                       n_blocks, zero_tol, speed_tol, recurrence_tol, n_recur,
+                                       divergence_bound)
+    context, dtype = _precision(dtype)
+    with context:
+        raw = _measure_one(F, jnp.asarray(arr, dtype), _as_u(inputs, dtype), **settings)
+        raw = [np.asarray(a, np.float64) for a in raw]
+    return _verdicts(*raw, **verdict)
+
+
+def classify_dynamics_batch(
+    maps: Sequence[Map],
+    initial_states: Any,
+    inputs: Any = None,
+    **options: Any,
+) -> list[DynamicsClassification]:
+    r""":func:`classify_dynamics` for many maps of one shape (e.g. an ensemble's networks), all
+    of them in one compiled program: their parameters are stacked along a leading network axis
+    and the measurement is ``vmap`` -ped over it (maps whose static parts differ, e.g. cells with
+    different Python ``alpha`` s, form one group and one program each).
+
+    Args:
+        maps: ``E`` one-step maps; pytree maps (:class:`~ctrnn_dyn.dynamics.OneStepMap`) are
+            stacked, plain functions each form their own group.
+        initial_states: ``(E, B, n)``, a list of ``E`` ``(B, n)`` arrays, or ``(B, n)`` shared.
+        inputs: ``None``, ``(m,)`` shared, or ``(E, m)`` / a list of ``E`` ``(m,)`` per map.
+        **options: as for :func:`classify_dynamics` (the same for every map).
+
+    Returns:
+        ``E`` :class:`DynamicsClassification` s, in the order of ``maps``; each equals what
+        :func:`classify_dynamics` returns for that map (to floating-point reassociation).
+
+    Raises:
+        TypeError / ValueError: naming the bad argument.
+    """
+    maps = list(maps)
+    if not maps:
+        raise ValueError("maps must hold at least one map")
+    for F in maps:
+        _check_F(F)
+    E = len(maps)
+    starts = _per_map(initial_states, E, "initial_states", ndim=2)
+    us = _per_map(inputs, E, "inputs", ndim=1)
+    dtype = options.pop("dtype", np.float64)
+    unknown = set(options) - set(_OPTIONS)
+    if unknown:
+        raise TypeError(f"unknown option(s) {sorted(unknown)}; expected some of {_OPTIONS}")
+    arrs = []
+    for i, x in enumerate(starts):
+        arr, settings, verdict = _settings(x, **{**_DEFAULTS, **options})
+        if arrs and arr.shape != arrs[0].shape:
+            raise ValueError(f"initial_states[{i}] has shape {arr.shape}, expected "
+                             f"{arrs[0].shape} like initial_states[0]")
+        arrs.append(arr)
+    context, dt_ = _precision(dtype)
+    out: list[Any] = [None] * E
+    with context:
+        u_list = [_as_u(u, dt_) for u in us]
+        if len({None if u is None else u.shape for u in u_list}) != 1:
+            raise ValueError("inputs must be all None or all of one shape (m,)")
+        for idx, F in stack_maps(maps):
+            xs = jnp.asarray(np.stack([arrs[i] for i in idx]), dt_)
+            u = None if u_list[0] is None else jnp.stack([u_list[i] for i in idx])
+            raw = [np.asarray(a, np.float64) for a in _measure_stacked(F, xs, u, **settings)]
+            for j, i in enumerate(idx):
+                out[i] = _verdicts(*(a[j] for a in raw), **verdict)
+    return out
+
+
+_DEFAULTS = dict(dt=1.0, n_transient=2000, n_steps=20000, n_exponents=None, n_blocks=20,
+                 zero_tol=None, speed_tol=1e-6, recurrence_tol=1e-7, n_recur=1000,
+                 divergence_bound=1e6)
+_OPTIONS = tuple(_DEFAULTS)
+
+
+def _per_map(value: Any, E: int, name: str, ndim: int) -> list[Any]:
+    """``value`` shared by all ``E`` maps (``ndim`` dims), or one per map."""
+    if value is None:
+        return [None] * E
+    if isinstance(value, list | tuple):
+        if len(value) != E:
+            raise ValueError(f"{name} given per map must have length E = {E}, got {len(value)}")
+        return list(value)
+    arr = np.asarray(value)
+    if arr.ndim == ndim + 1:
+        if arr.shape[0] != E:
+            raise ValueError(f"{name} has shape {arr.shape}; its first axis must be E = {E}")
+        return list(arr)
+    return [arr] * E
+
+
+def _settings(initial_states, dt, n_transient, n_steps, n_exponents, n_blocks, zero_tol,
+              speed_tol, recurrence_tol, n_recur, divergence_bound):
+    """Checked ``(starts (B, n), device settings, verdict settings)``."""
     arr = _check_state(initial_states, "initial_states", ndim=(1, 2))
     arr = arr.reshape(-1, arr.shape[-1])
     _check_positive(dt, "dt")
@@ -153,25 +266,23 @@ def classify_dynamics(
         raise ValueError(f"n_exponents must be <= n = {n}, got {k}")
     n_blocks = min(n_blocks, n_steps)
     block = n_steps // n_blocks
-    dt = float(dt)
-    context, dtype = _precision(dtype)
-    with context:
-        xs = jnp.asarray(arr, dtype)
-        uj = _as_u(inputs, dtype)
-        x_end, sums, maxabs = _lyap_batch(
-            F, xs, uj, n_transient=n_transient, n_blocks=n_blocks, block=block, k=k
-        )
-        step_norm, dist = _recurrence_batch(F, x_end, uj, n_recur)
-        x_end = np.asarray(x_end, np.float64)
-        sums = np.asarray(sums, np.float64)
-        maxabs = np.asarray(maxabs, np.float64).max(axis=1)
-        step_norm = np.asarray(step_norm, np.float64)
-        dist = np.asarray(dist, np.float64)
+    settings = dict(n_transient=n_transient, n_blocks=n_blocks, block=block, k=k,
+                    n_recur=n_recur)
+    verdict = dict(block=block, n_blocks=n_blocks, dt=float(dt), zero_tol=zero_tol,
+                   speed_tol=speed_tol, recurrence_tol=recurrence_tol,
+                   divergence_bound=divergence_bound)
+    return arr, settings, verdict
+
+
+def _verdicts(x_end, sums, maxabs, step_norm, dist, *, block, n_blocks, dt, zero_tol,
+              speed_tol, recurrence_tol, divergence_bound) -> DynamicsClassification:
+    """The verdicts from :func:`_measure`'s arrays (host NumPy, float64)."""
+    maxabs = maxabs.max(axis=1)
     exponents, stderr, _ = _summarise_lyap(sums, block, dt)
     if zero_tol is None:
         zt = np.maximum(10.0 / (block * n_blocks * dt), 4.0 * np.nan_to_num(stderr[:, 0]))
     else:
-        zt = np.full(arr.shape[0], float(zero_tol))
+        zt = np.full(x_end.shape[0], float(zero_tol))
     speed = step_norm / dt
     scale = np.maximum(1.0, np.abs(x_end).max(axis=1))
     hits = dist < recurrence_tol * scale[:, None]

@@ -19,7 +19,6 @@ from ctrnn_dyn.attractors._common import (
     _check_nonneg_int,
     _check_positive,
     _check_state,
-    _jacobian,
     _precision,
 )
 
@@ -79,8 +78,11 @@ class LyapunovSpectrum(NamedTuple):
 def _lyap_core(F, x0, u, n_transient: int, n_blocks: int, block: int, k: int):
     def step(carry, _):
         x, Q = carry
-        Q, R = jnp.linalg.qr(_jacobian(F, x, u) @ Q)
-        return (F(x, u), Q), jnp.log(jnp.abs(jnp.diagonal(R)))
+        # DF(x) Q as k Jacobian-vector products: no (n, n) Jacobian is materialised per step
+        # (under vmap over starts and networks it would not stay in cache)
+        x_next, tangent = jax.linearize(lambda y: F(y, u), x)
+        Q, R = jnp.linalg.qr(jax.vmap(tangent, in_axes=1, out_axes=1)(Q))
+        return (x_next, Q), jnp.log(jnp.abs(jnp.diagonal(R)))
 
     # the transient settles the state *and* the tangent basis (Benettin's own transient)
     Q = jnp.eye(x0.shape[0], k, dtype=x0.dtype)
@@ -95,9 +97,13 @@ def _lyap_core(F, x0, u, n_transient: int, n_blocks: int, block: int, k: int):
     return x, sums, maxabs
 
 
+def _lyap_core_batch(F, x0s, u, n_transient: int, n_blocks: int, block: int, k: int):
+    return jax.vmap(lambda x: _lyap_core(F, x, u, n_transient, n_blocks, block, k))(x0s)
+
+
 @jit_map(static_argnames=("n_transient", "n_blocks", "block", "k"))
 def _lyap_batch(F, x0s, u, *, n_transient, n_blocks, block, k):
-    return jax.vmap(lambda x: _lyap_core(F, x, u, n_transient, n_blocks, block, k))(x0s)
+    return _lyap_core_batch(F, x0s, u, n_transient, n_blocks, block, k)
 
 
 def _summarise_lyap(sums: np.ndarray, block: int, dt: float):
