@@ -117,6 +117,8 @@ def _make_solver(
 ):
     if method == "lm":
         if linear_solver == "dense":
+            # float64 throughout: JᵀJ built from float32 products (20 % faster on 100-unit
+            # networks) turns crawling starts of a 16-unit GRU into slow points (13 -> 104)
             return _LevenbergMarquardt(
                 residual_fun=partial(_residual, F),
                 materialize_jac=False,
