@@ -6,11 +6,11 @@ integrated evidence). For each context ``c`` we hold the input at the cue alone
 (:math:`u = e_{2+c}`, no evidence) and minimise the speed :math:`q` from states visited during
 the stimulus period, stopping each start once :math:`q \le` ``slow_q_stop`` (a drift of at
 most :math:`200\sqrt{2 \cdot 10^{-8}} \approx 0.03` over the stimulus: fixed for the task)
-and without Newton polishing, which would slide every point along a slow line to its few exact
-zeros. These slow points (``q <= slow_q_max``) form a **line** — an approximate line
-attractor — and at each of them one multiplier :math:`\mu \approx 1` (continuous
-:math:`\lambda = (\mu - 1)/\alpha \approx 0`) has its right eigenvector along the
-line (:func:`ctrnn_dyn.attractors.line_attractor`).
+and without Newton polishing or exact Gauss–Newton steps (the finder's ``linear_solver="cg"``),
+which would slide every point along a slow line to its few exact zeros. These slow points
+(``q <= slow_q_max``) form a **line** — an approximate line attractor — and at each of them
+one multiplier :math:`\mu \approx 1` (continuous :math:`\lambda = (\mu - 1)/\alpha \approx 0`)
+has its right eigenvector along the line (:func:`ctrnn_dyn.attractors.line_attractor`).
 
 The claims, per context, test Mante et al.'s mechanism rather than "some slow points":
 
@@ -155,9 +155,12 @@ def _analyse_context(net, cfg, states, key, c):
     logger.info("context_integration: slow points of context %d", c)
     # stop a start once it moves less than sqrt(2 tol_q) per step (a drift of at most
     # stim_steps * sqrt(2 tol_q) over the stimulus: fixed for the task), without Newton
-    # polishing, which would slide a point along a slow line to the line's few exact zeros
+    # polishing, which would slide a point along a slow line to the line's few exact zeros;
+    # and with matrix-free (CG) LM steps, which descend onto the line: exact Gauss-Newton steps
+    # (the default "dense" at 64 units) leap along it to those zeros just the same (94 slow
+    # points per context in 3 clusters, against 241 and 409 spread along the line)
     fps = find_fixed_points(net.F, np.asarray(starts), u, left_eigvecs=True,
-                            tol_q=cfg["slow_q_stop"], polish_steps=0)
+                            tol_q=cfg["slow_q_stop"], polish_steps=0, linear_solver="cg")
     keep = np.isfinite(fps.q) & (fps.q <= cfg["slow_q_max"])
     pts = fps[keep]
     alpha, stim = cfg["alpha"], cfg["task"]["stim_steps"]
