@@ -643,22 +643,21 @@ def details(args, res: dict, out: Report) -> None:
             text += " (" + ", ".join(f"{c} {k}" for k, c in zip(kinds, kc, strict=True)) + ")"
         return "{" + text + "}"
 
+    def missed(j, finder, end, other, other_end, lab=None):
+        """The line for root ``j``, reached by ``finder`` (its end points ``end``) and missed by
+        ``other``, with where ``other`` took the same starts."""
+        idx = np.flatnonzero(end == j)
+        out(
+            f"  {net.name} root {j} (Newton ||r|| {roots.res[j]:.1e}, {roots.n_unstable(j)} "
+            f"unstable, scipy multistart: {in_scipy(j)}): "
+            f"found by {finder} from {idx.size} starts {idx[:8].tolist()}, missed by {other}; "
+            f"from those starts {other} ended at roots {where(other_end, idx, lab)}"
+        )
+
     for j in only_fpf:
-        idx = np.flatnonzero(fpf_end == j)
-        out(
-            f"  {net.name} root {j} (Newton ||r|| {roots.res[j]:.1e}, {roots.n_unstable(j)} "
-            f"unstable, scipy multistart: {in_scipy(j)}): "
-            f"found by FixedPointFinder from {idx.size} starts {idx[:8].tolist()}, missed by "
-            f"ours; ours from those starts ended at roots {where(ours_end, idx, labels)}"
-        )
+        missed(j, "FixedPointFinder", fpf_end, "ours", ours_end, labels)
     for j in only_ours:
-        idx = np.flatnonzero(ours_end == j)
-        out(
-            f"  {net.name} root {j} (Newton ||r|| {roots.res[j]:.1e}, {roots.n_unstable(j)} "
-            f"unstable, scipy multistart: {in_scipy(j)}): "
-            f"found by ours from {idx.size} starts {idx[:8].tolist()}, missed by "
-            f"FixedPointFinder; it ended at roots {where(fpf_end, idx)} from those starts"
-        )
+        missed(j, "ours", ours_end, "FixedPointFinder", fpf_end)
     for j in others:
         out(
             f"  {net.name} root {j} ({roots.n_unstable(j)} unstable) found only by the scipy "

@@ -113,7 +113,8 @@ def stack_maps(maps: Any) -> list[tuple[list[int], Any]]:
                 continue
             shapes = {np.shape(splits[i][0][j]) for i in idx}
             if len(shapes) != 1:
-                raise ValueError(f"maps of one structure disagree on a leaf's shape: {shapes}")
+                raise ValueError(f"maps {idx} share one structure but leaf {j} of their arrays "
+                                 f"has different shapes {sorted(shapes)}: they cannot be stacked")
             arrays.append(jax.numpy.stack([splits[i][0][j] for i in idx]))
         out.append((idx, merge_map(arrays, static)))
     return out

@@ -48,7 +48,7 @@ from typing import Any
 
 __all__ = ["HPARAM_RANGES", "hparam_problem", "check_hparam", "check_hparams",
            "task_option_problem", "check_task_options", "check_int", "float_dtype",
-           "precision_context", "renamed"]
+           "precision_context", "renamed", "per_item"]
 
 _INF = math.inf
 
@@ -283,3 +283,27 @@ def renamed(**aliases: str) -> Callable[[Callable], Callable]:
         return wrapper
 
     return decorate
+
+
+def per_item(value: Any, n: int, name: str, ndim: int | None = None,
+             item: str = "network") -> list[Any]:
+    """``value`` for each of ``n`` items (networks, maps): ``None`` for all; a list or tuple of
+    ``n``, one each; with ``ndim``, an array of ``ndim + 1`` dimensions, the item axis first;
+    anything else is shared by all.
+
+    Raises:
+        ValueError: a list or tuple, or a stacked array, whose length is not ``n``.
+    """
+    if value is None:
+        return [None] * n
+    if isinstance(value, list | tuple):
+        if len(value) != n:
+            raise ValueError(f"{name} given per {item} must have length {n}, got {len(value)}")
+        return list(value)
+    shape = getattr(value, "shape", None)
+    if ndim is not None and shape is not None and len(shape) == ndim + 1:
+        if shape[0] != n:
+            raise ValueError(f"{name} has shape {tuple(shape)}; its first axis must be {n}, "
+                             f"one per {item}")
+        return list(value)
+    return [value] * n

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from flax import linen as nn
 
-from ctrnn_dyn._checks import renamed
+from ctrnn_dyn._checks import per_item, renamed
 from ctrnn_dyn.ensemble import network_params
 
 __all__ = ["network_maps", "find_fixed_points_ensemble", "classify_dynamics_ensemble"]
@@ -54,18 +54,6 @@ def _n_networks(params: Any) -> int:
     return n.pop()
 
 
-def _per_network(value: Any, n: int, name: str) -> list[Any]:
-    """``value`` shared by all networks, or a sequence/array with the network axis first."""
-    if value is None:
-        return [None] * n
-    if isinstance(value, list | tuple):
-        if len(value) != n:
-            raise ValueError(f"{name} given per network must have length E = {n}, got "
-                             f"{len(value)}")
-        return list(value)
-    return [value] * n
-
-
 def find_fixed_points_ensemble(
     cell: nn.Module,
     params: Any,
@@ -80,7 +68,8 @@ def find_fixed_points_ensemble(
     Args:
         cell: the ensemble's cell.
         params: stacked params (leaves ``(E, ...)``), e.g. ``EnsembleResult.params``.
-        initial_states: starts ``(K, n)`` shared by all networks, or a list of ``E`` arrays.
+        initial_states: starts ``(K, n)`` shared by all networks, or ``(E, K, n)`` / a list of
+            ``E`` arrays, one per network.
         inputs: constant input(s) as accepted by ``find_fixed_points`` (shared or a list).
         hparams: per-network ``alpha`` (as given to :func:`train_ensemble`).
         **options: passed to :func:`ctrnn_dyn.fixed_points.find_fixed_points`.
@@ -93,8 +82,8 @@ def find_fixed_points_ensemble(
     from ctrnn_dyn.fixed_points import find_fixed_points
 
     maps = network_maps(cell, params, hparams)
-    starts = _per_network(initial_states, len(maps), "initial_states")
-    us = _per_network(inputs, len(maps), "inputs")
+    starts = per_item(initial_states, len(maps), "initial_states", ndim=2)
+    us = per_item(inputs, len(maps), "inputs")  # an array may be per start: shared
     return [find_fixed_points(F, s, u, **options) for F, s, u in zip(maps, starts, us,
                                                                        strict=True)]
 
@@ -117,9 +106,10 @@ def classify_dynamics_ensemble(
         cell: as in :func:`find_fixed_points_ensemble`.
         params: as in :func:`find_fixed_points_ensemble`.
         hparams: as in :func:`find_fixed_points_ensemble`.
-        initial_states: ``(B, n)`` starts shared by all networks, or a list of ``E`` arrays.
-        inputs: constant input shared by all networks (or a list of ``E``), ``None`` = zero
-            input.
+        initial_states: ``(B, n)`` starts shared by all networks, or ``(E, B, n)`` / a list of
+            ``E`` arrays, one per network.
+        inputs: constant input ``(m,)`` shared by all networks, or ``(E, m)`` / a list of ``E``;
+            ``None`` = zero input.
         **options: passed to :func:`ctrnn_dyn.attractors.classify_dynamics`.
 
     Returns:
@@ -128,8 +118,8 @@ def classify_dynamics_ensemble(
     from ctrnn_dyn.attractors import classify_dynamics_batch
 
     maps = network_maps(cell, params, hparams)
-    ss = _per_network(initial_states, len(maps), "initial_states")
-    us = _per_network(inputs, len(maps), "inputs")
+    ss = per_item(initial_states, len(maps), "initial_states", ndim=2)
+    us = per_item(inputs, len(maps), "inputs", ndim=1)
     if all(v is None for v in us):
         m = _input_width(params)
         us = [np.zeros(m, np.float32)] * len(maps)

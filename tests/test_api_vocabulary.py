@@ -98,6 +98,12 @@ def _linear_map(x, u):
 
 
 #: case -> (argument, its minimum, a call with the argument's value)
+def _tiny_fit(steps: int = 1, batch_size: int = 2):
+    return ctrnn_dyn.fit(ctrnn_dyn.CTRNNCell(4, 1, alpha=0.5, noise_const=0.0),
+                         SineWave(n_steps=5), key=jax.random.PRNGKey(0), steps=steps,
+                         batch_size=batch_size, progress=False)
+
+
 COUNTS = {
     "find_fixed_points max_iters": (
         "max_iters",
@@ -132,30 +138,8 @@ COUNTS = {
         0,
         lambda v: classify_dynamics(_linear_map, np.ones((1, 2)), n_transient=v),
     ),
-    "fit steps": (
-        "steps",
-        1,
-        lambda v: ctrnn_dyn.fit(
-            ctrnn_dyn.CTRNNCell(4, 1, alpha=0.5, noise_const=0.0),
-            SineWave(n_steps=5),
-            key=jax.random.PRNGKey(0),
-            steps=v,
-            batch_size=2,
-            progress=False,
-        ),
-    ),
-    "fit batch_size": (
-        "batch_size",
-        1,
-        lambda v: ctrnn_dyn.fit(
-            ctrnn_dyn.CTRNNCell(4, 1, alpha=0.5, noise_const=0.0),
-            SineWave(n_steps=5),
-            key=jax.random.PRNGKey(0),
-            steps=1,
-            batch_size=v,
-            progress=False,
-        ),
-    ),
+    "fit steps": ("steps", 1, lambda v: _tiny_fit(steps=v)),
+    "fit batch_size": ("batch_size", 1, lambda v: _tiny_fit(batch_size=v)),
     "CTRNNCell hidden_features": (
         "hidden_features",
         1,

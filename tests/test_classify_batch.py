@@ -89,3 +89,34 @@ def test_bad_arguments_are_named():
         classify_dynamics_batch([], np.zeros((2, 6)))
     with pytest.raises(TypeError, match="F must be"):
         classify_dynamics_batch([maps[0], 3], np.zeros((2, 6)))
+
+
+def _linear(A, x, u):
+    return A @ x
+
+
+def test_batch_exponents_are_the_log_moduli_of_linear_maps():
+    """Independent truth: for F(x) = A x the Lyapunov exponents per step are log |eig(A)|."""
+    rng = np.random.default_rng(7)
+    spectra = np.array([[0.95, 0.6, 0.3], [1.2, 0.8, 0.1], [0.7, 0.7 * 0.9, 0.05]])
+    maps = []
+    for lam in spectra:
+        R, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+        maps.append(jax.tree_util.Partial(_linear, jnp.asarray(R @ np.diag(lam) @ R.T)))
+    starts = rng.normal(size=(3, 2, 3))
+    batch = classify_dynamics_batch(maps, starts, n_transient=200, n_steps=2000, n_blocks=4,
+                                    n_recur=20, divergence_bound=1e300)
+    for lam, got in zip(spectra, batch, strict=True):
+        np.testing.assert_allclose(got.lyapunov, np.tile(np.log(lam), (2, 1)), atol=2e-3)
+
+
+def _affine(A, b, x, u):
+    return A @ x + b.reshape(-1)
+
+
+def test_maps_that_cannot_be_stacked_are_named():
+    """One structure, but a parameter of another shape: no network axis to stack them on."""
+    maps = [jax.tree_util.Partial(_affine, jnp.eye(2), jnp.zeros(2)),
+            jax.tree_util.Partial(_affine, jnp.eye(2), jnp.zeros((1, 2)))]
+    with pytest.raises(ValueError, match=r"maps \[0, 1\] .* cannot be stacked"):
+        classify_dynamics_batch(maps, np.ones((1, 2)), **OPTIONS)

@@ -73,3 +73,26 @@ def test_without_the_coverage_run_saddles_are_missed():
     F, _, _, starts = _network(3)
     fps = find_fixed_points(F, starts, np.zeros(3), coverage_damping=None)
     assert len(fps.fixed) < 27
+
+
+def test_retiring_into_smaller_batches_changes_no_answer(monkeypatch):
+    """Above a problem size finished starts are retired into smaller batches (the solver state
+    gathered into 1024 -> 128 -> 32 rows; forced here): every start still ends where it ends
+    in one batch, at a root of the NumPy map."""
+    from ctrnn_dyn.fixed_points import solvers
+
+    F, F_np, J_np, starts = _network(3)
+    kw = dict(tol_unique=None, coverage_damping=None)
+    one = find_fixed_points(F, starts, np.zeros(3), **kw)
+    gathers = []
+    gather = solvers._gather
+    monkeypatch.setattr(solvers, "_ONE_SHAPE_WORK", 0)
+    monkeypatch.setattr(solvers, "_gather", lambda tree, idx: gathers.append(idx.size)
+                        or gather(tree, idx))
+    ladder = find_fixed_points(F, starts, np.zeros(3), **kw)
+    assert gathers and set(gathers) <= {128, 32}  # the smaller shapes were used
+    np.testing.assert_array_equal(ladder.converged, one.converged)
+    np.testing.assert_array_equal(ladder.n_iters, one.n_iters)
+    np.testing.assert_allclose(ladder.x, one.x, rtol=0, atol=1e-9)
+    for x in ladder.x[ladder.converged][::32]:
+        assert _newton_root(F_np, J_np, x) is not None

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ctrnn_dyn._base import jit_map, merge_map, split_map, stack_maps
-from ctrnn_dyn._checks import renamed
+from ctrnn_dyn._checks import per_item, renamed
 from ctrnn_dyn.attractors._common import (
     Map,
     _as_u,
@@ -196,8 +196,8 @@ def classify_dynamics_batch(
     for F in maps:
         _check_F(F)
     E = len(maps)
-    starts = _per_map(initial_states, E, "initial_states", ndim=2)
-    us = _per_map(inputs, E, "inputs", ndim=1)
+    starts = per_item(initial_states, E, "initial_states", ndim=2, item="map")
+    us = per_item(inputs, E, "inputs", ndim=1, item="map")
     dtype = options.pop("dtype", np.float64)
     unknown = set(options) - set(_OPTIONS)
     if unknown:
@@ -228,22 +228,6 @@ _DEFAULTS = dict(dt=1.0, n_transient=2000, n_steps=20000, n_exponents=None, n_bl
                  zero_tol=None, speed_tol=1e-6, recurrence_tol=1e-7, n_recur=1000,
                  divergence_bound=1e6)
 _OPTIONS = tuple(_DEFAULTS)
-
-
-def _per_map(value: Any, E: int, name: str, ndim: int) -> list[Any]:
-    """``value`` shared by all ``E`` maps (``ndim`` dims), or one per map."""
-    if value is None:
-        return [None] * E
-    if isinstance(value, list | tuple):
-        if len(value) != E:
-            raise ValueError(f"{name} given per map must have length E = {E}, got {len(value)}")
-        return list(value)
-    arr = np.asarray(value)
-    if arr.ndim == ndim + 1:
-        if arr.shape[0] != E:
-            raise ValueError(f"{name} has shape {arr.shape}; its first axis must be E = {E}")
-        return list(arr)
-    return [arr] * E
 
 
 def _settings(initial_states, dt, n_transient, n_steps, n_exponents, n_blocks, zero_tol,

@@ -356,26 +356,24 @@ def _solve(
     )
     x_host = np.array(x0)
     u_host = None if u is None else np.asarray(u)
-    slots = _padded(active, _batch_size(active.size, n, x0.shape[1]))  # start held by each row
+    # rows 0..held.size-1 of the state hold the starts `held` (ascending); the rows after
+    # them are padding (copies of the first)
+    held = active
+    slots = _padded(held, _batch_size(active.size, n, x0.shape[1]))
     state = _init_states(jnp.asarray(x_host[slots]),
                          None if u_host is None else jnp.asarray(u_host[slots]), damping, **kw)
     rounds = 0
     while active.size:
-        m = active.size
-        size = _batch_size(m, n, x0.shape[1])
+        size = _batch_size(active.size, n, x0.shape[1])
         if size != slots.size:  # compact: the active starts' rows, padded to the new size
-            row_of = {start: row for row, start in enumerate(slots)}
-            state = _gather(state, jnp.asarray(_padded(np.array([row_of[i] for i in active]),
-                                                       size)))
-            slots = _padded(active, size)
-        # a row is live if it holds an active start (its first row); the others are frozen
-        # (their iteration count passed as the cap stops them at once) and not read back
-        live = np.zeros(n, bool)
-        live[active] = True
-        first = np.zeros(slots.size, bool)
-        first[np.unique(slots, return_index=True)[1]] = True
-        live_rows = live[slots] & first
-        its_in = np.where(live_rows, iters[slots], max_iters)
+            state = _gather(state, jnp.asarray(_padded(np.searchsorted(held, active), size)))
+            held = active
+            slots = _padded(held, size)
+        # a live row holds a start still active; the others (retired starts, padding) are
+        # frozen (their iteration count passed as the cap stops them at once), not read back
+        live = np.zeros(slots.size, bool)
+        live[: held.size] = np.isin(held, active, assume_unique=True)
+        its_in = np.where(live, iters[slots], max_iters)
         # longer rounds once few starts are left: fewer round trips for the slow tail
         n_iter = chunk_iters * int(np.clip(512 // size, 1, 8))
         xs, state, its, stop = _run_chunk(
@@ -389,13 +387,13 @@ def _solve(
             grad_rtol=grad_rtol,
             **kw,
         )
-        held = slots[live_rows]
-        x_host[held] = np.asarray(xs)[live_rows]
-        iters[held] = np.asarray(its)[live_rows]
+        rows = slots[live]
+        x_host[rows] = np.asarray(xs)[live]
+        iters[rows] = np.asarray(its)[live]
         stopped = np.zeros(n, bool)
-        stopped[held] = np.asarray(stop)[live_rows]
+        stopped[rows] = np.asarray(stop)[live]
         rounds += 1
-        logger.debug("round %d: %d active (batch %d), %d stopped", rounds, m, size,
+        logger.debug("round %d: %d active (batch %d), %d stopped", rounds, active.size, size,
                      stopped.sum())
         active = active[~stopped[active]]
     return jnp.asarray(x_host), iters
