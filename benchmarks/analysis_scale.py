@@ -1,5 +1,6 @@
 """Benchmark: analysing many networks — fixed points (256 starts) + dynamics classification per
-network — through one compiled program, against a loop of per-network calls that compile anew.
+network — batched over networks in compiled programs, against a loop of per-network calls that
+compile anew.
 
 Networks: ``E`` CT-RNNs of the attract-or-oscillate size (100 tanh units, ``α = 0.1``, 3 inputs),
 each with its own initial weights (``fold_in(key, i)``). Per network: 256 starts sampled from its
@@ -7,10 +8,11 @@ own trajectories (8 trials of 50 steps under random inputs, plus ``N(0, 0.5²)``
 ``find_fixed_points`` at zero input (default options: solve, deduplicate, linearise, classify)
 and ``classify_dynamics`` from 8 of the starts (500 transient + 2000 steps).
 
-* **batched**: the maps are :class:`~ctrnn_dyn.dynamics.OneStepMap` pytrees of one shape: every
-  analysis compiles once, then each network only runs
+* **batched**: the maps are :class:`~ctrnn_dyn.dynamics.OneStepMap` pytrees of one shape,
+  stacked on a network axis: the fixed-point solver's first round runs every network of a chunk
+  in one program, and the classification all networks in one program
   (:func:`ctrnn_dyn.ensemble_analysis.find_fixed_points_ensemble` and
-  ``classify_dynamics_ensemble``).
+  ``classify_dynamics_ensemble``); every program compiles once.
 * **per-network loop** (the baseline, measured in the same run): the same calls with each map
   wrapped in an object that is not a pytree and compares by identity, so every network compiles
   its own programs — what every analysis did while it took ``F`` as a static argument. It is
@@ -21,26 +23,42 @@ Each measurement starts from empty compilation caches (``jax.clear_caches()``). 
 time spent compiling is the sum of JAX's compile-time events (tracing, lowering,
 XLA compilation) over the wall time.
 
+With ``--host-devices N`` (N > 1) the CPU's cores are exposed as ``N`` JAX devices
+(``XLA_FLAGS=--xla_force_host_platform_device_count=N``, set before JAX starts): the batched
+analyses then split their networks over the devices (``devices="auto"``), and each size is also
+timed with ``devices=None`` (one device) in the same run.
+
 Usage::
 
-    python benchmarks/analysis_scale.py [--sizes 1,32,256] [--loop-max 4]
+    python benchmarks/analysis_scale.py [--sizes 1,32,256] [--loop-max 4] [--host-devices 2]
 """
 
 from __future__ import annotations
 
-import argparse
-import time
+import os
+import sys
 
-import jax
-import jax.monitoring
-import jax.numpy as jnp
-import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _host_devices import expose_host_devices  # noqa: E402
 
-from ctrnn_dyn.attractors import classify_dynamics
-from ctrnn_dyn.dynamics import one_step_map, simulate
-from ctrnn_dyn.ensemble_analysis import classify_dynamics_ensemble, find_fixed_points_ensemble
-from ctrnn_dyn.fixed_points import find_fixed_points, sample_initial_states
-from ctrnn_dyn.model import CTRNNCell, rnn
+expose_host_devices(sys.argv, default=1)
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+import jax  # noqa: E402
+import jax.monitoring  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ctrnn_dyn.attractors import classify_dynamics  # noqa: E402
+from ctrnn_dyn.dynamics import one_step_map, simulate  # noqa: E402
+from ctrnn_dyn.ensemble_analysis import (  # noqa: E402
+    classify_dynamics_ensemble,
+    find_fixed_points_ensemble,
+)
+from ctrnn_dyn.fixed_points import find_fixed_points, sample_initial_states  # noqa: E402
+from ctrnn_dyn.model import CTRNNCell, rnn  # noqa: E402
 
 HIDDEN, INPUTS, ALPHA, STARTS, CLASSIFY_STARTS = 100, 3, 0.1, 256, 8
 CLASSIFY = dict(n_transient=500, n_steps=2000)
@@ -90,11 +108,11 @@ def ensemble(E: int, key: jax.Array):
     return cell, params, starts, picks
 
 
-def batched(cell, params, starts, picks) -> tuple[float, float, list]:
+def batched(cell, params, starts, picks, devices="auto") -> tuple[float, float, list]:
     t0, c0 = time.perf_counter(), _compile_s[0]
     u = jnp.zeros(INPUTS)
-    fps = find_fixed_points_ensemble(cell, params, starts, u)
-    classes = classify_dynamics_ensemble(cell, params, picks, u, **CLASSIFY)
+    fps = find_fixed_points_ensemble(cell, params, starts, u, devices=devices)
+    classes = classify_dynamics_ensemble(cell, params, picks, u, devices=devices, **CLASSIFY)
     return time.perf_counter() - t0, _compile_s[0] - c0, [(len(f.fixed), c.labels[0])
                                                           for f, c in zip(fps, classes,
                                                                           strict=True)]
@@ -120,10 +138,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sizes", default="1,32,256")
     ap.add_argument("--loop-max", type=int, default=4,
                     help="networks the per-network loop is timed on (its cost is per network)")
+    ap.add_argument("--host-devices", type=int, default=1,
+                    help="CPU cores exposed as JAX devices (read before JAX starts)")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"jax {jax.__version__}; {HIDDEN} units, {STARTS} starts, classify {CLASSIFY_STARTS} "
-          f"starts x {CLASSIFY}")
+          f"starts x {CLASSIFY}; {len(jax.devices())} device(s)")
     key = jax.random.key(0)
     cell, params, starts, picks = ensemble(max(sizes), key)
     n_loop = min(args.loop_max, max(sizes))
@@ -143,6 +163,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"E = {E:4d}: {wall:8.1f} s, {rate:9.0f} networks/h = x{rate / loop_rate:.1f} the "
               f"loop; compiling {100 * comp / wall:.1f} % of the time; {wall / E:.3f} s per "
               f"network; same results as the loop on its networks: {same}", flush=True)
+        if len(jax.devices()) > 1:  # the same on one device, in the same run
+            jax.clear_caches()
+            wall1, comp1, out1 = batched(cell, sub, starts[:E], picks[:E], devices=None)
+            print(f"  one device: {wall1:8.1f} s ({3600 * E / wall1:.0f} networks/h, x"
+                  f"{3600 * E / wall1 / loop_rate:.1f} the loop; compiling "
+                  f"{100 * comp1 / wall1:.1f} %); {len(jax.devices())} devices are "
+                  f"{wall1 / wall:.2f}x faster; same results: {out1 == out}", flush=True)
     if len(rows) > 1:
         Es = np.array([r[0] for r in rows], float)
         walls = np.array([r[1] for r in rows])

@@ -33,24 +33,11 @@ from __future__ import annotations
 import os
 import sys
 
-
-def _expose_host_devices(argv: list[str]) -> int:
-    """Set XLA's host device count from ``--host-devices N`` (default: CPU cores); must run
-    before JAX is imported."""
-    n = os.cpu_count() or 1
-    for i, arg in enumerate(argv):
-        if arg == "--host-devices" and i + 1 < len(argv):
-            n = int(argv[i + 1])
-        elif arg.startswith("--host-devices="):
-            n = int(arg.split("=", 1)[1])
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
-    return n
-
-
 _ORIGINAL_XLA_FLAGS = os.environ.get("XLA_FLAGS", "")
-_expose_host_devices(sys.argv)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _host_devices import expose_host_devices  # noqa: E402
+
+expose_host_devices(sys.argv, default=os.cpu_count() or 1)
 
 import argparse  # noqa: E402
 import statistics  # noqa: E402

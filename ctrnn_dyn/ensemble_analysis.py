@@ -3,8 +3,9 @@ dynamics classifier run over all of them.
 
 Every map of an ensemble is a pytree of the same shapes (:class:`~ctrnn_dyn.dynamics.OneStepMap`),
 so the analyses compile once for all networks (:func:`ctrnn_dyn._base.jit_map`) and the networks
-differ only in the traced parameters. :mod:`ctrnn_dyn.sweep` analyses its chunks through these
-functions.
+differ only in the traced parameters; stacked on a network axis, they run in one program, split
+over the devices when there are several (``devices="auto"``, as in :func:`train_ensemble`).
+:mod:`ctrnn_dyn.sweep` analyses its chunks through these functions.
 """
 
 from __future__ import annotations
@@ -72,20 +73,20 @@ def find_fixed_points_ensemble(
             ``E`` arrays, one per network.
         inputs: constant input(s) as accepted by ``find_fixed_points`` (shared or a list).
         hparams: per-network ``alpha`` (as given to :func:`train_ensemble`).
-        **options: passed to :func:`ctrnn_dyn.fixed_points.find_fixed_points`.
+        **options: passed to :func:`ctrnn_dyn.fixed_points.find_fixed_points_batch` (its
+            ``devices``, and every option of ``find_fixed_points``).
 
     Returns:
-        A list of ``E`` :class:`~ctrnn_dyn.fixed_points.FixedPoints`, one per network. The
-        networks are processed one after another (the finder compiles once for all of them:
-        the maps differ only in their params); each finder call is batched over its starts.
+        A list of ``E`` :class:`~ctrnn_dyn.fixed_points.FixedPoints`, one per network, from
+        :func:`~ctrnn_dyn.fixed_points.find_fixed_points_batch`: the solver runs over the
+        networks (in chunks) and their starts in one compiled program.
     """
-    from ctrnn_dyn.fixed_points import find_fixed_points
+    from ctrnn_dyn.fixed_points import find_fixed_points_batch
 
     maps = network_maps(cell, params, hparams)
     starts = per_item(initial_states, len(maps), "initial_states", ndim=2)
     us = per_item(inputs, len(maps), "inputs")  # an array may be per start: shared
-    return [find_fixed_points(F, s, u, **options) for F, s, u in zip(maps, starts, us,
-                                                                       strict=True)]
+    return find_fixed_points_batch(maps, starts, us, **options)
 
 
 @renamed(starts="initial_states", u="inputs")
@@ -110,7 +111,8 @@ def classify_dynamics_ensemble(
             ``E`` arrays, one per network.
         inputs: constant input ``(m,)`` shared by all networks, or ``(E, m)`` / a list of ``E``;
             ``None`` = zero input.
-        **options: passed to :func:`ctrnn_dyn.attractors.classify_dynamics`.
+        **options: passed to :func:`ctrnn_dyn.attractors.classify_dynamics_batch` (its
+            ``devices``, and every option of ``classify_dynamics``).
 
     Returns:
         A list of ``E`` :class:`~ctrnn_dyn.attractors.DynamicsClassification`.

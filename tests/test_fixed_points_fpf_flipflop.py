@@ -79,16 +79,16 @@ def test_retiring_into_smaller_batches_changes_no_answer(monkeypatch):
     """Above a problem size finished starts are retired into smaller batches (the solver state
     gathered into 1024 -> 128 -> 32 rows; forced here): every start still ends where it ends
     in one batch, at a root of the NumPy map."""
-    from ctrnn_dyn.fixed_points import solvers
+    from ctrnn_dyn.fixed_points import rounds
 
     F, F_np, J_np, starts = _network(3)
     kw = dict(tol_unique=None, coverage_damping=None)
     one = find_fixed_points(F, starts, np.zeros(3), **kw)
     gathers = []
-    gather = solvers._gather
-    monkeypatch.setattr(solvers, "_ONE_SHAPE_WORK", 0)
-    monkeypatch.setattr(solvers, "_gather", lambda tree, idx: gathers.append(idx.size)
-                        or gather(tree, idx))
+    gather = rounds._gather
+    monkeypatch.setattr(rounds, "_ONE_SHAPE_WORK", 0)
+    monkeypatch.setattr(rounds, "_gather", lambda tree, nets, rows:
+                        gathers.append(rows.shape[1]) or gather(tree, nets, rows))
     ladder = find_fixed_points(F, starts, np.zeros(3), **kw)
     assert gathers and set(gathers) <= {128, 32}  # the smaller shapes were used
     np.testing.assert_array_equal(ladder.converged, one.converged)

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ctrnn_dyn._base import jit_map, merge_map, split_map, stack_maps
+from ctrnn_dyn._base import (
+    jit_map,
+    serial_lapack,
+    stacked_groups,
+    vmap_over_maps,
+)
 from ctrnn_dyn._checks import per_item, renamed
 from ctrnn_dyn.attractors._common import (
     Map,
@@ -59,11 +65,11 @@ class DynamicsClassification(NamedTuple):
     final_state: np.ndarray
 
 
-def _measure(F, xs, u, *, n_transient, n_blocks, block, k, n_recur):
+def _measure(F, xs, u, *, n_transient, n_blocks, block, k, n_recur, serial=False):
     """Device part of a verdict for starts ``xs (B, n)``: final states, the Lyapunov block sums,
     the largest ``|x|`` per block, the final step and the distances of the next ``n_recur``
     states from the final one."""
-    x_end, sums, maxabs = _lyap_core_batch(F, xs, u, n_transient, n_blocks, block, k)
+    x_end, sums, maxabs = _lyap_core_batch(F, xs, u, n_transient, n_blocks, block, k, serial)
 
     def recurrence(x):
         dist = jnp.linalg.norm(_orbit(F, x, u, n_recur)[1:] - x, axis=1)
@@ -74,18 +80,17 @@ def _measure(F, xs, u, *, n_transient, n_blocks, block, k, n_recur):
 
 
 _STATIC = ("n_transient", "n_blocks", "block", "k", "n_recur")
-_measure_one = jit_map(_measure, static_argnames=_STATIC)
+_measure_one = jit_map(_measure, static_argnames=(*_STATIC, "serial"))
 
 
-@jit_map(static_argnames=_STATIC)
-def _measure_stacked(F, xs, u, *, n_transient, n_blocks, block, k, n_recur):
+@jit_map(static_argnames=(*_STATIC, "mesh"))
+def _measure_stacked(F, xs, u, *, n_transient, n_blocks, block, k, n_recur, mesh):
     """:func:`_measure` for a stacked map (array leaves ``(E, ...)``), ``xs (E, B, n)`` and
-    ``u (E, m)`` (or ``None``): every network in one program."""
-    settings = dict(n_transient=n_transient, n_blocks=n_blocks, block=block, k=k,
-                    n_recur=n_recur)
-    arrays, static = split_map(F)
-    return jax.vmap(lambda a, x, uu: _measure(merge_map(a, static), x, uu, **settings))(
-        arrays, xs, u)
+    ``u (E, m)`` (or ``None``): every network in one program, split over ``mesh``'s devices
+    (``None``: one device; ``E`` a multiple of their number)."""
+    return vmap_over_maps(partial(_measure, n_transient=n_transient, n_blocks=n_blocks,
+                                  block=block, k=k, n_recur=n_recur,
+                                  serial=serial_lapack(mesh)), mesh)(F, xs, u)
 
 
 @renamed(starts="initial_states", u="inputs", precision="dtype")
@@ -169,6 +174,8 @@ def classify_dynamics_batch(
     maps: Sequence[Map],
     initial_states: Any,
     inputs: Any = None,
+    *,
+    devices: Any = "auto",
     **options: Any,
 ) -> list[DynamicsClassification]:
     r""":func:`classify_dynamics` for many maps of one shape (e.g. an ensemble's networks), all
@@ -181,6 +188,11 @@ def classify_dynamics_batch(
             stacked, plain functions each form their own group.
         initial_states: ``(E, B, n)``, a list of ``E`` ``(B, n)`` arrays, or ``(B, n)`` shared.
         inputs: ``None``, ``(m,)`` shared, or ``(E, m)`` / a list of ``E`` ``(m,)`` per map.
+        devices: split each group's networks over these devices (``shard_map``; the group is
+            padded to a multiple of their number): ``"auto"`` (default: all devices when there
+            are several), ``None``, a sequence of devices or a 1-axis ``Mesh``
+            (:func:`ctrnn_dyn._base.network_mesh`). On a CPU the cores are devices only when
+            JAX starts with ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>``.
         **options: as for :func:`classify_dynamics` (the same for every map).
 
     Returns:
@@ -215,10 +227,11 @@ def classify_dynamics_batch(
         u_list = [_as_u(u, dt_) for u in us]
         if len({None if u is None else u.shape for u in u_list}) != 1:
             raise ValueError("inputs must be all None or all of one shape (m,)")
-        for idx, F in stack_maps(maps):
-            xs = jnp.asarray(np.stack([arrs[i] for i in idx]), dt_)
-            u = None if u_list[0] is None else jnp.stack([u_list[i] for i in idx])
-            raw = [np.asarray(a, np.float64) for a in _measure_stacked(F, xs, u, **settings)]
+        for idx, padded, F, mesh in stacked_groups(maps, devices):
+            xs = jnp.asarray(np.stack([arrs[i] for i in padded]), dt_)
+            u = None if u_list[0] is None else jnp.stack([u_list[i] for i in padded])
+            raw = [np.asarray(a, np.float64)
+                   for a in _measure_stacked(F, xs, u, mesh=mesh, **settings)]
             for j, i in enumerate(idx):
                 out[i] = _verdicts(*(a[j] for a in raw), **verdict)
     return out

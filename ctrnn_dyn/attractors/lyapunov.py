@@ -3,6 +3,8 @@ r"""Lyapunov spectra by Benettin's QR method: :math:`Q_{t+1}R_{t+1} = DF(x_t)\,Q
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -10,8 +12,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ctrnn_dyn._base import jit_map
-from ctrnn_dyn._checks import renamed
+from ctrnn_dyn._base import (
+    jit_map,
+    serial_lapack,
+    serial_when,
+    stacked_groups,
+    vmap_over_maps,
+)
+from ctrnn_dyn._checks import per_item, renamed
 from ctrnn_dyn.attractors._common import (
     Map,
     _as_u,
@@ -75,13 +83,18 @@ class LyapunovSpectrum(NamedTuple):
         return out if self.exponents.ndim == 2 else out[0]
 
 
-def _lyap_core(F, x0, u, n_transient: int, n_blocks: int, block: int, k: int):
+def _lyap_core(F, x0, u, n_transient: int, n_blocks: int, block: int, k: int,
+               serial: bool = False):
+    """Benettin's QR iteration from ``x0``; ``serial``: one LAPACK QR call per matrix under
+    ``vmap`` (:func:`ctrnn_dyn._base.serial_lapack`)."""
+    qr = serial_when(serial, lambda a: tuple(jnp.linalg.qr(a)))
+
     def step(carry, _):
         x, Q = carry
         # DF(x) Q as k Jacobian-vector products: no (n, n) Jacobian is materialised per step
         # (under vmap over starts and networks it would not stay in cache)
         x_next, tangent = jax.linearize(lambda y: F(y, u), x)
-        Q, R = jnp.linalg.qr(jax.vmap(tangent, in_axes=1, out_axes=1)(Q))
+        Q, R = qr(jax.vmap(tangent, in_axes=1, out_axes=1)(Q))
         return (x_next, Q), jnp.log(jnp.abs(jnp.diagonal(R)))
 
     # the transient settles the state *and* the tangent basis (Benettin's own transient)
@@ -97,8 +110,9 @@ def _lyap_core(F, x0, u, n_transient: int, n_blocks: int, block: int, k: int):
     return x, sums, maxabs
 
 
-def _lyap_core_batch(F, x0s, u, n_transient: int, n_blocks: int, block: int, k: int):
-    return jax.vmap(lambda x: _lyap_core(F, x, u, n_transient, n_blocks, block, k))(x0s)
+def _lyap_core_batch(F, x0s, u, n_transient: int, n_blocks: int, block: int, k: int,
+                     serial: bool = False):
+    return jax.vmap(lambda x: _lyap_core(F, x, u, n_transient, n_blocks, block, k, serial))(x0s)
 
 
 @jit_map(static_argnames=("n_transient", "n_blocks", "block", "k"))
@@ -175,6 +189,101 @@ def lyapunov_spectrum(
         array([-0.2231, -0.6931])
     """
     _check_F(F)
+    arr, settings = _lyap_settings(x0, n_steps, dt, n_transient, n_exponents, n_blocks)
+    context, dtype = _precision(dtype)
+    with context:
+        xs = jnp.asarray(arr.reshape(-1, arr.shape[-1]), dtype)
+        x_end, sums, _ = _lyap_batch(F, xs, _as_u(inputs, dtype), **settings)
+        sums, x_end = np.asarray(sums, np.float64), np.asarray(x_end)
+    return _spectrum(sums, x_end, arr.ndim == 1, settings, float(dt))
+
+
+def lyapunov_spectrum_batch(
+    maps: Sequence[Map],
+    x0: Any,
+    inputs: Any = None,
+    *,
+    devices: Any = "auto",
+    **options: Any,
+) -> list[LyapunovSpectrum]:
+    """:func:`lyapunov_spectrum` for many maps of one shape (e.g. an ensemble's networks) in one
+    compiled program: their parameters stacked along a leading network axis, the QR iteration
+    ``vmap`` -ped over it and split over ``devices`` (maps whose static parts differ form a
+    group and a program each).
+
+    Args:
+        maps: ``E`` one-step maps (:class:`~ctrnn_dyn.dynamics.OneStepMap` s are stacked; a
+            plain function is a group of its own).
+        x0: ``(E, n)`` (a start per map) or ``(E, B, n)`` (``B`` per map), a list of ``E``
+            starts of one shape, or ``(n,)``, one start shared by all maps.
+        inputs: ``None``, ``(m,)`` shared, or ``(E, m)`` / a list of ``E`` ``(m,)`` per map.
+        devices: as for :func:`~ctrnn_dyn.attractors.classify_dynamics_batch`.
+        **options: as for :func:`lyapunov_spectrum` (``n_steps`` required), the same for all.
+
+    Returns:
+        ``E`` :class:`LyapunovSpectrum` s in the order of ``maps``; each what
+        :func:`lyapunov_spectrum` returns for that map (to floating-point reassociation).
+
+    Raises:
+        TypeError / ValueError: naming the bad argument.
+    """
+    maps = list(maps)
+    if not maps:
+        raise ValueError("maps must hold at least one map")
+    for F in maps:
+        _check_F(F)
+    unknown = set(options) - {"n_steps", "dt", "n_transient", "n_exponents", "n_blocks", "dtype"}
+    if unknown:
+        raise TypeError(f"unknown option(s) {sorted(unknown)} for lyapunov_spectrum_batch")
+    if "n_steps" not in options:
+        raise TypeError("lyapunov_spectrum_batch needs n_steps")
+    E = len(maps)
+    if isinstance(x0, list | tuple):
+        starts = per_item(x0, E, "x0", item="map")
+    else:
+        arr = np.asarray(x0)
+        if arr.ndim not in (1, 2, 3) or (arr.ndim > 1 and arr.shape[0] != E):
+            raise ValueError(f"x0 must have shape (n,), ({E}, n) or ({E}, B, n), or be a list "
+                             f"of {E} starts, got shape {arr.shape}")
+        starts = [arr] * E if arr.ndim == 1 else list(arr)
+    us = per_item(inputs, E, "inputs", ndim=1, item="map")
+    dt = options.get("dt", 1.0)
+    kw = {k: options.get(k, d) for k, d in (("n_transient", 1000), ("n_exponents", None),
+                                              ("n_blocks", 20))}
+    arrs = []
+    for i, x in enumerate(starts):
+        arr, settings = _lyap_settings(x, options["n_steps"], dt, **kw)
+        if arrs and arr.shape != arrs[0].shape:
+            raise ValueError(f"x0[{i}] has shape {arr.shape}, expected {arrs[0].shape} like "
+                             f"x0[0]")
+        arrs.append(arr)
+    context, dtype = _precision(options.get("dtype", np.float64))
+    out: list[Any] = [None] * E
+    with context:
+        u_list = [_as_u(u, dtype) for u in us]
+        if len({None if u is None else u.shape for u in u_list}) != 1:
+            raise ValueError("inputs must be all None or all of one shape (m,)")
+        for idx, padded, F, mesh in stacked_groups(maps, devices):
+            xs = jnp.asarray(np.stack([arrs[i].reshape(-1, arrs[i].shape[-1]) for i in padded]),
+                             dtype)
+            u = None if u_list[0] is None else jnp.stack([u_list[i] for i in padded])
+            x_end, sums, _ = _lyap_stacked(F, xs, u, mesh=mesh, **settings)
+            sums, x_end = np.asarray(sums, np.float64), np.asarray(x_end)
+            for j, i in enumerate(idx):
+                out[i] = _spectrum(sums[j], x_end[j], arrs[i].ndim == 1, settings, float(dt))
+    return out
+
+
+@jit_map(static_argnames=("n_transient", "n_blocks", "block", "k", "mesh"))
+def _lyap_stacked(F, xs, u, *, n_transient, n_blocks, block, k, mesh):
+    """:func:`_lyap_core_batch` for a stacked map, ``xs (E, B, n)``, ``u (E, m)`` or ``None``,
+    split over ``mesh`` (``None``: one device)."""
+    return vmap_over_maps(partial(_lyap_core_batch, n_transient=n_transient, n_blocks=n_blocks,
+                                  block=block, k=k, serial=serial_lapack(mesh)), mesh)(F, xs, u)
+
+
+def _lyap_settings(x0, n_steps, dt, n_transient, n_exponents, n_blocks):
+    """Checked ``(starts (n,) or (B, n), device settings)``."""
     arr = _check_state(x0, "x0", ndim=(1, 2))
     _check_positive(n_steps, "n_steps", integer=True)
     _check_positive(dt, "dt")
@@ -186,19 +295,13 @@ def lyapunov_spectrum(
     if k > n:
         raise ValueError(f"n_exponents must be <= n = {n}, got {k}")
     n_blocks = min(n_blocks, n_steps)
-    block = n_steps // n_blocks
-    context, dtype = _precision(dtype)
-    with context:
-        xs = jnp.asarray(arr.reshape(-1, n), dtype)
-        uj = _as_u(inputs, dtype)
-        x_end, sums, _ = _lyap_batch(
-            F, xs, uj, n_transient=n_transient, n_blocks=n_blocks, block=block, k=k
-        )
-        sums = np.asarray(sums, np.float64)
-        x_end = np.asarray(x_end)
-    exponents, stderr, history = _summarise_lyap(sums, block, float(dt))
-    if arr.ndim == 1:
+    return arr, dict(n_transient=n_transient, n_blocks=n_blocks, block=n_steps // n_blocks, k=k)
+
+
+def _spectrum(sums, x_end, single, settings, dt) -> LyapunovSpectrum:
+    """The :class:`LyapunovSpectrum` of block sums ``(B, n_blocks, k)`` and end states."""
+    block, n_blocks = settings["block"], settings["n_blocks"]
+    exponents, stderr, history = _summarise_lyap(sums, block, dt)
+    if single:
         exponents, stderr, history, x_end = exponents[0], stderr[0], history[0], x_end[0]
-    return LyapunovSpectrum(exponents, stderr, history, x_end, block * n_blocks, float(dt))
-
-
+    return LyapunovSpectrum(exponents, stderr, history, x_end, block * n_blocks, dt)

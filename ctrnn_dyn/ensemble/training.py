@@ -16,16 +16,16 @@ from flax import linen as nn
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ctrnn_dyn import train as _train
+from ctrnn_dyn._base import NETWORK_AXIS as _AXIS
+from ctrnn_dyn._base import network_mesh
 from ctrnn_dyn._checks import check_int
 from ctrnn_dyn.ensemble.programs import _auto_vmap_size, _optimizer, _programs
 from ctrnn_dyn.ensemble.result import EnsembleHistory, EnsembleResult
 from ctrnn_dyn.ensemble.validation import (
-    _AXIS,
     CELL_HPARAMS,
     OPTIMIZER_HPARAMS,
     _check_hparams,
     _check_keys,
-    _mesh,
 )
 from ctrnn_dyn.train.step import _check_widths
 
@@ -116,14 +116,8 @@ def train_ensemble(
     steps = check_int("steps", steps, 1)
     batch_size = check_int("batch_size", batch_size, 1)
     block_steps = check_int("block_steps", block_steps, 1)
-    if isinstance(devices, str):
-        if devices != "auto":
-            raise ValueError(f"devices must be 'auto', None, a sequence of jax devices or a "
-                             f"Mesh, got {devices!r}")
-        devices = jax.devices() if 1 < len(jax.devices()) <= n_net else None
-        auto_devices = True
-    else:
-        auto_devices = False
+    auto_devices = isinstance(devices, str)
+    mesh = network_mesh(devices, n_net)
     if vmap_size == "auto":
         vmap_size = _auto_vmap_size(cell, task, batch_size)
     elif vmap_size is not None:
@@ -131,7 +125,6 @@ def train_ensemble(
     eval_batches = check_int("eval_batches", eval_batches, 1)
     chunk = n_net if chunk_size is None else check_int("chunk_size", chunk_size, 1)
     chunk = min(chunk, n_net)
-    mesh = _mesh(devices)
     if mesh is not None and auto_devices:
         chunk = -(-chunk // mesh.size) * mesh.size
     if mesh is not None and chunk % mesh.size:

@@ -1,23 +1,21 @@
-"""The checks of an ensemble's arguments: keys, per-network hyper-parameters (which of them
-may differ between networks) and the devices' mesh."""
+"""The checks of an ensemble's arguments: keys and per-network hyper-parameters (which of them
+may differ between networks); the devices' mesh is :func:`ctrnn_dyn._base.network_mesh`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
-from jax.sharding import Mesh
 
 __all__ = ["CELL_HPARAMS", "OPTIMIZER_HPARAMS"]
 
 
 CELL_HPARAMS = ("alpha", "noise_const")
 OPTIMIZER_HPARAMS = ("learning_rate", "weight_decay", "clip_norm", "b1", "b2")
-_AXIS = "networks"
 
 
 def _check_keys(keys: Any) -> jax.Array:
@@ -85,15 +83,3 @@ def _check_hparams(hparams: Mapping[str, Any] | None, n: int, cell: nn.Module,
     return out
 
 
-def _mesh(devices: Sequence[Any] | Mesh | None) -> Mesh | None:
-    if devices is None:
-        return None
-    if isinstance(devices, Mesh):
-        if devices.axis_names != (_AXIS,):
-            raise ValueError(f"a mesh passed as devices must have the one axis {_AXIS!r}, "
-                             f"got {devices.axis_names}")
-        return devices
-    devices = list(devices)
-    if not devices:
-        raise ValueError("devices must be None or a non-empty sequence of jax devices")
-    return Mesh(np.asarray(devices), (_AXIS,))

@@ -71,6 +71,13 @@ batch the rows stay in place and retired rows are frozen, not gathered), so the 
 sum of iterations over starts rather than the slowest start. The finder's programs are compiled
 at LLVM optimisation level 1 (a third less compile time, the same run time).
 
+Many networks: :func:`find_fixed_points_batch` takes ``E`` maps of one shape (an ensemble's,
+stacked on a network axis) and runs the solver's first round — every start of every network,
+where nearly all the work is — in one program, split over devices when there are several
+(``devices="auto"``); each network's remaining starts, the Newton finish and the linearisation
+then run network by network on shared compiled programs. The results are what
+:func:`find_fixed_points` gives map by map.
+
 Stopping. The solver stops a start when ``q <= tol_q`` (converged), when ``‖∇q‖ <= tol_grad``
 or ``‖∇q‖ <= grad_rtol·‖r‖``, after ``max_iters`` iterations, or on a non-finite step (the last
 finite ``x`` is kept). No start above ``tol_q`` is labelled from that alone: every one is then
@@ -87,10 +94,11 @@ Everything runs in float64 by default, switched on locally with ``jax.enable_x64
 
 from ctrnn_dyn.fixed_points.container import FixedPoints as FixedPoints
 from ctrnn_dyn.fixed_points.fileformat import STOP_REASONS as STOP_REASONS
-from ctrnn_dyn.fixed_points.find import continue_fixed_points as continue_fixed_points
 from ctrnn_dyn.fixed_points.find import find_fixed_points as find_fixed_points
-from ctrnn_dyn.fixed_points.find import sample_initial_states as sample_initial_states
+from ctrnn_dyn.fixed_points.find import find_fixed_points_batch as find_fixed_points_batch
 from ctrnn_dyn.fixed_points.solvers import METHODS as METHODS
+from ctrnn_dyn.fixed_points.starts import continue_fixed_points as continue_fixed_points
+from ctrnn_dyn.fixed_points.starts import sample_initial_states as sample_initial_states
 
 __all__ = [
     "METHODS",
@@ -98,5 +106,6 @@ __all__ = [
     "FixedPoints",
     "continue_fixed_points",
     "find_fixed_points",
+    "find_fixed_points_batch",
     "sample_initial_states",
 ]

@@ -1,16 +1,30 @@
-"""The finder's arguments checked and prepared (the float dtype is checked by
-:func:`ctrnn_dyn._checks.float_dtype`): the map (raveled when the states are a pytree:
-:class:`_RaveledMap`), the inputs, and a trial evaluation of the map on their shapes."""
+"""The finder's arguments checked and prepared: its options (:func:`_checked_options`), and per
+map (:func:`_prepare`) the map (raveled when the states are a pytree: :class:`_RaveledMap`), the
+starts, the inputs, and a trial evaluation of the map on their shapes."""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import numbers
 from collections.abc import Callable
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ctrnn_dyn import _checks
+from ctrnn_dyn.fixed_points.container import FixedPoints
+from ctrnn_dyn.fixed_points.solvers import (
+    _DEFAULT_CHUNK,
+    _DEFAULT_MAX_ITERS,
+    LINEAR_SOLVERS,
+    METHODS,
+)
+
+logger = logging.getLogger("ctrnn_dyn.fixed_points.find")  # the finder's log
 
 
 @jax.tree_util.register_pytree_node_class
@@ -120,3 +134,109 @@ def _check_map(F: Any, d: int, u: np.ndarray | None, dt: np.dtype) -> None:
             f"F must map a state of shape ({d},) to shape ({d},), got {shape}; check the width "
             "of initial_states"
         )
+
+
+def _checked_options(*, method, tol_q, tol_grad, max_iters, chunk_iters, linear_solver, cg_iters,
+                     cg_tol, mixed_precision, grad_rtol, polish_steps, slow_rtol,
+                     newton_restarts, coverage_damping, tol_unique, outlier_distance_scale,
+                     compute_jacobians, decompose, left_eigvecs, marginal_tol, dtype):
+    """:func:`find_fixed_points`' options checked, their defaults resolved."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if linear_solver not in LINEAR_SOLVERS:
+        raise ValueError(f"linear_solver must be one of {LINEAR_SOLVERS}, got {linear_solver!r}")
+    dt = _checks.float_dtype(dtype)
+    x64 = dt == np.dtype(np.float64)
+    if tol_q is None:
+        tol_q = 1e-20 if x64 else 1e-12
+    if tol_grad is None:
+        tol_grad = 1e-14 if x64 else 1e-7
+    if max_iters is None:
+        max_iters = _DEFAULT_MAX_ITERS[method]
+    if chunk_iters is None:
+        chunk_iters = _DEFAULT_CHUNK[method]
+    for name, value in (("tol_q", tol_q), ("tol_grad", tol_grad), ("grad_rtol", grad_rtol)):
+        if not (np.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+    for name, value in (
+        ("max_iters", max_iters),
+        ("chunk_iters", chunk_iters),
+        ("cg_iters", cg_iters),
+    ):
+        _checks.check_int(name, value, 1)
+    for name, value in (("polish_steps", polish_steps), ("newton_restarts", newton_restarts)):
+        _checks.check_int(name, value, 0)
+    if tol_unique is not None and not tol_unique > 0:
+        raise ValueError(f"tol_unique must be > 0 or None, got {tol_unique!r}")
+    if outlier_distance_scale is not None and not outlier_distance_scale > 0:
+        raise ValueError(
+            f"outlier_distance_scale must be > 0 or None, got {outlier_distance_scale!r}"
+        )
+    if decompose is None:
+        decompose = compute_jacobians
+    if decompose and not compute_jacobians:
+        raise ValueError("decompose=True needs compute_jacobians=True")
+    if coverage_damping is not None:
+        if isinstance(coverage_damping, bool) or not isinstance(coverage_damping, numbers.Real):
+            raise TypeError(f"coverage_damping must be a float > 0 or None, got "
+                            f"{type(coverage_damping).__name__}")
+        if not (np.isfinite(coverage_damping) and coverage_damping > 0):
+            raise ValueError(f"coverage_damping must be > 0 or None, got {coverage_damping!r}")
+    if not (np.isfinite(slow_rtol) and slow_rtol >= 0):
+        raise ValueError(f"slow_rtol must be finite and >= 0, got {slow_rtol!r}")
+    solve_kw = dict(
+        method=method,
+        tol_q=float(tol_q),
+        tol_grad=float(tol_grad),
+        max_iters=int(max_iters),
+        chunk_iters=int(chunk_iters),
+        linear_solver=linear_solver,  # resolved per state size
+        cg_iters=int(cg_iters),
+        cg_tol=float(cg_tol),
+        grad_rtol=float(grad_rtol),
+        mixed_precision=bool(mixed_precision and x64),
+    )
+    return SimpleNamespace(
+        dt=dt, solve_kw=solve_kw, tol_q=float(tol_q), max_iters=int(max_iters), method=method,
+        polish_steps=int(polish_steps), slow_rtol=slow_rtol, newton_restarts=int(newton_restarts),
+        coverage_damping=coverage_damping, tol_unique=tol_unique,
+        outlier_distance_scale=outlier_distance_scale, compute_jacobians=compute_jacobians,
+        decompose=decompose, left_eigvecs=left_eigvecs, marginal_tol=marginal_tol,
+    )
+
+
+class _Problem(NamedTuple):
+    """One map's checked arguments: the map as given, the flat map, the starts as given
+    (``x_init``), their finite rows and the solver's starts (non-finite rows zeroed), and the
+    inputs ``(n, m)`` (``None``: ``F`` takes no input)."""
+
+    F: Any
+    Fm: Any
+    x_init: np.ndarray
+    finite: np.ndarray
+    x_start: np.ndarray
+    u: np.ndarray | None
+
+
+def _prepare(F, initial_states, inputs, dt) -> _Problem:
+    if isinstance(initial_states, FixedPoints):  # continue from earlier points
+        initial_states = initial_states.x
+    Fm, x0 = _prepare_map(F, initial_states)
+    if x0.ndim != 2:
+        raise ValueError(f"initial_states must have shape (n, d), got {x0.shape}")
+    n, d = x0.shape
+    if n < 1 or d < 1:
+        raise ValueError(f"initial_states must have shape (n, d) with n, d >= 1, got {x0.shape}")
+    state_size = getattr(F, "state_size", None)
+    if isinstance(state_size, int) and d != state_size:
+        raise ValueError(
+            f"initial_states has width {d} but F's state size is {state_size} "
+            f"(expected shape (n, {state_size}))"
+        )
+    u = _prepare_inputs(F, inputs, n, dt)
+    _check_map(Fm, d, u, dt)
+    finite = np.all(np.isfinite(x0), axis=1)
+    if not finite.all():
+        logger.warning("%d of %d starts are not finite; they are skipped", (~finite).sum(), n)
+    x_init = x0.astype(dt)
+    return _Problem(F, Fm, x_init, finite, np.where(finite[:, None], x_init, 0.0).astype(dt), u)

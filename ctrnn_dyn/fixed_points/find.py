@@ -1,80 +1,34 @@
-"""The public finder: starts sampled from trajectories, :func:`find_fixed_points`, and
-:func:`continue_fixed_points` along a path of inputs."""
+"""The public finder: :func:`find_fixed_points` for one map, :func:`find_fixed_points_batch` for
+many (the solver batched over networks as well as starts), and the linearisation of the points
+found."""
 
 from __future__ import annotations
 
-import dataclasses
+import inspect
 import logging
-import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from ctrnn_dyn import _checks, linear
+from ctrnn_dyn import _checks
+from ctrnn_dyn._base import network_mesh, stack_maps
 from ctrnn_dyn.fixed_points._arguments import (
     _alpha_of,
-    _check_map,
-    _prepare_inputs,
-    _prepare_map,
+    _checked_options,
+    _prepare,
+    _Problem,
 )
 from ctrnn_dyn.fixed_points.clustering import _outlier_mask
 from ctrnn_dyn.fixed_points.container import FixedPoints
 from ctrnn_dyn.fixed_points.fileformat import _CAP, _CONVERGED, _NONFINITE, _SLOW, STOP_REASONS
+from ctrnn_dyn.fixed_points.linearise import add_linearisation
 from ctrnn_dyn.fixed_points.newton import _dogleg, _newton_finish
-from ctrnn_dyn.fixed_points.solvers import (
-    _DEFAULT_CHUNK,
-    _DEFAULT_MAX_ITERS,
-    LINEAR_SOLVERS,
-    METHODS,
-    _bucket,
-    _eig_host,
-    _jacobians,
-    _solve,
-    _speeds,
-    _take,
-    resolve_linear_solver,
-)
+from ctrnn_dyn.fixed_points.rounds import _bucket, _solve
+from ctrnn_dyn.fixed_points.solvers import _speeds, resolve_linear_solver
 
 logger = logging.getLogger(__name__)
-
-
-def sample_initial_states(states: Any, n: int, *, noise_scale: float, key: jax.Array) -> jax.Array:
-    r"""Draw ``n`` starts from visited states plus isotropic noise (FixedPointFinder's recipe).
-
-    :math:`x^{(i)}_0 = s_{b_i t_i} + \sigma\,\xi_i`, with ``(b_i, t_i)`` uniform with replacement
-    over the trajectories and time steps, :math:`\xi_i \sim N(0, I)`.
-
-    Args:
-        states: ``(B, T, d)`` trajectories or ``(S, d)`` states.
-        n: number of starts (``>= 1``).
-        noise_scale: ``σ >= 0``.
-        key: PRNG key.
-
-    Returns:
-        ``(n, d)`` starts, in ``states``' float dtype.
-
-    Raises:
-        TypeError: ``n`` not an int.
-        ValueError: wrong rank, empty ``states``, ``n < 1`` or ``noise_scale < 0``.
-    """
-    states = jnp.asarray(states)
-    if states.ndim not in (2, 3):
-        raise ValueError(f"states must have shape (B, T, d) or (S, d), got {states.shape}")
-    if not jnp.issubdtype(states.dtype, jnp.floating):
-        states = states.astype(jnp.result_type(float))
-    flat = states.reshape(-1, states.shape[-1])
-    if flat.shape[0] == 0:
-        raise ValueError("states must contain at least one state")
-    n = _checks.check_int("n", n, 1)
-    if not np.isfinite(noise_scale) or noise_scale < 0:
-        raise ValueError(f"noise_scale must be finite and >= 0, got {noise_scale!r}")
-    k_idx, k_noise = jax.random.split(key)
-    idx = jax.random.randint(k_idx, (int(n),), 0, flat.shape[0])
-    noise = jax.random.normal(k_noise, (int(n), flat.shape[1]), flat.dtype)
-    return flat[idx] + jnp.asarray(noise_scale, flat.dtype) * noise
 
 
 def find_fixed_points(
@@ -196,160 +150,196 @@ def find_fixed_points(
         >>> len(fps.fixed)
         3
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if linear_solver not in LINEAR_SOLVERS:
-        raise ValueError(f"linear_solver must be one of {LINEAR_SOLVERS}, got {linear_solver!r}")
-    dt = _checks.float_dtype(dtype)
-    x64 = dt == np.dtype(np.float64)
-    if tol_q is None:
-        tol_q = 1e-20 if x64 else 1e-12
-    if tol_grad is None:
-        tol_grad = 1e-14 if x64 else 1e-7
-    if max_iters is None:
-        max_iters = _DEFAULT_MAX_ITERS[method]
-    if chunk_iters is None:
-        chunk_iters = _DEFAULT_CHUNK[method]
-    for name, value in (("tol_q", tol_q), ("tol_grad", tol_grad), ("grad_rtol", grad_rtol)):
-        if not (np.isfinite(value) and value >= 0):
-            raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
-    for name, value in (
-        ("max_iters", max_iters),
-        ("chunk_iters", chunk_iters),
-        ("cg_iters", cg_iters),
-    ):
-        _checks.check_int(name, value, 1)
-    for name, value in (("polish_steps", polish_steps), ("newton_restarts", newton_restarts)):
-        _checks.check_int(name, value, 0)
-    if tol_unique is not None and not tol_unique > 0:
-        raise ValueError(f"tol_unique must be > 0 or None, got {tol_unique!r}")
-    if outlier_distance_scale is not None and not outlier_distance_scale > 0:
-        raise ValueError(
-            f"outlier_distance_scale must be > 0 or None, got {outlier_distance_scale!r}"
-        )
-    if decompose is None:
-        decompose = compute_jacobians
-    if decompose and not compute_jacobians:
-        raise ValueError("decompose=True needs compute_jacobians=True")
-    if coverage_damping is not None:
-        if isinstance(coverage_damping, bool) or not isinstance(coverage_damping, numbers.Real):
-            raise TypeError(f"coverage_damping must be a float > 0 or None, got "
-                            f"{type(coverage_damping).__name__}")
-        if not (np.isfinite(coverage_damping) and coverage_damping > 0):
-            raise ValueError(f"coverage_damping must be > 0 or None, got {coverage_damping!r}")
-    if not (np.isfinite(slow_rtol) and slow_rtol >= 0):
-        raise ValueError(f"slow_rtol must be finite and >= 0, got {slow_rtol!r}")
+    options = {k: v for k, v in locals().items() if k not in ("F", "initial_states", "inputs")}
+    return _find([F], [initial_states], [inputs], _checked_options(**options))[0]
 
-    if isinstance(initial_states, FixedPoints):  # continue from earlier points
-        initial_states = initial_states.x
-    Fm, x0 = _prepare_map(F, initial_states)
-    if x0.ndim != 2:
-        raise ValueError(f"initial_states must have shape (n, d), got {x0.shape}")
-    n, d = x0.shape
-    if n < 1 or d < 1:
-        raise ValueError(f"initial_states must have shape (n, d) with n, d >= 1, got {x0.shape}")
-    state_size = getattr(F, "state_size", None)
-    if isinstance(state_size, int) and d != state_size:
-        raise ValueError(
-            f"initial_states has width {d} but F's state size is {state_size} "
-            f"(expected shape (n, {state_size}))"
-        )
 
-    ctx = _checks.precision_context(dt)
-    with ctx:
-        u = _prepare_inputs(F, inputs, n, dt)
-        _check_map(Fm, d, u, dt)
-        finite = np.all(np.isfinite(x0), axis=1)
-        if not finite.all():
-            logger.warning("%d of %d starts are not finite; they are skipped", (~finite).sum(), n)
-        x_init = x0.astype(dt)
-        x_start = jnp.asarray(np.where(finite[:, None], x_init, 0.0), dt)
-        u_j = None if u is None else jnp.asarray(u)
-        solve_kw = dict(
-            method=method,
-            tol_q=float(tol_q),
-            tol_grad=float(tol_grad),
-            max_iters=int(max_iters),
-            chunk_iters=int(chunk_iters),
-            linear_solver=resolve_linear_solver(linear_solver, d),
-            cg_iters=int(cg_iters),
-            cg_tol=float(cg_tol),
-            grad_rtol=float(grad_rtol),
-            mixed_precision=bool(mixed_precision and x64),
-        )
-        x_fin, iters = _solve(Fm, x_start, u_j, finite, **solve_kw)
-        q = np.array(_speeds(x_fin, u_j, F=Fm))
-        x_fin = np.array(x_fin)
-        reason = np.where(q <= tol_q, _CONVERGED, _CAP).astype(np.int8)
-        cand = np.flatnonzero(finite & np.isfinite(q) & (q > tol_q))
-        if cand.size and polish_steps:
-            # finish every start still above tolerance with Newton in the working precision
-            finished, g_rel = _finish(Fm, x_fin, q, u_j, cand, polish_steps, tol_q)
-            # a slow point: Newton stalled (the step's predicted decrease to q = 0 failed) where
-            # the solver had stopped on a vanishing gradient, or where the residual is nearly
-            # orthogonal to the range of J − I; anything still moving is an iteration cap
-            local_min = (iters[cand] < max_iters) | (g_rel <= slow_rtol)
-            reason[cand] = np.where(finished & local_min, _SLOW, _CAP)
-            left = cand[q[cand] > tol_q]
-            if left.size and newton_restarts:
-                # the solver took these starts to no root; a dogleg restart from the start
-                # itself (scipy's route) reaches roots whose basin the solver's steps left
-                size = _bucket(left.size, n)
-                idx = np.concatenate([left, np.full(size - left.size, left[0])])
-                xr, qr = _dogleg(
-                    *_take((x_start, u_j), idx),
-                    F=Fm,
-                    max_steps=int(newton_restarts),
-                    tol_q=float(tol_q),
-                )
-                xr, qr = np.asarray(xr[: left.size]), np.asarray(qr[: left.size])
-                win = np.isfinite(qr) & (qr <= tol_q)
-                x_fin[left[win]] = xr[win]
-                q[left[win]] = qr[win]
-                logger.debug("Newton restarts: %d of %d reached a root", win.sum(), left.size)
-        elif cand.size:
-            reason[cand] = np.where(iters[cand] < max_iters, _SLOW, _CAP)
-        reason[q <= tol_q] = _CONVERGED
-        reason[~(finite & np.isfinite(q))] = _NONFINITE
-        x_fin = np.where(finite[:, None], x_fin, x_init)
-        q = np.where(finite, q, np.nan)
-        converged = finite & (q <= tol_q)
-        u_np = np.zeros((n, 0), dt) if u is None else np.asarray(u)
-        fps = FixedPoints(
-            x=x_fin,
-            u=u_np,
-            q=q,
-            converged=converged,
-            n_iters=iters.astype(np.int64),
-            x_init=x_init,
-            alpha=_alpha_of(F),
-            n_starts=np.ones(n, np.int64),
-            stop_reason=reason,
-        )
-        if (coverage_damping is not None and method == "lm" and tol_unique is not None
-                and len(fps[converged].unique(tol_unique)) > 1):
-            more = _coverage_run(Fm, x_start, u_j, finite, fps, float(coverage_damping),
-                                 solve_kw, polish_steps, tol_unique)
-            finite = np.concatenate([finite, np.ones(len(more), bool)])
-            fps = FixedPoints.concatenate([fps, more])
-        logger.info(
-            "find_fixed_points: starts stopped %s",
-            ", ".join(
-                f"{np.sum(reason == k)} {label}" for k, label in enumerate(STOP_REASONS)
-            ),
-        )
-        if outlier_distance_scale is not None:
-            fps = fps[_outlier_mask(fps.x, fps.x_init, outlier_distance_scale) | ~finite]
-        if tol_unique is not None:
-            fps = fps.unique(tol_unique)
-        if compute_jacobians and len(fps):
-            fps = _add_linearisation(Fm, fps, u is None, decompose, left_eigvecs, marginal_tol)
-    logger.info(
-        "find_fixed_points: %d starts -> %d entries (%d fixed)",
-        n,
-        len(fps),
-        int(np.sum(fps.converged)),
+def find_fixed_points_batch(
+    maps: Sequence[Callable[..., Any]],
+    initial_states: Any,
+    inputs: Any = None,
+    *,
+    devices: Any = "auto",
+    **options: Any,
+) -> list[FixedPoints]:
+    r""":func:`find_fixed_points` for many maps (e.g. an ensemble's networks), the solver running
+    over all maps of one shape in one compiled program.
+
+    The maps' parameters are stacked along a leading network axis
+    (:func:`ctrnn_dyn._base.stack_maps`). The solver's first round — every start of every
+    network, ``vmap`` -ped over both, where nearly all the time goes — is one program per chunk
+    of networks (equal chunks, each holding at most ``2²⁶`` numbers in its largest
+    intermediate: ``n · d²`` per network for the exact LM step; the last padded to the same
+    size, so one shape compiles), split over ``devices``. Each network's starts still running
+    then finish on their own, and the Newton finish and restarts, the coverage run,
+    deduplication and linearisation run network by network, on compiled programs shared by all
+    networks of the shape.
+
+    Args:
+        maps: ``E`` one-step maps; pytree maps of one structure and shapes
+            (:class:`~ctrnn_dyn.dynamics.OneStepMap` s of one cell) are solved together, a plain
+            function on its own.
+        initial_states: ``(E, n, d)``, a list (or tuple) of ``E`` starts as accepted by
+            :func:`find_fixed_points` (pytree carries included), or ``(n, d)`` shared by all.
+        inputs: ``None``, an array shared by all maps (``(m,)`` or ``(n, m)``), or a list of
+            ``E``, one per map.
+        devices: split the solver's first round (every start of every network of a chunk)
+            over these devices (``shard_map``; the chunk is padded to a multiple of their
+            number): ``"auto"`` (default: all devices when there are several), ``None``, a
+            sequence of devices or a 1-axis ``Mesh`` (:func:`ctrnn_dyn._base.network_mesh`).
+            On a CPU the cores are devices only when JAX starts with
+            ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>``.
+        **options: as for :func:`find_fixed_points`, the same for every map.
+
+    Returns:
+        ``E`` :class:`FixedPoints`, in the order of ``maps``; each what
+        :func:`find_fixed_points` returns for that map (to floating-point reassociation).
+
+    Raises:
+        TypeError: an unknown option, or as :func:`find_fixed_points`.
+        ValueError: no maps, a per-map argument of the wrong length, or as
+            :func:`find_fixed_points`.
+    """
+    maps = list(maps)
+    if not maps:
+        raise ValueError("maps must hold at least one map")
+    unknown = set(options) - set(_OPTION_DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown option(s) {sorted(unknown)}; expected some of "
+                        f"{sorted(_OPTION_DEFAULTS)}")
+    starts = _checks.per_item(initial_states, len(maps), "initial_states", ndim=2, item="map")
+    us = _checks.per_item(inputs, len(maps), "inputs", item="map")  # an array may be per start
+    return _find(maps, starts, us, _checked_options(**{**_OPTION_DEFAULTS, **options}),
+                 devices)
+
+
+_OPTION_DEFAULTS = {
+    name: p.default for name, p in inspect.signature(find_fixed_points).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY
+}
+
+
+#: A chunk of networks solved in one program keeps its largest intermediate (``n · d²`` numbers
+#: per network: the exact LM step's ``JᵀJ`` per start) near this many numbers (512 MiB).
+_NETWORK_CHUNK_WORK = 2**26
+
+
+def _find(maps, starts, inputs, o, devices=None) -> list[FixedPoints]:
+    """Every map's :class:`FixedPoints`: the maps grouped by structure and shapes, each group's
+    solve batched over its networks (in chunks), then each network finished on its own."""
+    out: list[Any] = [None] * len(maps)
+    with _checks.precision_context(o.dt):
+        problems = [_prepare(F, s, u, o.dt) for F, s, u in zip(maps, starts, inputs, strict=True)]
+        by_shape: dict[tuple, list[int]] = {}
+        for i, p in enumerate(problems):
+            by_shape.setdefault((p.x_start.shape, None if p.u is None else p.u.shape), []).append(i)
+        for members in by_shape.values():
+            for idx, _ in stack_maps([problems[i].Fm for i in members]):
+                group = [members[j] for j in idx]
+                n, d = problems[group[0]].x_start.shape
+                mesh = network_mesh(devices, len(group))
+                cap = max(1, _NETWORK_CHUNK_WORK // (n * d * d))
+                size = -(-len(group) // -(-len(group) // cap))  # equal chunks of <= cap
+                if mesh is not None:  # a multiple of the devices
+                    size = -(-size // mesh.size) * mesh.size
+                for c in range(0, len(group), size):
+                    chunk = group[c: c + size]
+                    # the last chunk padded to the same size (one compiled shape) with copies
+                    # of its first network, whose starts are not solved
+                    padded = [problems[i] for i in chunk]
+                    padded += [padded[0]._replace(finite=np.zeros_like(padded[0].finite))
+                               ] * (size - len(chunk))
+                    x_fin, iters = _solve_stacked(padded, o, mesh)
+                    for j, i in enumerate(chunk):
+                        out[i] = _finish_problem(problems[i], x_fin[j], iters[j], o)
+    return out
+
+
+def _solve_stacked(problems: list[_Problem], o, mesh=None) -> tuple[np.ndarray, np.ndarray]:
+    """The solver on the problems' stacked maps and starts: ``x (E, n, d)``, ``iters (E, n)``."""
+    ((_, F),) = stack_maps([p.Fm for p in problems])
+    d = problems[0].x_start.shape[1]
+    u = None if problems[0].u is None else np.stack([p.u for p in problems])
+    kw = {**o.solve_kw, "linear_solver": resolve_linear_solver(o.solve_kw["linear_solver"], d)}
+    return _solve(F, np.stack([p.x_start for p in problems]), u,
+                  np.stack([p.finite for p in problems]), mesh=mesh, **kw)
+
+
+def _finish_problem(p: _Problem, x_fin: np.ndarray, iters: np.ndarray, o) -> FixedPoints:
+    """From the solver's end points to the result: the Newton finish and restarts of the starts
+    left above ``tol_q``, the stop reasons, the coverage run, outliers, deduplication and the
+    linearisation of the unique points."""
+    Fm, finite, tol_q = p.Fm, p.finite, o.tol_q
+    n = finite.size
+    x_start, u = p.x_start, p.u  # host arrays: rows are picked on the host (no device slicing
+    # programs compiled per number of rows)
+    q = np.array(_speeds(jax.device_put(x_fin), None if u is None else jax.device_put(u), F=Fm))
+    x_fin = np.array(x_fin)
+    reason = np.where(q <= tol_q, _CONVERGED, _CAP).astype(np.int8)
+    cand = np.flatnonzero(finite & np.isfinite(q) & (q > tol_q))
+    if cand.size and o.polish_steps:
+        # finish every start still above tolerance with Newton in the working precision
+        finished, g_rel = _finish(Fm, x_fin, q, u, cand, o.polish_steps, tol_q)
+        # a slow point: Newton stalled (the step's predicted decrease to q = 0 failed) where
+        # the solver had stopped on a vanishing gradient, or where the residual is nearly
+        # orthogonal to the range of J − I; anything still moving is an iteration cap
+        local_min = (iters[cand] < o.max_iters) | (g_rel <= o.slow_rtol)
+        reason[cand] = np.where(finished & local_min, _SLOW, _CAP)
+        left = cand[q[cand] > tol_q]
+        if left.size and o.newton_restarts:
+            # the solver took these starts to no root; a dogleg restart from the start
+            # itself (scipy's route) reaches roots whose basin the solver's steps left
+            size = _bucket(left.size, n)
+            idx = np.concatenate([left, np.full(size - left.size, left[0])])
+            xr, qr = _dogleg(
+                *_host_rows((x_start, u), idx),
+                F=Fm,
+                max_steps=o.newton_restarts,
+                tol_q=tol_q,
+            )
+            xr, qr = np.asarray(xr)[: left.size], np.asarray(qr)[: left.size]
+            win = np.isfinite(qr) & (qr <= tol_q)
+            x_fin[left[win]] = xr[win]
+            q[left[win]] = qr[win]
+            logger.debug("Newton restarts: %d of %d reached a root", win.sum(), left.size)
+    elif cand.size:
+        reason[cand] = np.where(iters[cand] < o.max_iters, _SLOW, _CAP)
+    reason[q <= tol_q] = _CONVERGED
+    reason[~(finite & np.isfinite(q))] = _NONFINITE
+    x_fin = np.where(finite[:, None], x_fin, p.x_init)
+    q = np.where(finite, q, np.nan)
+    converged = finite & (q <= tol_q)
+    u_np = np.zeros((n, 0), o.dt) if p.u is None else np.asarray(p.u)
+    fps = FixedPoints(
+        x=x_fin,
+        u=u_np,
+        q=q,
+        converged=converged,
+        n_iters=iters.astype(np.int64),
+        x_init=p.x_init,
+        alpha=_alpha_of(p.F),
+        n_starts=np.ones(n, np.int64),
+        stop_reason=reason,
     )
+    if (o.coverage_damping is not None and o.method == "lm" and o.tol_unique is not None
+            and len(fps[converged].unique(o.tol_unique)) > 1):
+        more = _coverage_run(Fm, x_start, u, finite, fps, float(o.coverage_damping),
+                             o.solve_kw, o.polish_steps, o.tol_unique)
+        finite = np.concatenate([finite, np.ones(len(more), bool)])
+        fps = FixedPoints.concatenate([fps, more])
+    logger.info(
+        "find_fixed_points: starts stopped %s",
+        ", ".join(f"{np.sum(reason == k)} {label}" for k, label in enumerate(STOP_REASONS)),
+    )
+    if o.outlier_distance_scale is not None:
+        fps = fps[_outlier_mask(fps.x, fps.x_init, o.outlier_distance_scale) | ~finite]
+    if o.tol_unique is not None:
+        fps = fps.unique(o.tol_unique)
+    if o.compute_jacobians and len(fps):
+        fps = add_linearisation(Fm, fps, p.u is None, o.decompose, o.left_eigvecs,
+                                 o.marginal_tol)
+    logger.info("find_fixed_points: %d starts -> %d entries (%d fixed)", n, len(fps),
+                int(np.sum(fps.converged)))
     return fps
 
 
@@ -359,11 +349,17 @@ def _finish(F, x, q, u, cand, polish_steps, tol_q):
     size = _bucket(cand.size, x.shape[0])
     idx = np.concatenate([cand, np.full(size - cand.size, cand[0])])
     xs, qs, _, finished, g_rel = _newton_finish(
-        *_take((jnp.asarray(x), u), idx), F=F, max_steps=int(polish_steps), tol_q=float(tol_q)
+        *_host_rows((x, u), idx), F=F, max_steps=int(polish_steps), tol_q=float(tol_q)
     )
-    x[cand] = np.asarray(xs[: cand.size])
-    q[cand] = np.asarray(qs[: cand.size])
-    return np.asarray(finished[: cand.size]), np.asarray(g_rel[: cand.size])
+    k = cand.size
+    x[cand] = np.asarray(xs)[:k]
+    q[cand] = np.asarray(qs)[:k]
+    return np.asarray(finished)[:k], np.asarray(g_rel)[:k]
+
+
+def _host_rows(arrays, idx):
+    """Rows ``idx`` of host arrays (``None`` kept), as device arrays."""
+    return tuple(None if a is None else jax.device_put(a[idx]) for a in arrays)
 
 
 def _coverage_run(F, x_start, u, finite, first, damping, solve_kw, polish_steps, tol_unique):
@@ -374,9 +370,13 @@ def _coverage_run(F, x_start, u, finite, first, damping, solve_kw, polish_steps,
     from its end point). Starts whose first run found no root were restarted already."""
     tol_q = solve_kw["tol_q"]
     finite = finite & first.converged
-    x2, iters = _solve(F, x_start, u, finite, damping=damping, **solve_kw)
-    q = np.array(_speeds(x2, u, F=F))
-    x2 = np.array(x2)
+    ((_, Fs),) = stack_maps([F])  # a stack of one network
+    kw = {**solve_kw, "linear_solver": resolve_linear_solver(solve_kw["linear_solver"],
+                                                             x_start.shape[1])}
+    x2, iters = _solve(Fs, x_start[None], None if u is None else u[None], finite[None],
+                       damping=damping, **kw)
+    x2, iters = x2[0], iters[0]
+    q = np.array(_speeds(jax.device_put(x2), None if u is None else jax.device_put(u), F=F))
     cand = np.flatnonzero(finite & np.isfinite(q) & (q > tol_q))
     if cand.size and polish_steps:
         _finish(F, x2, q, u, cand, polish_steps, tol_q)
@@ -395,101 +395,3 @@ def _coverage_run(F, x_start, u, finite, first, damping, solve_kw, polish_steps,
         n_starts=np.zeros(k, np.int64),  # counted where their first run ended
         stop_reason=np.full(k, _CONVERGED, np.int8),
     )
-
-
-@_checks.renamed(extra_starts="extra_initial_states")
-def continue_fixed_points(
-    F: Callable[..., Any],
-    fps: FixedPoints | Any,
-    inputs_path: Any,
-    *,
-    extra_initial_states: Any = None,
-    **options: Any,
-) -> list[FixedPoints]:
-    r"""Follow fixed points along a path of constant inputs (numerical continuation).
-
-    At each input level :math:`u_k` of ``inputs_path`` the starts are the fixed points found at
-    the previous level (at the first level: ``fps``), plus ``extra_initial_states`` if given;
-    where the previous level has no fixed point its slow points are used instead. A fixed point
-    that moves smoothly with the input is then one short Newton/LM solve away from its
-    predecessor, even where starts from the network's states stall on slow points (e.g. the
-    sine-wave generator's low-frequency levels).
-
-    Args:
-        F: one-step map on a flat state, as for :func:`find_fixed_points`.
-        fps: the points to start from: a :class:`FixedPoints` (its fixed points, or its slow
-            points if it has none) or an ``(n, d)`` array of states.
-        inputs_path: ``(K, m)`` input levels, followed in order.
-        extra_initial_states: ``(n', d)`` starts added at every level (e.g. states of the
-            network), or ``None``.
-        **options: passed to :func:`find_fixed_points` (``tol_unique`` keeps its default, so
-            each level holds one entry per distinct point).
-
-    Returns:
-        ``K`` :class:`FixedPoints`, one per level (possibly empty of fixed points where the
-        branch ends, e.g. at a saddle-node bifurcation; the next level then continues from the
-        slow points there).
-
-    Raises:
-        ValueError: ``inputs_path`` not ``(K, m)`` with ``K >= 1``, or no finite start.
-    """
-    path = np.asarray(inputs_path, dtype=float)
-    if path.ndim == 1:
-        path = path[:, None]
-    if path.ndim != 2 or path.shape[0] < 1:
-        raise ValueError(f"inputs_path must have shape (K, m) with K >= 1, got {path.shape}")
-    extra = (None if extra_initial_states is None
-             else np.asarray(extra_initial_states, dtype=float))
-    prev = fps
-    out: list[FixedPoints] = []
-    for k, u in enumerate(path):
-        if isinstance(prev, FixedPoints):
-            pick = prev.fixed if len(prev.fixed) else prev[np.isfinite(prev.q)]
-            starts = pick.x
-        else:
-            starts = np.asarray(prev, dtype=float)
-        if extra is not None:
-            starts = np.concatenate([starts.reshape(-1, extra.shape[-1]), extra], axis=0)
-        starts = starts[np.all(np.isfinite(starts), axis=1)] if starts.ndim == 2 else starts
-        if np.ndim(starts) != 2 or starts.shape[0] == 0:
-            raise ValueError(f"no finite start to continue from at level {k} (input {u})")
-        level = find_fixed_points(F, starts, u, **options)
-        out.append(level)
-        prev = level if len(level) else prev
-    return out
-
-
-def _add_linearisation(F, fps, no_input, decompose, left, marginal_tol) -> FixedPoints:
-    ok = np.all(np.isfinite(fps.x), axis=1)
-    n, d = fps.x.shape
-    jac = np.full((n, d, d), np.nan, fps.x.dtype)
-    fields: dict[str, Any] = {}
-    if ok.any():
-        idx = np.flatnonzero(ok)
-        size = _bucket(idx.size, factor=2)
-        pad = np.concatenate([idx, np.full(size - idx.size, idx[0])])
-        x = jnp.asarray(fps.x[pad])
-        u = None if no_input else jnp.asarray(fps.u[pad])
-        jac[idx] = np.asarray(_jacobians(x, u, F=F))[: idx.size]
-        if decompose:
-            eigvals = np.full((n, d), np.nan + 0j)
-            eigvecs = np.full((n, d, d), np.nan + 0j)
-            lv = np.full((n, d, d), np.nan + 0j)
-            good = idx[np.all(np.isfinite(jac[idx]), axis=(1, 2))]
-            if good.size:
-                dec = _eig_host(jac[good], left)
-                eigvals[good], eigvecs[good] = dec.eigvals, dec.eigvecs
-                if left:
-                    lv[good] = dec.left_eigvecs
-            fields.update(eigvals=eigvals, eigvecs=eigvecs)
-            if left:
-                fields["left_eigvecs"] = lv
-    fields["jacobians"] = jac
-    if decompose:
-        if "eigvals" not in fields:
-            fields.update(
-                eigvals=np.full((n, d), np.nan + 0j), eigvecs=np.full((n, d, d), np.nan + 0j)
-            )
-        stab = linear.classify(fields["eigvals"], marginal_tol=marginal_tol)
-        fields.update(stability=stab.label, n_unstable=stab.n_unstable)
-    return dataclasses.replace(fps, **fields)

@@ -1,0 +1,77 @@
+"""The linearisation of the points found: Jacobians ``∂F/∂x`` (one jitted program, the map
+traced), their eigendecomposition on the host (NumPy's LAPACK) and the stability classes."""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import partial
+from typing import Any
+
+import jax
+import numpy as np
+
+from ctrnn_dyn import linear
+from ctrnn_dyn._base import jit_map
+from ctrnn_dyn.fixed_points.container import FixedPoints
+from ctrnn_dyn.fixed_points.rounds import _bucket
+from ctrnn_dyn.fixed_points.solvers import _COMPILE
+
+
+@jit_map(map_argname="F", compiler_options=_COMPILE)
+def _jacobians(x, u, *, F):
+    return jax.vmap(partial(linear.jacobian, F))(x, u)
+
+
+def _eig_host(J: np.ndarray, left: bool) -> linear.EigenDecomposition:
+    """:func:`ctrnn_dyn.linear.eig`'s conventions with NumPy's LAPACK on the host (no compile per
+    number of points, no padding)."""
+    mu, R = np.linalg.eig(J)
+    mu, R = mu.astype(complex), R.astype(complex)
+    order = np.argsort(-np.abs(mu), axis=-1, kind="stable")
+    mu = np.take_along_axis(mu, order, axis=-1)
+    R = np.take_along_axis(R, order[..., None, :], axis=-1)
+    L = None
+    if left:
+        try:
+            inv = np.linalg.inv(R)
+        except np.linalg.LinAlgError:  # a defective matrix: eigenvectors not a basis
+            inv = np.linalg.pinv(R)
+        L = np.conj(np.swapaxes(inv, -1, -2))
+    return linear.EigenDecomposition(mu, R, L)
+
+
+
+def add_linearisation(F, fps, no_input, decompose, left, marginal_tol) -> FixedPoints:
+    ok = np.all(np.isfinite(fps.x), axis=1)
+    n, d = fps.x.shape
+    jac = np.full((n, d, d), np.nan, fps.x.dtype)
+    fields: dict[str, Any] = {}
+    if ok.any():
+        idx = np.flatnonzero(ok)
+        size = _bucket(idx.size, factor=2)
+        pad = np.concatenate([idx, np.full(size - idx.size, idx[0])])
+        x = jax.device_put(fps.x[pad])
+        u = None if no_input else jax.device_put(fps.u[pad])
+        jac[idx] = np.asarray(_jacobians(x, u, F=F))[: idx.size]
+        if decompose:
+            eigvals = np.full((n, d), np.nan + 0j)
+            eigvecs = np.full((n, d, d), np.nan + 0j)
+            lv = np.full((n, d, d), np.nan + 0j)
+            good = idx[np.all(np.isfinite(jac[idx]), axis=(1, 2))]
+            if good.size:
+                dec = _eig_host(jac[good], left)
+                eigvals[good], eigvecs[good] = dec.eigvals, dec.eigvecs
+                if left:
+                    lv[good] = dec.left_eigvecs
+            fields.update(eigvals=eigvals, eigvecs=eigvecs)
+            if left:
+                fields["left_eigvecs"] = lv
+    fields["jacobians"] = jac
+    if decompose:
+        if "eigvals" not in fields:
+            fields.update(
+                eigvals=np.full((n, d), np.nan + 0j), eigvecs=np.full((n, d, d), np.nan + 0j)
+            )
+        stab = linear.classify(fields["eigvals"], marginal_tol=marginal_tol)
+        fields.update(stability=stab.label, n_unstable=stab.n_unstable)
+    return dataclasses.replace(fps, **fields)

@@ -1,0 +1,242 @@
+"""The solver's schedule: rounds of iterations over stacked networks and their starts. After
+each round the finished starts are retired and the rest compacted into fewer rows (a few batch
+shapes per call), so the cost follows the sum of iterations over starts, not the slowest start;
+the first round runs every network at once (split over devices when asked), then each network
+with starts left finishes on its own."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import jaxopt
+import numpy as np
+
+from ctrnn_dyn._base import merge_map, split_map
+from ctrnn_dyn.fixed_points.solvers import _COMPILE, _init_states, _run_chunk
+
+logger = logging.getLogger(__name__)
+
+
+def _bucket(n_active: int, n_total: int | None = None, factor: int = 4) -> int:
+    """Batch size for ``n_active`` rows: ``8 · factor^k`` (capped at ``n_total``), few shapes."""
+    size = 8
+    while size < n_active:
+        size *= factor
+    return size if n_total is None else min(size, n_total)
+
+
+#: Below this many ``n · d²`` (starts times the cost of one product with ``J``) the solver
+#: keeps one batch shape: compiling a smaller one (about a second each) would cost more than the
+#: retired starts' padded work it saves.
+_ONE_SHAPE_WORK = 2**20
+
+
+def _batch_size(n_active: int, n_total: int, d: int) -> int:
+    """Batch size for ``n_active`` of ``n_total`` starts of width ``d``: one of ``n_total``,
+    about ``n_total / 8`` (a multiple of 8) and ``32``, so that a call compiles the solver for
+    at most three shapes (a first call on new shapes pays two or three compiles, not one per
+    rung of a fine ladder), at the price of up to 8x padding while many starts remain; only
+    ``n_total`` for small problems (:data:`_ONE_SHAPE_WORK`)."""
+    if n_total * d * d <= _ONE_SHAPE_WORK:
+        return n_total
+    small = min(n_total, 32)
+    if n_active <= small:
+        return small
+    mid = -(-n_total // 64) * 8
+    if small < mid < n_total and n_active <= mid:
+        return mid
+    return n_total
+
+
+@partial(jax.jit, compiler_options=_COMPILE)
+def _gather(tree: Any, nets: jax.Array, rows: jax.Array) -> Any:
+    """Networks ``nets (E',)`` of a tree of leaves ``(E, k, ...)``, and rows ``rows (E', k')``
+    of each."""
+    return jax.tree_util.tree_map(
+        lambda a: jax.vmap(lambda b, i: jnp.take(b, i, axis=0))(jnp.take(a, nets, axis=0), rows),
+        tree)
+
+
+def _networks(F: Any, nets: np.ndarray) -> Any:
+    """The stacked map of networks ``nets`` of a stacked ``F``."""
+    arrays, static = split_map(F)  # taken on the host: no eager gather compiled per shape
+    return merge_map([None if a is None else jax.device_put(np.asarray(a)[nets]) for a in arrays],
+                     static)
+
+
+def _n_networks(n_active: int, n_total: int) -> int:
+    """Networks held in a round: ``1, 4, 16, …`` (capped at ``n_total``) for ``n_active``."""
+    size = 1
+    while size < n_active:
+        size *= 4
+    return min(size, n_total)
+
+
+def _solve(
+    F,
+    x0,
+    u,
+    active0,
+    *,
+    method,
+    tol_q,
+    tol_grad,
+    max_iters,
+    chunk_iters,
+    linear_solver,
+    cg_iters,
+    grad_rtol,
+    mixed_precision,
+    cg_tol=0.0,
+    damping=None,
+    mesh=None,
+):
+    """Run the solver with retirement + compaction for a stacked ``F`` (``E`` networks),
+    starts ``x0 (E, n, d)``, inputs ``u (E, n, m)`` or ``None`` and the starts to solve
+    ``active0 (E, n)``; returns the final ``x (E, n, d)`` and iteration counts ``(E, n)``
+    (host arrays). ``damping``: LM's initial damping parameter (``None``: jaxopt's ``1e-6``).
+
+    The first round runs every network (all their starts) in one program, split over
+    ``mesh``'s devices when given (``E`` a multiple of their number; not with
+    ``linear_solver="cholesky"``, whose LAPACK calls are jaxopt's). Nearly every start stops
+    in it; each network with starts left then finishes on its own (one device), its rows
+    compacted on the ladder of :func:`_batch_size`, so that a network whose starts crawl does
+    not keep the finished ones running."""
+    damping = np.asarray(jaxopt.LevenbergMarquardt.damping_parameter if damping is None
+                         else damping, x0.dtype)
+    E, n, d = x0.shape
+    x_host = np.array(x0)
+    u_host = None if u is None else np.asarray(u)
+    iters = np.zeros((E, n), np.int32)
+    active = np.array(active0, bool)
+    if not active.any():
+        return x_host, iters
+    kw = dict(
+        method=method,
+        max_iters=max_iters,
+        linear_solver=linear_solver,
+        cg_iters=cg_iters,
+        mixed_precision=mixed_precision,
+        cg_tol=cg_tol,
+    )
+    # a held state: networks `nets` (the real ones ascending, `held` of them, then copies);
+    # slots[i, j]: the start network nets[i]'s row j holds (its starts ascending where valid,
+    # then padding: copies of the first). The first round holds every network; then each
+    # network finishes on its own, from the first round's state (`first`).
+    cur = first = None
+    rounds = 0
+    while active.any():
+        counts = active.sum(1)
+        need = np.flatnonzero(counts)
+        want = need if cur is None else need[:1]
+        shape = (_n_networks(want.size, E), _batch_size(int(counts[want].max()), n, d))
+        if cur is None or shape != cur.slots.shape or want[0] != cur.nets[0]:
+            own = cur is not None and want[0] == cur.nets[0] and cur.mesh is None
+            src = cur if own else first
+            cur = _hold(src, want, shape, active, x_host, u_host, n, F=F, damping=damping,
+                        mesh=mesh if cur is None and linear_solver != "cholesky" else None, **kw)
+        # a live row holds a start still active; the others (retired starts, padding) are
+        # frozen (their iteration count passed as the cap stops them at once), not read back
+        nets, slots = cur.nets, cur.slots
+        live = cur.valid & active[nets[:, None], slots]
+        its_in = np.where(live, iters[nets[:, None], slots], max_iters)
+        # longer rounds once few starts are left: fewer round trips for the slow tail
+        n_iter = chunk_iters * int(np.clip(512 // shape[1], 1, 8))
+        xs, state, its, stop = _run_chunk(
+            jax.device_put(_rows(x_host[nets], slots)),
+            cur.state,
+            _device_rows(u_host, nets, slots),
+            jax.device_put(its_in.astype(np.int32)),
+            F=cur.F,
+            mesh=cur.mesh,
+            n_iter=n_iter,
+            tol_q=tol_q,
+            tol_grad=tol_grad,
+            grad_rtol=grad_rtol,
+            **kw,
+        )
+        cur = cur._replace(state=state)
+        if first is None:  # kept on one device for the networks finishing on their own
+            first = cur if cur.mesh is None else cur._replace(
+                state=jax.device_put(state, cur.mesh.devices.flat[0]), mesh=None)
+        i, j = np.nonzero(live)
+        net, start = nets[i], slots[i, j]
+        x_host[net, start] = np.asarray(xs)[i, j]
+        iters[net, start] = np.asarray(its)[i, j]
+        stopped = np.asarray(stop)[i, j]
+        active[net[stopped], start[stopped]] = False
+        rounds += 1
+        logger.debug("round %d: %d active (batch %d x %d), %d stopped", rounds, active.sum(),
+                     *shape, stopped.sum())
+    return x_host, iters
+
+
+class _Held(NamedTuple):
+    """The solver state of networks ``nets`` (``held`` real ones, ascending, then copies) and
+    their rows ``slots`` (``valid``: a real start), with their stacked map ``F``."""
+
+    nets: np.ndarray
+    held: int
+    slots: np.ndarray
+    valid: np.ndarray
+    state: Any
+    F: Any
+    mesh: Any
+
+
+def _hold(src, want, shape, active, x_host, u_host, n, *, F, damping, mesh, **kw) -> _Held:
+    """Hold networks ``want`` with ``shape = (networks, rows)``: their rows gathered from the
+    held state ``src`` (``None``: initial states), split over ``mesh`` if the networks divide
+    evenly over its devices."""
+    if mesh is not None and shape[0] % mesh.size:
+        mesh = None
+    nets = np.concatenate([want, np.full(shape[0] - want.size, want[0])])
+    slots, valid = _slots(active[nets], shape[1])
+    valid[want.size:] = False
+    Fh = F if np.array_equal(nets, np.arange(_stack_size(F))) else _networks(F, nets)
+    if src is None:
+        state = _init_states(jax.device_put(_rows(x_host[nets], slots)),
+                             _device_rows(u_host, nets, slots), damping, F=Fh, mesh=mesh,
+                             **kw)
+    else:
+        at = np.minimum(np.searchsorted(src.nets[:src.held], nets), src.held - 1)
+        state = _gather(src.state, jax.device_put(at),
+                        jax.device_put(_positions(src.slots[at], src.valid[at], slots, n)))
+    return _Held(nets, want.size, slots, valid, state, Fh, mesh)
+
+
+def _stack_size(F: Any) -> int:
+    """Networks in a stacked map (1 for a map with no arrays)."""
+    arrays, _ = split_map(F)
+    return next((int(a.shape[0]) for a in arrays if a is not None), 1)
+
+
+def _slots(active: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(slots, valid)``, both ``(E, size)``: each network's active starts ascending, then
+    padding (copies of its first row; index 0 for a network with none)."""
+    order = np.argsort(~active, axis=1, kind="stable")[:, :size]
+    valid = np.arange(size)[None, :] < active.sum(1)[:, None]
+    return np.where(valid, order, order[:, :1]), valid
+
+
+def _positions(slots: np.ndarray, valid: np.ndarray, new_slots: np.ndarray, n: int) -> np.ndarray:
+    """Row of ``slots`` holding each start of ``new_slots`` (a subset of the valid ones), per
+    network: one ``searchsorted`` over keys ``e (n + 1) + start`` (ascending row by row)."""
+    E, k = slots.shape
+    offset = (n + 1) * np.arange(E)[:, None]
+    keys = (offset + np.where(valid, slots, n)).ravel()
+    pos = np.searchsorted(keys, (offset + new_slots).ravel()).reshape(new_slots.shape)
+    return np.clip(pos - k * np.arange(E)[:, None], 0, k - 1)
+
+
+def _rows(a: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """``a[e, slots[e]]`` for every network ``e``."""
+    return np.take_along_axis(a, slots[..., None], axis=1)
+
+
+def _device_rows(a: np.ndarray | None, nets: np.ndarray, slots: np.ndarray) -> jax.Array | None:
+    return None if a is None else jax.device_put(_rows(a[nets], slots))

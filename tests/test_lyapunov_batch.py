@@ -1,0 +1,76 @@
+"""``lyapunov_spectrum_batch``: many maps of one shape in one compiled program give the analytic
+exponents of linear maps and what ``lyapunov_spectrum`` gives map by map; a second batch of other
+networks compiles nothing."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import count_compiles
+from test_classify_batch import _maps
+
+from ctrnn_dyn.attractors import lyapunov_spectrum, lyapunov_spectrum_batch
+
+OPTIONS = dict(n_steps=400, n_transient=100, n_blocks=4, n_exponents=3)
+
+
+def _linear(A, x, u):
+    return A @ x
+
+
+def test_batch_exponents_are_the_log_moduli_of_linear_maps():
+    """Independent truth: for F(x) = A x (A symmetric) the exponents per step are log |eig(A)|,
+    descending."""
+    rng = np.random.default_rng(3)
+    spectra = np.array([[0.95, 0.6, 0.3], [1.2, 0.8, 0.1], [0.9, 0.5, 0.05], [1.1, 1.05, 0.2]])
+    maps = []
+    for lam in spectra:
+        R, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+        maps.append(jax.tree_util.Partial(_linear, jnp.asarray(R @ np.diag(lam) @ R.T)))
+    got = lyapunov_spectrum_batch(maps, rng.normal(size=(4, 3)), n_steps=2000, n_transient=200,
+                                  n_blocks=4, dt=0.5)
+    for lam, spec in zip(spectra, got, strict=True):
+        assert spec.exponents.shape == (3,)  # one start per map: unbatched results
+        np.testing.assert_allclose(spec.exponents, np.log(lam) / 0.5, atol=4e-3)
+
+
+def test_batch_equals_one_by_one():
+    _, _, maps = _maps(5, 0)
+    x0 = np.random.default_rng(0).normal(size=(5, 2, 6))
+    u = np.array([0.3, -0.2])
+    batch = lyapunov_spectrum_batch(maps, x0, u, **OPTIONS)
+    for F, x, got in zip(maps, x0, batch, strict=True):
+        want = lyapunov_spectrum(F, x, u, **OPTIONS)
+        np.testing.assert_allclose(got.exponents, want.exponents, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(got.history, want.history, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(got.final_state, want.final_state, rtol=1e-9, atol=1e-12)
+    assert np.ptp([b.exponents[:, 0].mean() for b in batch]) > 0.1  # the networks differ
+
+
+def test_a_second_batch_of_other_networks_compiles_nothing():
+    x0 = np.random.default_rng(1).normal(size=(4, 6))
+    _, _, maps = _maps(4, 1)
+    lyapunov_spectrum_batch(maps, x0, **OPTIONS)
+    _, _, others = _maps(4, 2, gain=1.3)
+    with count_compiles() as events:
+        lyapunov_spectrum_batch(others, x0, **OPTIONS)
+    assert events == []
+
+
+def test_bad_arguments_are_named():
+    _, _, maps = _maps(2, 4)
+    x0 = np.ones((2, 6))
+    with pytest.raises(ValueError, match="maps"):
+        lyapunov_spectrum_batch([], x0, **OPTIONS)
+    with pytest.raises(TypeError, match="n_steps"):
+        lyapunov_spectrum_batch(maps, x0, n_transient=10)
+    with pytest.raises(TypeError, match="n_step"):
+        lyapunov_spectrum_batch(maps, x0, n_step=10)
+    with pytest.raises(ValueError, match="x0"):
+        lyapunov_spectrum_batch(maps, [x0[0]] * 3, **OPTIONS)
+    with pytest.raises(ValueError, match="x0"):
+        lyapunov_spectrum_batch(maps, [np.ones(6), np.ones((2, 6))], **OPTIONS)
+    with pytest.raises(ValueError, match="n_exponents"):
+        lyapunov_spectrum_batch(maps, x0, n_steps=10, n_exponents=7)
