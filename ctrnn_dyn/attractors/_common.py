@@ -1,5 +1,5 @@
 """What the attractor analyses share: the precision (``dtype``), argument checks, the Jacobian
-dispatch, orbits."""
+dispatch, orbits, and the frame of their batch versions (maps stacked per group)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from jax import lax
 
 from ctrnn_dyn import _checks
 from ctrnn_dyn._base import jit_map
+from ctrnn_dyn._batch import stacked_groups
 
 Map = Callable[[jax.Array, Any], jax.Array]
 
@@ -62,7 +63,8 @@ def _check_nonneg_int(value: Any, name: str) -> None:
 
 
 def _as_u(inputs: Any, dtype) -> jax.Array | None:
-    """The constant input ``inputs`` ``(m,)`` (or ``None``) as a JAX array of ``dtype``."""
+    """The constant input ``inputs`` ``(m,)`` (or ``None``) as a JAX array of ``dtype`` (put on
+    the device: ``jnp.asarray`` of a host array compiles a small program per shape)."""
     if inputs is None:
         return None
     arr = np.asarray(inputs)
@@ -70,7 +72,7 @@ def _as_u(inputs: Any, dtype) -> jax.Array | None:
         raise ValueError(f"inputs must have shape (m,) (held constant), got {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise ValueError("inputs contains non-finite values (nan or inf)")
-    return jnp.asarray(arr, dtype)
+    return jax.device_put(arr.astype(dtype))
 
 
 def _jacobian(F: Map, x: jax.Array, u: Any) -> jax.Array:
@@ -109,3 +111,41 @@ def _settled_orbit(F: Map, x: jax.Array, u: Any, n_transient: int, n_steps: int)
 def _jacobians(F, xs, u):
     """``(N, n, n)`` Jacobians of ``F`` at the rows of ``xs``."""
     return jax.vmap(lambda x: _jacobian(F, x, u))(xs)
+
+
+def _checked_maps(maps: Any) -> list:
+    """The maps of a batch analysis as a list: at least one, each callable."""
+    maps = list(maps)
+    if not maps:
+        raise ValueError("maps must hold at least one map")
+    for F in maps:
+        _check_F(F)
+    return maps
+
+
+def _same_shape(arrs: list[np.ndarray], name: str) -> None:
+    for i, a in enumerate(arrs[1:], 1):
+        if a.shape != arrs[0].shape:
+            raise ValueError(f"{name}[{i}] has shape {a.shape}, expected {arrs[0].shape} like "
+                             f"{name}[0]")
+
+
+def _run_batch(maps: list, starts: list[np.ndarray], inputs: list, dtype: Any, devices: Any,
+               run: Callable) -> list[tuple[np.ndarray, ...]]:
+    """The frame of the batch analyses: per group of stackable maps
+    (:func:`ctrnn_dyn._batch.stacked_groups`), the starts ``(E, ...)`` and inputs ``(E, m)`` (or
+    ``None``) stacked and ``run(F, xs, u, mesh)`` called once; returns each map's slice of its
+    outputs (host arrays), in the order of ``maps``."""
+    context, dt = _precision(dtype)
+    out: list[Any] = [None] * len(maps)
+    with context:
+        u_list = [_as_u(u, dt) for u in inputs]
+        if len({None if u is None else u.shape for u in u_list}) != 1:
+            raise ValueError("inputs must be all None or all of one shape (m,)")
+        for idx, padded, F, mesh in stacked_groups(maps, devices):
+            xs = jax.device_put(np.stack([starts[i] for i in padded]).astype(dt))
+            u = None if u_list[0] is None else jnp.stack([u_list[i] for i in padded])
+            raw = [np.asarray(a) for a in run(F, xs, u, mesh)]
+            for j, i in enumerate(idx):
+                out[i] = tuple(a[j] for a in raw)
+    return out

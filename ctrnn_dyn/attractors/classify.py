@@ -12,12 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ctrnn_dyn._base import (
-    jit_map,
-    serial_lapack,
-    stacked_groups,
-    vmap_over_maps,
-)
+from ctrnn_dyn._base import jit_map
+from ctrnn_dyn._batch import serial_lapack, vmap_over_maps
 from ctrnn_dyn._checks import per_item, renamed
 from ctrnn_dyn.attractors._common import (
     Map,
@@ -26,8 +22,11 @@ from ctrnn_dyn.attractors._common import (
     _check_nonneg_int,
     _check_positive,
     _check_state,
+    _checked_maps,
     _orbit,
     _precision,
+    _run_batch,
+    _same_shape,
 )
 from ctrnn_dyn.attractors.lyapunov import _lyap_core_batch, _summarise_lyap
 
@@ -191,7 +190,7 @@ def classify_dynamics_batch(
         devices: split each group's networks over these devices (``shard_map``; the group is
             padded to a multiple of their number): ``"auto"`` (default: all devices when there
             are several), ``None``, a sequence of devices or a 1-axis ``Mesh``
-            (:func:`ctrnn_dyn._base.network_mesh`). On a CPU the cores are devices only when
+            (:func:`ctrnn_dyn._batch.network_mesh`). On a CPU the cores are devices only when
             JAX starts with ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>``.
         **options: as for :func:`classify_dynamics` (the same for every map).
 
@@ -202,11 +201,7 @@ def classify_dynamics_batch(
     Raises:
         TypeError / ValueError: naming the bad argument.
     """
-    maps = list(maps)
-    if not maps:
-        raise ValueError("maps must hold at least one map")
-    for F in maps:
-        _check_F(F)
+    maps = _checked_maps(maps)
     E = len(maps)
     starts = per_item(initial_states, E, "initial_states", ndim=2, item="map")
     us = per_item(inputs, E, "inputs", ndim=1, item="map")
@@ -215,26 +210,13 @@ def classify_dynamics_batch(
     if unknown:
         raise TypeError(f"unknown option(s) {sorted(unknown)}; expected some of {_OPTIONS}")
     arrs = []
-    for i, x in enumerate(starts):
+    for x in starts:
         arr, settings, verdict = _settings(x, **{**_DEFAULTS, **options})
-        if arrs and arr.shape != arrs[0].shape:
-            raise ValueError(f"initial_states[{i}] has shape {arr.shape}, expected "
-                             f"{arrs[0].shape} like initial_states[0]")
         arrs.append(arr)
-    context, dt_ = _precision(dtype)
-    out: list[Any] = [None] * E
-    with context:
-        u_list = [_as_u(u, dt_) for u in us]
-        if len({None if u is None else u.shape for u in u_list}) != 1:
-            raise ValueError("inputs must be all None or all of one shape (m,)")
-        for idx, padded, F, mesh in stacked_groups(maps, devices):
-            xs = jnp.asarray(np.stack([arrs[i] for i in padded]), dt_)
-            u = None if u_list[0] is None else jnp.stack([u_list[i] for i in padded])
-            raw = [np.asarray(a, np.float64)
-                   for a in _measure_stacked(F, xs, u, mesh=mesh, **settings)]
-            for j, i in enumerate(idx):
-                out[i] = _verdicts(*(a[j] for a in raw), **verdict)
-    return out
+    _same_shape(arrs, "initial_states")
+    raw = _run_batch(maps, arrs, us, dtype, devices, lambda F, xs, u, mesh: _measure_stacked(
+        F, xs, u, mesh=mesh, **settings))
+    return [_verdicts(*(np.asarray(a, np.float64) for a in r), **verdict) for r in raw]
 
 
 _DEFAULTS = dict(dt=1.0, n_transient=2000, n_steps=20000, n_exponents=None, n_blocks=20,

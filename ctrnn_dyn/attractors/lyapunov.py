@@ -12,13 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ctrnn_dyn._base import (
-    jit_map,
-    serial_lapack,
-    serial_when,
-    stacked_groups,
-    vmap_over_maps,
-)
+from ctrnn_dyn._base import jit_map
+from ctrnn_dyn._batch import serial_lapack, serial_when, vmap_over_maps
 from ctrnn_dyn._checks import per_item, renamed
 from ctrnn_dyn.attractors._common import (
     Map,
@@ -27,7 +22,10 @@ from ctrnn_dyn.attractors._common import (
     _check_nonneg_int,
     _check_positive,
     _check_state,
+    _checked_maps,
     _precision,
+    _run_batch,
+    _same_shape,
 )
 
 logger = logging.getLogger(__name__)
@@ -86,7 +84,7 @@ class LyapunovSpectrum(NamedTuple):
 def _lyap_core(F, x0, u, n_transient: int, n_blocks: int, block: int, k: int,
                serial: bool = False):
     """Benettin's QR iteration from ``x0``; ``serial``: one LAPACK QR call per matrix under
-    ``vmap`` (:func:`ctrnn_dyn._base.serial_lapack`)."""
+    ``vmap`` (:func:`ctrnn_dyn._batch.serial_lapack`)."""
     qr = serial_when(serial, lambda a: tuple(jnp.linalg.qr(a)))
 
     def step(carry, _):
@@ -227,11 +225,7 @@ def lyapunov_spectrum_batch(
     Raises:
         TypeError / ValueError: naming the bad argument.
     """
-    maps = list(maps)
-    if not maps:
-        raise ValueError("maps must hold at least one map")
-    for F in maps:
-        _check_F(F)
+    maps = _checked_maps(maps)
     unknown = set(options) - {"n_steps", "dt", "n_transient", "n_exponents", "n_blocks", "dtype"}
     if unknown:
         raise TypeError(f"unknown option(s) {sorted(unknown)} for lyapunov_spectrum_batch")
@@ -246,32 +240,20 @@ def lyapunov_spectrum_batch(
             raise ValueError(f"x0 must have shape (n,), ({E}, n) or ({E}, B, n), or be a list "
                              f"of {E} starts, got shape {arr.shape}")
         starts = [arr] * E if arr.ndim == 1 else list(arr)
-    us = per_item(inputs, E, "inputs", ndim=1, item="map")
     dt = options.get("dt", 1.0)
     kw = {k: options.get(k, d) for k, d in (("n_transient", 1000), ("n_exponents", None),
                                               ("n_blocks", 20))}
     arrs = []
-    for i, x in enumerate(starts):
+    for x in starts:
         arr, settings = _lyap_settings(x, options["n_steps"], dt, **kw)
-        if arrs and arr.shape != arrs[0].shape:
-            raise ValueError(f"x0[{i}] has shape {arr.shape}, expected {arrs[0].shape} like "
-                             f"x0[0]")
         arrs.append(arr)
-    context, dtype = _precision(options.get("dtype", np.float64))
-    out: list[Any] = [None] * E
-    with context:
-        u_list = [_as_u(u, dtype) for u in us]
-        if len({None if u is None else u.shape for u in u_list}) != 1:
-            raise ValueError("inputs must be all None or all of one shape (m,)")
-        for idx, padded, F, mesh in stacked_groups(maps, devices):
-            xs = jnp.asarray(np.stack([arrs[i].reshape(-1, arrs[i].shape[-1]) for i in padded]),
-                             dtype)
-            u = None if u_list[0] is None else jnp.stack([u_list[i] for i in padded])
-            x_end, sums, _ = _lyap_stacked(F, xs, u, mesh=mesh, **settings)
-            sums, x_end = np.asarray(sums, np.float64), np.asarray(x_end)
-            for j, i in enumerate(idx):
-                out[i] = _spectrum(sums[j], x_end[j], arrs[i].ndim == 1, settings, float(dt))
-    return out
+    _same_shape(arrs, "x0")
+    raw = _run_batch(maps, [a.reshape(-1, a.shape[-1]) for a in arrs],
+                     per_item(inputs, E, "inputs", ndim=1, item="map"),
+                     options.get("dtype", np.float64), devices,
+                     lambda F, xs, u, mesh: _lyap_stacked(F, xs, u, mesh=mesh, **settings)[:2])
+    return [_spectrum(np.asarray(sums, np.float64), x_end, a.ndim == 1, settings, float(dt))
+            for (x_end, sums), a in zip(raw, arrs, strict=True)]
 
 
 @jit_map(static_argnames=("n_transient", "n_blocks", "block", "k", "mesh"))

@@ -14,7 +14,7 @@ from flax import linen as nn
 from jax.sharding import PartitionSpec
 
 from ctrnn_dyn import train as _train
-from ctrnn_dyn._base import NETWORK_AXIS as _AXIS
+from ctrnn_dyn._batch import NETWORK_AXIS as _AXIS
 
 _CPU_VECTORISE_BELOW = 5e6
 

@@ -16,8 +16,8 @@ from flax import linen as nn
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ctrnn_dyn import train as _train
-from ctrnn_dyn._base import NETWORK_AXIS as _AXIS
-from ctrnn_dyn._base import network_mesh
+from ctrnn_dyn._batch import NETWORK_AXIS as _AXIS
+from ctrnn_dyn._batch import network_mesh
 from ctrnn_dyn._checks import check_int
 from ctrnn_dyn.ensemble.programs import _auto_vmap_size, _optimizer, _programs
 from ctrnn_dyn.ensemble.result import EnsembleHistory, EnsembleResult

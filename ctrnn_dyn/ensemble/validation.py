@@ -1,5 +1,5 @@
 """The checks of an ensemble's arguments: keys and per-network hyper-parameters (which of them
-may differ between networks); the devices' mesh is :func:`ctrnn_dyn._base.network_mesh`."""
+may differ between networks); the devices' mesh is :func:`ctrnn_dyn._batch.network_mesh`."""
 
 from __future__ import annotations
 

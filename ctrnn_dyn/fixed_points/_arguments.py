@@ -8,7 +8,6 @@ import dataclasses
 import logging
 import numbers
 from collections.abc import Callable
-from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import jax
@@ -136,10 +135,31 @@ def _check_map(F: Any, d: int, u: np.ndarray | None, dt: np.dtype) -> None:
         )
 
 
+class _Options(NamedTuple):
+    """The finder's checked options: the working dtype, the solver's keywords (``solve_kw``,
+    :func:`~ctrnn_dyn.fixed_points.rounds._solve`) and what the steps after the solve use."""
+
+    dt: np.dtype
+    solve_kw: dict
+    tol_q: float
+    max_iters: int
+    method: str
+    polish_steps: int
+    slow_rtol: float
+    newton_restarts: int
+    coverage_damping: float | None
+    tol_unique: float | None
+    outlier_distance_scale: float | None
+    compute_jacobians: bool
+    decompose: bool
+    left_eigvecs: bool
+    marginal_tol: float
+
+
 def _checked_options(*, method, tol_q, tol_grad, max_iters, chunk_iters, linear_solver, cg_iters,
                      cg_tol, mixed_precision, grad_rtol, polish_steps, slow_rtol,
                      newton_restarts, coverage_damping, tol_unique, outlier_distance_scale,
-                     compute_jacobians, decompose, left_eigvecs, marginal_tol, dtype):
+                     compute_jacobians, decompose, left_eigvecs, marginal_tol, dtype) -> _Options:
     """:func:`find_fixed_points`' options checked, their defaults resolved."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -196,7 +216,7 @@ def _checked_options(*, method, tol_q, tol_grad, max_iters, chunk_iters, linear_
         grad_rtol=float(grad_rtol),
         mixed_precision=bool(mixed_precision and x64),
     )
-    return SimpleNamespace(
+    return _Options(
         dt=dt, solve_kw=solve_kw, tol_q=float(tol_q), max_iters=int(max_iters), method=method,
         polish_steps=int(polish_steps), slow_rtol=slow_rtol, newton_restarts=int(newton_restarts),
         coverage_damping=coverage_damping, tol_unique=tol_unique,

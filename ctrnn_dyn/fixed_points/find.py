@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from ctrnn_dyn import _checks
-from ctrnn_dyn._base import network_mesh, stack_maps
+from ctrnn_dyn._batch import map_groups, network_mesh, stack_maps
 from ctrnn_dyn.fixed_points._arguments import (
     _alpha_of,
     _checked_options,
@@ -166,7 +166,7 @@ def find_fixed_points_batch(
     over all maps of one shape in one compiled program.
 
     The maps' parameters are stacked along a leading network axis
-    (:func:`ctrnn_dyn._base.stack_maps`). The solver's first round — every start of every
+    (:func:`ctrnn_dyn._batch.stack_maps`). The solver's first round — every start of every
     network, ``vmap`` -ped over both, where nearly all the time goes — is one program per chunk
     of networks (equal chunks, each holding at most ``2²⁶`` numbers in its largest
     intermediate: ``n · d²`` per network for the exact LM step; the last padded to the same
@@ -186,7 +186,7 @@ def find_fixed_points_batch(
         devices: split the solver's first round (every start of every network of a chunk)
             over these devices (``shard_map``; the chunk is padded to a multiple of their
             number): ``"auto"`` (default: all devices when there are several), ``None``, a
-            sequence of devices or a 1-axis ``Mesh`` (:func:`ctrnn_dyn._base.network_mesh`).
+            sequence of devices or a 1-axis ``Mesh`` (:func:`ctrnn_dyn._batch.network_mesh`).
             On a CPU the cores are devices only when JAX starts with
             ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>``.
         **options: as for :func:`find_fixed_points`, the same for every map.
@@ -220,7 +220,7 @@ _OPTION_DEFAULTS = {
 
 
 #: A chunk of networks solved in one program keeps its largest intermediate (``n · d²`` numbers
-#: per network: the exact LM step's ``JᵀJ`` per start) near this many numbers (512 MiB).
+#: per network: the exact LM step's ``JᵀJ`` per start) at or under this many (512 MiB float64).
 _NETWORK_CHUNK_WORK = 2**26
 
 
@@ -234,7 +234,7 @@ def _find(maps, starts, inputs, o, devices=None) -> list[FixedPoints]:
         for i, p in enumerate(problems):
             by_shape.setdefault((p.x_start.shape, None if p.u is None else p.u.shape), []).append(i)
         for members in by_shape.values():
-            for idx, _ in stack_maps([problems[i].Fm for i in members]):
+            for idx in map_groups([problems[i].Fm for i in members]):
                 group = [members[j] for j in idx]
                 n, d = problems[group[0]].x_start.shape
                 mesh = network_mesh(devices, len(group))
@@ -271,8 +271,8 @@ def _finish_problem(p: _Problem, x_fin: np.ndarray, iters: np.ndarray, o) -> Fix
     linearisation of the unique points."""
     Fm, finite, tol_q = p.Fm, p.finite, o.tol_q
     n = finite.size
-    x_start, u = p.x_start, p.u  # host arrays: rows are picked on the host (no device slicing
-    # programs compiled per number of rows)
+    # host arrays: rows are picked on the host (no device slicing program per number of rows)
+    x_start, u = p.x_start, p.u
     q = np.array(_speeds(jax.device_put(x_fin), None if u is None else jax.device_put(u), F=Fm))
     x_fin = np.array(x_fin)
     reason = np.where(q <= tol_q, _CONVERGED, _CAP).astype(np.int8)

@@ -4,7 +4,7 @@ in which round is :mod:`~ctrnn_dyn.fixed_points.rounds`; the Newton finish and d
 are in :mod:`~ctrnn_dyn.fixed_points.newton`.
 
 The solver's programs take a *stacked* map (array leaves ``(E, ...)``,
-:func:`ctrnn_dyn._base.stack_maps`) and arrays with a leading network axis ``E``: the networks of
+:func:`ctrnn_dyn._batch.stack_maps`) and arrays with a leading network axis ``E``: the networks of
 one shape run in one program (a single map is a stack of one), split over a device mesh when
 given."""
 
@@ -19,12 +19,8 @@ import jaxopt
 from jaxopt.linear_solve import solve_cg
 
 from ctrnn_dyn import linear
-from ctrnn_dyn._base import (
-    jit_map,
-    serial_lapack,
-    serial_when,
-    vmap_over_maps,
-)
+from ctrnn_dyn._base import jit_map
+from ctrnn_dyn._batch import serial_lapack, serial_when, vmap_over_maps
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +105,7 @@ def _dense_solve(matvec, b, ridge, init=None, *, serial=False):
     """Solve ``(A + ridge I) x = b`` exactly, ``A`` (LM's ``JᵀJ``, symmetric positive
     semi-definite) built column by column from ``matvec`` (``vmap`` turns the ``d`` products into
     matrix products); the solver state keeps no matrix, unlike jaxopt's materialised LM.
-    ``serial``: one Cholesky call per start (:func:`ctrnn_dyn._base.serial_lapack`)."""
+    ``serial``: one Cholesky call per start (:func:`ctrnn_dyn._batch.serial_lapack`)."""
     del init
     eye = jnp.eye(b.shape[0], dtype=b.dtype)
     A = jax.vmap(matvec, in_axes=1, out_axes=1)(eye) + ridge * eye
