@@ -21,8 +21,8 @@ from jax.sharding import Mesh, PartitionSpec
 
 from ctrnn_dyn._base import _Static, merge_map, split_map
 
-__all__ = ["map_groups", "stack_maps", "vmap_over_maps", "NETWORK_AXIS", "network_mesh",
-           "serial_lapack", "serial_when", "stacked_groups"]
+__all__ = ["map_groups", "stack_maps", "take_networks", "vmap_over_maps", "NETWORK_AXIS",
+           "network_mesh", "serial_lapack", "serial_when", "stacked_groups"]
 
 
 def map_groups(maps: Any) -> list[list[int]]:
@@ -67,6 +67,13 @@ def stack_maps(maps: Any) -> list[tuple[list[int], Any]]:
                   for j, leaf in enumerate(splits[0][0])]
         out.append((idx, merge_map(arrays, splits[0][1])))
     return out
+
+
+def take_networks(F: Any, nets: Any) -> Any:
+    """The stacked map of networks ``nets`` (indices, repeats allowed) of a stacked ``F``."""
+    arrays, static = split_map(F)  # taken on the host: no eager gather compiled per shape
+    return merge_map([None if a is None else jax.device_put(np.asarray(a)[np.asarray(nets)])
+                      for a in arrays], static)
 
 
 def vmap_over_maps(fun: Callable, mesh: Mesh | None = None) -> Callable:

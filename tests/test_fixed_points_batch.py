@@ -159,7 +159,8 @@ _SHARDED = textwrap.dedent("""
     assert len(jax.devices()) == 2, jax.devices()
     sys.path.insert(0, {tests!r})
     from test_fixed_points_networks import _ctrnn_pair
-    from ctrnn_dyn.attractors import classify_dynamics_batch, lyapunov_spectrum_batch
+    from ctrnn_dyn.attractors import (classify_dynamics_batch, find_limit_cycle_batch,
+                                      lyapunov_spectrum_batch)
     from ctrnn_dyn.fixed_points import find_fixed_points_batch
     # 40 units, 64 starts: big enough that jaxlib's CPU LAPACK kernels spread each batch of
     # matrices over the thread pool, which deadlocked with both devices running (2 or 3 times
@@ -187,6 +188,12 @@ _SHARDED = textwrap.dedent("""
     l_plain = lyapunov_spectrum_batch(maps, starts[:, 0], u, devices=None, **lyap)
     for a, b in zip(l_sharded, l_plain):
         np.testing.assert_allclose(a.exponents, b.exponents, rtol=1e-9, atol=1e-12)
+    cyc = dict(n_transient=100, n_search=100)
+    y_sharded = find_limit_cycle_batch(maps, starts[:, 0], u, **cyc)
+    y_plain = find_limit_cycle_batch(maps, starts[:, 0], u, devices=None, **cyc)
+    for a, b in zip(y_sharded, y_plain):
+        assert a.kind == b.kind
+        np.testing.assert_allclose(a.x, b.x, rtol=1e-9, atol=1e-12)
     # an odd number of networks is padded to a multiple of the devices
     odd = classify_dynamics_batch(maps + maps[:1], starts[[0, 1, 0], :8], u, **cls)
     np.testing.assert_allclose(odd[2].lyapunov, c_plain[0].lyapunov, rtol=1e-9, atol=1e-12)
@@ -196,11 +203,11 @@ _SHARDED = textwrap.dedent("""
 
 
 def test_networks_split_over_two_devices_give_the_one_device_answers():
-    """The solver's first round, the classification and the Lyapunov spectra, split over 2
-    forced host devices (subprocess: the flag must be set before jax is imported), equal one
-    device; twice over, since jaxlib's CPU LAPACK kernels, batched on two devices at once, can
-    deadlock (the split programs call them one matrix at a time; without that this test hangs
-    and fails)."""
+    """The solver's first round, the classification, the Lyapunov spectra and the limit
+    cycles' settling, split over 2 forced host devices (subprocess: the flag must be set
+    before jax is imported), equal one device; twice over, since jaxlib's CPU LAPACK kernels,
+    batched on two devices at once, can deadlock (the split programs call them one matrix at
+    a time; without that this test hangs and fails)."""
     env = dict(os.environ)
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
                         " --xla_force_host_platform_device_count=2").strip()

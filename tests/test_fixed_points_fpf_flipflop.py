@@ -96,3 +96,50 @@ def test_retiring_into_smaller_batches_changes_no_answer(monkeypatch):
     np.testing.assert_allclose(ladder.x, one.x, rtol=0, atol=1e-9)
     for x in ladder.x[ladder.converged][::32]:
         assert _newton_root(F_np, J_np, x) is not None
+
+
+def test_rows_in_blocks_give_the_answers_of_one_vmapped_loop(monkeypatch):
+    """The solver runs a network's rows in blocks (the running rows sorted first; a block's
+    loop stops with its rows): every start ends exactly where one vmapped loop over all rows
+    takes it, after as many iterations."""
+    from ctrnn_dyn.fixed_points import solvers
+
+    F, F_np, J_np, starts = _network(1)
+    kw = dict(tol_unique=None, coverage_damping=None)
+    blocks = find_fixed_points(F, starts, np.zeros(3), **kw)
+    assert solvers.row_block(len(starts)) < len(starts)  # the blocks were used
+    monkeypatch.setattr(solvers, "row_block", lambda k: k)
+    one = find_fixed_points(F, starts, np.zeros(3), **kw)
+    np.testing.assert_array_equal(blocks.n_iters, one.n_iters)
+    np.testing.assert_array_equal(blocks.converged, one.converged)
+    np.testing.assert_allclose(blocks.x, one.x, rtol=0, atol=1e-12)
+    for x in blocks.x[blocks.converged][::64]:
+        assert _newton_root(F_np, J_np, x) is not None
+
+
+def test_the_coverage_run_solves_only_starts_that_ended_away_from_their_nearest_root(
+        monkeypatch):
+    """The damped second solve takes the starts whose first run converged to a root other than
+    the nearest one found (a NumPy distance check here); every root is still found."""
+    from ctrnn_dyn.fixed_points import find as find_module
+
+    F, _, _, starts = _network(3)
+    seen = {}
+    solve = find_module._solve
+
+    def spy(F, x0, u, active, **kw):
+        if kw.get("damping") is not None:
+            seen["active"] = np.asarray(active)[0].copy()
+        return solve(F, x0, u, active, **kw)
+
+    monkeypatch.setattr(find_module, "_solve", spy)
+    fps = find_fixed_points(F, starts, np.zeros(3))
+    assert len(fps.fixed) == 27
+    first = find_fixed_points(F, starts, np.zeros(3), coverage_damping=None, tol_unique=None,
+                              outlier_distance_scale=None, compute_jacobians=False)
+    roots = first[first.converged].unique(1e-3).x
+    dist_start = np.linalg.norm(starts[:, None] - roots[None], axis=2)
+    dist_end = np.linalg.norm(first.x[:, None] - roots[None], axis=2)
+    elsewhere = first.converged & (dist_start.argmin(1) != dist_end.argmin(1))
+    np.testing.assert_array_equal(seen["active"], elsewhere)
+    assert 0 < elsewhere.sum() < len(starts) // 2

@@ -5,7 +5,8 @@ Everything acts on a one-step map ``F(x, u) -> x_next`` of unbatched arrays (see
 reported *per unit time*: an exponent per step divided by ``dt``.
 
 * :func:`find_limit_cycle` — settle, detect recurrence on a Poincaré section, refine by Newton,
-  Floquet multipliers from the monodromy matrix.
+  Floquet multipliers from the monodromy matrix; :func:`find_limit_cycle_batch` for many maps
+  of one shape (settling in one compiled program, Newton iterations shared).
 * :func:`lyapunov_spectrum` — Benettin's QR method,
   :math:`Q_{t+1}R_{t+1} = DF(x_t)\,Q_t`, :math:`\lambda_i = \frac{1}{N\,dt}\sum_t\log|R_{t,ii}|`;
   :func:`lyapunov_spectrum_batch` for many maps of one shape in one compiled program.
@@ -33,6 +34,7 @@ from ctrnn_dyn.attractors.cycles import CircleRotation as CircleRotation
 from ctrnn_dyn.attractors.cycles import LimitCycle as LimitCycle
 from ctrnn_dyn.attractors.cycles import circle_rotation as circle_rotation
 from ctrnn_dyn.attractors.cycles import find_limit_cycle as find_limit_cycle
+from ctrnn_dyn.attractors.cycles import find_limit_cycle_batch as find_limit_cycle_batch
 from ctrnn_dyn.attractors.lines import LineAttractor as LineAttractor
 from ctrnn_dyn.attractors.lines import line_attractor as line_attractor
 from ctrnn_dyn.attractors.lyapunov import LyapunovSpectrum as LyapunovSpectrum
@@ -42,6 +44,7 @@ from ctrnn_dyn.attractors.lyapunov import lyapunov_spectrum_batch as lyapunov_sp
 __all__ = [
     "LimitCycle",
     "find_limit_cycle",
+    "find_limit_cycle_batch",
     "LyapunovSpectrum",
     "lyapunov_spectrum",
     "lyapunov_spectrum_batch",

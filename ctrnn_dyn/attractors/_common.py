@@ -14,7 +14,7 @@ from jax import lax
 
 from ctrnn_dyn import _checks
 from ctrnn_dyn._base import jit_map
-from ctrnn_dyn._batch import stacked_groups
+from ctrnn_dyn._batch import stacked_groups, vmap_over_maps
 
 Map = Callable[[jax.Array, Any], jax.Array]
 
@@ -107,6 +107,16 @@ def _settled_orbit(F: Map, x: jax.Array, u: Any, n_transient: int, n_steps: int)
     return _orbit(F, _iterate(F, x, u, n_transient), u, n_steps)
 
 
+@jit_map(static_argnames=("n_transient", "n_steps", "mesh"))
+def _settled_orbits(F: Map, xs: jax.Array, u: Any, n_transient: int, n_steps: int,
+                    mesh: Any = None) -> jax.Array:
+    """:func:`_settled_orbit` for a stacked map (:func:`ctrnn_dyn._batch.stack_maps`), one start
+    per network ``xs (E, n)`` and inputs ``(E, m)`` or ``None``: ``(E, n_steps + 1, n)``, the
+    networks split over ``mesh`` (``None``: one device)."""
+    return vmap_over_maps(
+        lambda F, x, u: _orbit(F, _iterate(F, x, u, n_transient), u, n_steps), mesh)(F, xs, u)
+
+
 @jit_map
 def _jacobians(F, xs, u):
     """``(N, n, n)`` Jacobians of ``F`` at the rows of ``xs``."""
@@ -123,6 +133,14 @@ def _checked_maps(maps: Any) -> list:
     return maps
 
 
+def _known_options(options: dict, allowed: Any, name: str) -> None:
+    """``TypeError`` naming the options of ``name`` that are not ``allowed``."""
+    unknown = set(options) - set(allowed)
+    if unknown:
+        raise TypeError(f"unknown option(s) {sorted(unknown)} for {name}; expected some of "
+                        f"{sorted(allowed)}")
+
+
 def _same_shape(arrs: list[np.ndarray], name: str) -> None:
     for i, a in enumerate(arrs[1:], 1):
         if a.shape != arrs[0].shape:
@@ -130,21 +148,29 @@ def _same_shape(arrs: list[np.ndarray], name: str) -> None:
                              f"{name}[0]")
 
 
+def _stacked_batches(maps: list, starts: list[np.ndarray], inputs: list, dt: Any,
+                     devices: Any):
+    """Per group of stackable maps (:func:`ctrnn_dyn._batch.stacked_groups`): ``(indices,
+    stacked map, starts (E, ...), inputs (E, m) or None, mesh)``, the starts and inputs cast
+    to ``dt`` and on the device (call it inside ``dt``'s precision context)."""
+    u_list = [_as_u(u, dt) for u in inputs]
+    if len({None if u is None else u.shape for u in u_list}) != 1:
+        raise ValueError("inputs must be all None or all of one shape (m,)")
+    for idx, padded, F, mesh in stacked_groups(maps, devices):
+        xs = jax.device_put(np.stack([starts[i] for i in padded]).astype(dt))
+        u = None if u_list[0] is None else jnp.stack([u_list[i] for i in padded])
+        yield idx, F, xs, u, mesh
+
+
 def _run_batch(maps: list, starts: list[np.ndarray], inputs: list, dtype: Any, devices: Any,
                run: Callable) -> list[tuple[np.ndarray, ...]]:
-    """The frame of the batch analyses: per group of stackable maps
-    (:func:`ctrnn_dyn._batch.stacked_groups`), the starts ``(E, ...)`` and inputs ``(E, m)`` (or
-    ``None``) stacked and ``run(F, xs, u, mesh)`` called once; returns each map's slice of its
-    outputs (host arrays), in the order of ``maps``."""
+    """The frame of the batch analyses: per group of stackable maps (:func:`_stacked_batches`)
+    ``run(F, xs, u, mesh)`` called once; returns each map's slice of its outputs (host
+    arrays), in the order of ``maps``."""
     context, dt = _precision(dtype)
     out: list[Any] = [None] * len(maps)
     with context:
-        u_list = [_as_u(u, dt) for u in inputs]
-        if len({None if u is None else u.shape for u in u_list}) != 1:
-            raise ValueError("inputs must be all None or all of one shape (m,)")
-        for idx, padded, F, mesh in stacked_groups(maps, devices):
-            xs = jax.device_put(np.stack([starts[i] for i in padded]).astype(dt))
-            u = None if u_list[0] is None else jnp.stack([u_list[i] for i in padded])
+        for idx, F, xs, u, mesh in _stacked_batches(maps, starts, inputs, dt, devices):
             raw = [np.asarray(a) for a in run(F, xs, u, mesh)]
             for j, i in enumerate(idx):
                 out[i] = tuple(a[j] for a in raw)

@@ -23,6 +23,7 @@ from ctrnn_dyn.attractors._common import (
     _check_positive,
     _check_state,
     _checked_maps,
+    _known_options,
     _orbit,
     _precision,
     _run_batch,
@@ -206,9 +207,7 @@ def classify_dynamics_batch(
     starts = per_item(initial_states, E, "initial_states", ndim=2, item="map")
     us = per_item(inputs, E, "inputs", ndim=1, item="map")
     dtype = options.pop("dtype", np.float64)
-    unknown = set(options) - set(_OPTIONS)
-    if unknown:
-        raise TypeError(f"unknown option(s) {sorted(unknown)}; expected some of {_OPTIONS}")
+    _known_options(options, _OPTIONS, "classify_dynamics_batch")
     arrs = []
     for x in starts:
         arr, settings, verdict = _settings(x, **{**_DEFAULTS, **options})

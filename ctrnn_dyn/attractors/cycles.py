@@ -1,19 +1,20 @@
-"""Limit cycles and invariant circles (Poincaré recurrence, Newton, Floquet), and the rotation
-number on a circle."""
+"""Limit cycles and invariant circles (Poincaré recurrence, Newton, Floquet), for one map or
+many (:func:`find_limit_cycle_batch`), and the rotation number on a circle."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
-from ctrnn_dyn._base import jit_map
-from ctrnn_dyn._checks import renamed
+from ctrnn_dyn._batch import take_networks
+from ctrnn_dyn._checks import per_item, renamed
 from ctrnn_dyn.attractors._common import (
     Map,
     _as_u,
@@ -21,9 +22,20 @@ from ctrnn_dyn.attractors._common import (
     _check_nonneg_int,
     _check_positive,
     _check_state,
-    _orbit,
+    _checked_maps,
+    _known_options,
     _precision,
+    _same_shape,
     _settled_orbit,
+    _settled_orbits,
+    _stacked_batches,
+)
+from ctrnn_dyn.attractors._cycle_newton import (
+    Refined,
+    bucket,
+    circle_systems,
+    newton,
+    orbit_systems,
 )
 
 logger = logging.getLogger(__name__)
@@ -152,55 +164,6 @@ class LimitCycle(NamedTuple):
     dt: float
 
 
-def _lagrange_cubic(theta):
-    """Weights of the cubic through nodes ``-1, 0, 1, 2`` evaluated at ``theta``."""
-    t = theta
-    return jnp.stack(
-        [
-            -t * (t - 1) * (t - 2) / 6,
-            (t + 1) * (t - 1) * (t - 2) / 2,
-            -(t + 1) * t * (t - 2) / 2,
-            (t + 1) * t * (t - 1) / 6,
-        ]
-    )
-
-
-@jit_map(static_argnames=("k_max",))
-def _circle_newton_system(F, z, u, x_ref, v, k_max: int):
-    """Residual ``[Φ(x,T) - x ; v·(x - x_ref)]``, its Jacobian w.r.t. ``z = (x, T)``, and the
-    orbit ``F^{0..k_max}(x)``."""
-    n = x_ref.shape[0]
-
-    def resid(z):
-        x, T = z[:n], z[n]
-        xs = _orbit(F, x, u, k_max)
-        k = jnp.clip(jnp.floor(T).astype(jnp.int32), 1, k_max - 2)
-        nodes = lax.dynamic_slice(xs, (k - 1, jnp.zeros((), k.dtype)), (4, n))
-        phi = _lagrange_cubic(T - k) @ nodes
-        return jnp.concatenate([phi - x, ((x - x_ref) @ v)[None]]), xs
-
-    r, xs = resid(z)
-    jac = jax.jacfwd(lambda z: resid(z)[0])(z)
-    return r, jac, xs
-
-
-def _bucket(steps: int) -> int:
-    """Orbit lengths are compiled in powers of two (at least 8): networks whose periods differ
-    share a program; the extra steps are computed and ignored."""
-    return max(8, 1 << (int(steps) - 1).bit_length())
-
-
-@jit_map(static_argnames=("length",))
-def _orbit_newton_system(F, x, u, period, length: int):
-    """Residual ``F^period(x) - x`` (``period`` traced), its Jacobian and ``F^{0..length}(x)``."""
-    def resid(x):
-        xs = _orbit(F, x, u, length)
-        return lax.dynamic_index_in_dim(xs, period, keepdims=False) - x, xs
-
-    r, xs = resid(x)
-    return r, jax.jacfwd(lambda x: resid(x)[0])(x), xs
-
-
 def _failed_cycle(x, kind: str, dt: float, residual: float = np.nan, n_newton: int = 0):
     n = x.shape[0]
     return LimitCycle(
@@ -292,7 +255,75 @@ def find_limit_cycle(
         (29.09, True, 1.0)
     """
     _check_F(F)
-    arr = _check_state(x0, "x0")
+    options = _cycle_options(dt=dt, n_transient=n_transient, n_search=n_search,
+                             section_radius=section_radius, tol=tol, max_newton=max_newton,
+                             fixed_point_tol=fixed_point_tol, recurrence_tol=recurrence_tol,
+                             trivial_tol=trivial_tol, dtype=dtype)
+    return _limit_cycles([F], [_check_state(x0, "x0")], [inputs], options, devices=None)[0]
+
+
+def find_limit_cycle_batch(
+    maps: Sequence[Map],
+    x0: Any,
+    inputs: Any = None,
+    *,
+    devices: Any = "auto",
+    **options: Any,
+) -> list[LimitCycle]:
+    """:func:`find_limit_cycle` for many maps of one shape (e.g. an ensemble's networks): the
+    settling and the search orbits of all networks run in one compiled program (their
+    parameters stacked along a leading network axis, the scan ``vmap`` -ped over it and split
+    over ``devices``), and the Newton refinement iterates the networks whose cycles have one
+    kind and one orbit length together, one program evaluation per iteration for all of them
+    (their linear solves on the host). Maps whose static parts differ form a group each.
+
+    Args:
+        maps: ``E`` one-step maps (:class:`~ctrnn_dyn.dynamics.OneStepMap` s are stacked; a
+            plain function is a group of its own).
+        x0: ``(E, n)`` or a list of ``E`` ``(n,)`` starts (one per map), or ``(n,)`` shared.
+        inputs: ``None``, ``(m,)`` shared, or ``(E, m)`` / a list of ``E`` ``(m,)`` per map.
+        devices: split the settling over these devices, as for
+            :func:`~ctrnn_dyn.attractors.classify_dynamics_batch`.
+        **options: as for :func:`find_limit_cycle`, the same for all maps.
+
+    Returns:
+        ``E`` :class:`LimitCycle` s in the order of ``maps``; each what
+        :func:`find_limit_cycle` returns for that map (to floating-point reassociation).
+
+    Raises:
+        TypeError / ValueError: naming the bad argument.
+    """
+    maps = _checked_maps(maps)
+    _known_options(options, _CYCLE_DEFAULTS, "find_limit_cycle_batch")
+    E = len(maps)
+    starts = [_check_state(x, f"x0[{i}]") for i, x in
+              enumerate(per_item(x0, E, "x0", ndim=1, item="map"))]
+    _same_shape(starts, "x0")
+    return _limit_cycles(maps, starts, per_item(inputs, E, "inputs", ndim=1, item="map"),
+                         _cycle_options(**{**_CYCLE_DEFAULTS, **options}), devices)
+
+
+_CYCLE_DEFAULTS = {
+    name: p.default for name, p in inspect.signature(find_limit_cycle).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY
+}
+
+
+class _Options(NamedTuple):
+    dt: float
+    n_transient: int
+    n_search: int
+    section_radius: float
+    tol: float
+    max_newton: int
+    fixed_point_tol: float
+    recurrence_tol: float
+    trivial_tol: float
+    dtype: Any
+
+
+def _cycle_options(*, dt, n_transient, n_search, section_radius, tol, max_newton,
+                   fixed_point_tol, recurrence_tol, trivial_tol, dtype) -> _Options:
     _check_positive(dt, "dt")
     _check_nonneg_int(n_transient, "n_transient")
     _check_positive(n_search, "n_search", integer=True)
@@ -301,124 +332,155 @@ def find_limit_cycle(
     _check_positive(section_radius, "section_radius")
     _check_positive(tol, "tol")
     _check_positive(max_newton, "max_newton", integer=True)
-    dt = float(dt)
-    n = arr.shape[0]
-    context, dtype = _precision(dtype)
+    _precision(dtype)  # checks it
+    return _Options(float(dt), n_transient, n_search, section_radius, tol, max_newton,
+                    fixed_point_tol, recurrence_tol, trivial_tol, dtype)
+
+
+class _Return(NamedTuple):
+    """A settled orbit's first return, to be refined: an exact return after ``period`` steps
+    (a periodic orbit) or a crossing of the Poincaré section (normal ``v``) at fractional time
+    ``T0`` (an invariant circle)."""
+
+    x_ref: np.ndarray
+    scale: float
+    period: int | None
+    v: np.ndarray | None
+    T0: float | None
+
+    def key(self) -> tuple[str, int]:
+        """Returns refined together: one kind and one compiled orbit length."""
+        if self.period is not None:
+            return "orbit", bucket(self.period)
+        return "circle", bucket(math.ceil(self.T0) + 4)
+
+
+def _first_return(X: np.ndarray, o: _Options) -> _Return | LimitCycle:
+    """Steps 2 of :func:`find_limit_cycle` on the settled orbit ``X (n_search + 1, n)``: the
+    first return, or the failed :class:`LimitCycle` saying why there is none."""
+    if not np.all(np.isfinite(X)):
+        return _failed_cycle(np.asarray(X[0]), "divergent", o.dt)
+    x_ref = X[0]
+    scale = max(1.0, float(np.max(np.abs(X))))
+    speed = float(np.linalg.norm(X[1] - X[0]))
+    dist = np.linalg.norm(X - x_ref, axis=1)
+    diam = float(dist.max())
+    if speed < o.fixed_point_tol * scale:
+        return _failed_cycle(x_ref, "fixed point", o.dt, residual=speed)
+    exact = np.nonzero(dist[1:] < o.recurrence_tol * scale)[0]
+    if exact.size:
+        return _Return(x_ref, scale, int(exact[0]) + 1, None, None)
+    v = (X[1] - X[0]) / speed
+    s = (X - x_ref) @ v
+    for t in np.nonzero((s[1:-1] < 0) & (s[2:] >= 0))[0] + 1:
+        theta = -s[t] / (s[t + 1] - s[t])
+        p = X[t] + theta * (X[t + 1] - X[t])
+        if np.linalg.norm(p - x_ref) < o.section_radius * diam:
+            return _Return(x_ref, scale, None, v, t + theta)
+    return _failed_cycle(x_ref, "no recurrence", o.dt)
+
+
+def _limit_cycles(maps: list, starts: list[np.ndarray], inputs: list, o: _Options,
+                  devices: Any) -> list[LimitCycle]:
+    """Every map's :class:`LimitCycle`: per group of stackable maps, the settled orbits in one
+    program, the first returns on the host, and the Newton refinement per kind and orbit
+    length (:func:`~._cycle_newton.newton`)."""
+    context, dt = _precision(o.dtype)
+    out: list[Any] = [None] * len(maps)
     with context:
-        uj = _as_u(inputs, dtype)
-        X = np.asarray(_settled_orbit(F, jnp.asarray(arr, dtype), uj, n_transient, n_search),
-                       np.float64)
-        if not np.all(np.isfinite(X)):
-            return _failed_cycle(np.asarray(X[0]), "divergent", dt)
-        x_ref = X[0]
-        scale = max(1.0, float(np.max(np.abs(X))))
-        speed = float(np.linalg.norm(X[1] - X[0]))
-        dist = np.linalg.norm(X - x_ref, axis=1)
-        diam = float(dist.max())
-        if speed < fixed_point_tol * scale:
-            return _failed_cycle(x_ref, "fixed point", dt, residual=speed)
+        for idx, F, xs, u, mesh in _stacked_batches(maps, starts, inputs, dt, devices):
+            X = np.asarray(_settled_orbits(F, xs, u, mesh=mesh, n_transient=o.n_transient,
+                                           n_steps=o.n_search), np.float64)
+            found = [_first_return(X[j], o) for j in range(len(idx))]
+            classes: dict[tuple[str, int], list[int]] = {}
+            for j, f in enumerate(found):
+                if isinstance(f, _Return):
+                    classes.setdefault(f.key(), []).append(j)
+            for (kind, length), members in classes.items():
+                refined = _refine(F, u, [found[j] for j in members], members, kind, length, o,
+                                  dt)
+                for j, result in zip(members, refined, strict=True):
+                    found[j] = result
+            for j, i in enumerate(idx):
+                out[i] = found[j]
+    return out
 
-        exact = np.nonzero(dist[1:] < recurrence_tol * scale)[0]
-        if exact.size:
-            return _refine_periodic_orbit(F, x_ref, uj, int(exact[0]) + 1, dt, tol, max_newton,
-                                          scale, dtype)
 
-        v = (X[1] - X[0]) / speed
-        s = (X - x_ref) @ v
-        up = np.nonzero((s[1:-1] < 0) & (s[2:] >= 0))[0] + 1
-        T0 = None
-        for t in up:
-            theta = -s[t] / (s[t + 1] - s[t])
-            p = X[t] + theta * (X[t + 1] - X[t])
-            if np.linalg.norm(p - x_ref) < section_radius * diam:
-                T0 = t + theta
-                break
-        if T0 is None:
-            return _failed_cycle(x_ref, "no recurrence", dt)
+def _refine(F, u, returns: list[_Return], members: list[int], kind: str, length: int,
+            o: _Options, dt) -> list[LimitCycle]:
+    """Step 3 and 4 of :func:`find_limit_cycle` for networks ``members`` of the stacked ``F``
+    (padded to a power of two with copies of the first: few compiled shapes)."""
+    G = 1 << (len(members) - 1).bit_length()
+    pad = returns + [returns[0]] * (G - len(returns))
+    nets = np.asarray(members + [members[0]] * (G - len(members)))
+    Fg = take_networks(F, nets)
+    ug = None if u is None else jax.device_put(np.asarray(u)[nets])
+    tols = np.array([o.tol * r.scale for r in pad])
+    x_ref = np.stack([r.x_ref for r in pad]).astype(dt)
+    if kind == "orbit":
+        periods = np.array([r.period for r in pad], np.int32)
+        refined = newton(lambda z: orbit_systems(Fg, z, ug, periods, length), x_ref, tols,
+                         o.max_newton)
+        return [_periodic_orbit(r, f, o) for r, f in zip(returns, refined, strict=False)]
+    v = np.stack([r.v for r in pad]).astype(dt)
+    z0 = np.concatenate([x_ref, np.array([[r.T0] for r in pad])], axis=1).astype(dt)
+    refined = newton(lambda z: circle_systems(Fg, z, ug, x_ref, v, length), z0, tols,
+                     o.max_newton, period_bracket=(1.0, length - 2.0))
+    return [_invariant_circle(r, f, o) for r, f in zip(returns, refined, strict=False)]
 
-        k_max = math.ceil(T0) + 4
-        z = jnp.asarray(np.concatenate([x_ref, [T0]]), dtype)
-        xr, vj = jnp.asarray(x_ref, dtype), jnp.asarray(v, dtype)
-        res_norm, it, jac, xs = np.inf, 0, None, None
-        for it in range(1, max_newton + 1):  # noqa: B007 - Newton iterations, not time steps
-            r, jac, xs = _circle_newton_system(F, z, uj, xr, vj, _bucket(k_max))
-            r, jac = np.asarray(r, np.float64), np.asarray(jac, np.float64)
-            res_norm = float(np.linalg.norm(r))
-            if not np.isfinite(res_norm):
-                break
-            if res_norm < tol * scale:
-                break
-            try:
-                step = np.linalg.solve(jac, r)
-            except np.linalg.LinAlgError:
-                step = np.linalg.lstsq(jac, r, rcond=None)[0]
-            z = z - jnp.asarray(step, dtype)
-            T = float(z[n])
-            if not 1.0 <= T <= k_max - 2:
-                logger.info("find_limit_cycle: period left its bracket (T=%g)", T)
-                res_norm = np.inf
-                break
-        x_star = np.asarray(z[:n], np.float64)
-        T = float(z[n])
-        if not (np.isfinite(res_norm) and res_norm < tol * scale) or jac is None:
-            return _failed_cycle(x_star, "newton failed", dt, residual=res_norm, n_newton=it)
-        M = jac[:n, :n] + np.eye(n)
-        mu = np.linalg.eigvals(M)
-        mu = mu[np.argsort(-np.abs(mu), kind="stable")]
-        i_triv = int(np.argmin(np.abs(mu - 1.0)))
-        others = np.delete(mu, i_triv)
-        orbit = np.asarray(xs)[: math.ceil(T) + 1]  # the orbit of the converged x
-        if abs(mu[i_triv] - 1.0) > trivial_tol:
-            logger.info("find_limit_cycle: multiplier along the flow %s is not 1", mu[i_triv])
-            return _failed_cycle(x_star, "inaccurate circle", dt, residual=res_norm, n_newton=it)
+
+def _invariant_circle(r: _Return, f: Refined, o: _Options) -> LimitCycle:
+    n = r.x_ref.shape[0]
+    x_star = np.asarray(f.z[:n], np.float64)
+    T = float(f.z[n])
+    if not (np.isfinite(f.residual) and f.residual < o.tol * r.scale) or f.jac is None:
+        return _failed_cycle(x_star, "newton failed", o.dt, residual=f.residual,
+                             n_newton=f.n_newton)
+    mu = _multipliers(f.jac[:n, :n])
+    i_triv = int(np.argmin(np.abs(mu - 1.0)))
+    others = np.delete(mu, i_triv)
+    if abs(mu[i_triv] - 1.0) > o.trivial_tol:
+        logger.info("find_limit_cycle: multiplier along the flow %s is not 1", mu[i_triv])
+        return _failed_cycle(x_star, "inaccurate circle", o.dt, residual=f.residual,
+                             n_newton=f.n_newton)
     return LimitCycle(
         x=x_star,
         period=T,
-        period_time=T * dt,
-        orbit=orbit,
+        period_time=T * o.dt,
+        orbit=f.orbit[: math.ceil(T) + 1],  # the orbit of the converged x
         floquet_multipliers=mu,
         stable=bool(np.all(np.abs(others) < 1.0)),
         converged=True,
-        residual=res_norm,
+        residual=f.residual,
         kind="invariant circle",
         trivial_multiplier=complex(mu[i_triv]),
-        n_newton=it,
-        dt=dt,
+        n_newton=f.n_newton,
+        dt=o.dt,
     )
 
 
-def _refine_periodic_orbit(F, x_ref, uj, period, dt, tol, max_newton, scale, dtype):
-    x = jnp.asarray(x_ref, dtype)
-    res_norm, it, jac, xs = np.inf, 0, None, None
-    for it in range(1, max_newton + 1):  # noqa: B007 - Newton iterations, not time steps
-        r, jac, xs = _orbit_newton_system(F, x, uj, np.int32(period), _bucket(period))
-        r, jac = np.asarray(r, np.float64), np.asarray(jac, np.float64)
-        res_norm = float(np.linalg.norm(r))
-        if not np.isfinite(res_norm) or res_norm < tol * scale:
-            break
-        try:
-            step = np.linalg.solve(jac, r)
-        except np.linalg.LinAlgError:
-            step = np.linalg.lstsq(jac, r, rcond=None)[0]
-        x = x - jnp.asarray(step, dtype)
-    if not (np.isfinite(res_norm) and res_norm < tol * scale):
-        return _failed_cycle(np.asarray(x), "newton failed", dt, res_norm, it)
-    mu = np.linalg.eigvals(jac + np.eye(jac.shape[0]))
-    mu = mu[np.argsort(-np.abs(mu), kind="stable")]
-    orbit = np.asarray(xs)[: period + 1]
+def _periodic_orbit(r: _Return, f: Refined, o: _Options) -> LimitCycle:
+    if not (np.isfinite(f.residual) and f.residual < o.tol * r.scale):
+        return _failed_cycle(np.asarray(f.z), "newton failed", o.dt, f.residual, f.n_newton)
+    mu = _multipliers(f.jac)
     return LimitCycle(
-        x=np.asarray(x, np.float64),
-        period=float(period),
-        period_time=period * dt,
-        orbit=orbit,
+        x=np.asarray(f.z, np.float64),
+        period=float(r.period),
+        period_time=r.period * o.dt,
+        orbit=f.orbit[: r.period + 1],
         floquet_multipliers=mu,
         stable=bool(np.all(np.abs(mu) < 1.0)),
         converged=True,
-        residual=res_norm,
+        residual=f.residual,
         kind="periodic orbit",
         trivial_multiplier=complex(np.nan),
-        n_newton=it,
-        dt=dt,
+        n_newton=f.n_newton,
+        dt=o.dt,
     )
 
 
+def _multipliers(jac: np.ndarray) -> np.ndarray:
+    """Eigenvalues of the monodromy matrix ``jac + I`` (``jac`` of the residual), descending in
+    modulus."""
+    mu = np.linalg.eigvals(jac + np.eye(jac.shape[0]))
+    return mu[np.argsort(-np.abs(mu), kind="stable")]

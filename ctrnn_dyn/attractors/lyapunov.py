@@ -23,6 +23,7 @@ from ctrnn_dyn.attractors._common import (
     _check_positive,
     _check_state,
     _checked_maps,
+    _known_options,
     _precision,
     _run_batch,
     _same_shape,
@@ -226,9 +227,8 @@ def lyapunov_spectrum_batch(
         TypeError / ValueError: naming the bad argument.
     """
     maps = _checked_maps(maps)
-    unknown = set(options) - {"n_steps", "dt", "n_transient", "n_exponents", "n_blocks", "dtype"}
-    if unknown:
-        raise TypeError(f"unknown option(s) {sorted(unknown)} for lyapunov_spectrum_batch")
+    _known_options(options, ("n_steps", "dt", "n_transient", "n_exponents", "n_blocks",
+                             "dtype"), "lyapunov_spectrum_batch")
     if "n_steps" not in options:
         raise TypeError("lyapunov_spectrum_batch needs n_steps")
     E = len(maps)

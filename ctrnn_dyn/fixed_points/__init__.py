@@ -67,9 +67,13 @@ Starts run in rounds of ``chunk_iters`` solver iterations; after each round the 
 converged (or stopped) are retired and the rest are compacted into a smaller batch (at most three
 sizes per call: all starts, about an eighth of them, and 32, so a first call compiles two or
 three shapes and a second call with the same shapes compiles nothing; where all starts fit one
-batch the rows stay in place and retired rows are frozen, not gathered), so the cost follows the
-sum of iterations over starts rather than the slowest start. The finder's programs are compiled
-at LLVM optimisation level 1 (a third less compile time, the same run time).
+batch the rows stay in place and retired rows are frozen, not gathered). Within a round a
+network's rows run in blocks of an eighth (at least 32 rows), the running rows sorted first:
+a block's loop ends with its own rows, and blocks of frozen rows are not run. So the cost
+follows the sum of iterations over starts rather than the slowest start. The Newton finish and
+restarts below run on blocks of 32 rows (one compiled shape however many starts need them).
+The finder's programs are compiled at LLVM optimisation level 1 (a third less compile time, the
+same run time).
 
 Many networks: :func:`find_fixed_points_batch` takes ``E`` maps of one shape (an ensemble's,
 stacked on a network axis) and runs the solver's first round — every start of every network,

@@ -121,7 +121,9 @@ def _check_map(F: Any, d: int, u: np.ndarray | None, dt: np.dtype) -> None:
     x = jax.ShapeDtypeStruct((d,), dt)
     uu = None if u is None else jax.ShapeDtypeStruct(u.shape[1:], dt)
     try:
-        out = jax.eval_shape(F, x, uu)
+        # through a lambda: eval_shape of a dataclass map would format its arrays (repr) to
+        # name the trace, a few milliseconds a call
+        out = jax.eval_shape(lambda x, u: F(x, u), x, uu)
     except (ValueError, TypeError) as err:
         raise ValueError(
             f"F failed on a state of shape ({d},) (from initial_states) and an input of shape "

@@ -7,9 +7,9 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
-import jax
 import numpy as np
 
 from ctrnn_dyn import _checks
@@ -25,7 +25,7 @@ from ctrnn_dyn.fixed_points.container import FixedPoints
 from ctrnn_dyn.fixed_points.fileformat import _CAP, _CONVERGED, _NONFINITE, _SLOW, STOP_REASONS
 from ctrnn_dyn.fixed_points.linearise import add_linearisation
 from ctrnn_dyn.fixed_points.newton import _dogleg, _newton_finish
-from ctrnn_dyn.fixed_points.rounds import _bucket, _solve
+from ctrnn_dyn.fixed_points.rounds import _solve
 from ctrnn_dyn.fixed_points.solvers import _speeds, resolve_linear_solver
 
 logger = logging.getLogger(__name__)
@@ -109,19 +109,22 @@ def find_fixed_points(
             solver's end point (default 10; ``0`` skips it). It recovers roots whose basin the
             solver's damped first steps left.
         coverage_damping: with deduplication (``tol_unique`` set) and ``"lm"``, every start
-            whose first run reached a root is solved again with LM's initial damping parameter
-            at this value instead of jaxopt's ``1e-6`` (the initial ``μ`` is it times the
-            largest diagonal entry of ``JᵀJ``): a damped first phase whose first steps are short
-            gradient-like steps, so it stays in basins that the first run's Gauss–Newton steps
-            jump over. It is skipped where every start that converged reached one and the
-            same root (most networks analysed by the thousand have a single attractor, and
-            would pay a second solve for nothing; the price is that a root whose basin the
-            first run jumped over in such a network stays unfound). The roots it reaches that
-            the same start's first run did not are added,
-            with :attr:`~FixedPoints.n_starts` ``0`` where no first run ended there (default
-            ``1e-2``; on FixedPointFinder's 16-unit flip-flops it recovers the saddles the
-            first run misses). ``None`` skips it (up to half the solve time); so does
-            ``tol_unique=None``, which keeps one entry per start.
+            whose first run reached a root other than the one nearest to the start (of the
+            distinct roots the first runs found) is solved again with LM's initial damping
+            parameter at this value instead of jaxopt's ``1e-6`` (the initial ``μ`` is it times
+            the largest diagonal entry of ``JᵀJ``): a damped first phase whose first steps are
+            short gradient-like steps, so it stays in basins that the first run's Gauss–Newton
+            steps jump over. A start whose first run ended at its nearest root is not solved
+            again: on every network benchmarked the roots that only this run finds came from
+            the other starts (a third to a tenth of all starts). It is skipped
+            where every start that converged reached one and the same root (most networks
+            analysed by the thousand have a single attractor, and would pay a second solve for
+            nothing; the price is that a root whose basin the first run jumped over in such a
+            network stays unfound). The roots it reaches that the same start's first run did
+            not are added, with :attr:`~FixedPoints.n_starts` ``0`` where no first run ended
+            there (default ``1e-2``; on FixedPointFinder's 16-unit flip-flops it recovers the
+            saddles the first run misses). ``None`` skips it (a fifth to a third of the solve
+            time); so does ``tol_unique=None``, which keeps one entry per start.
         tol_unique: deduplication distance (FixedPointFinder's ``1e-3``; non-converged entries
             within it of a fixed point are merged into it, :attr:`FixedPoints.n_starts`
             counting them); ``None`` returns one entry per start.
@@ -273,7 +276,7 @@ def _finish_problem(p: _Problem, x_fin: np.ndarray, iters: np.ndarray, o) -> Fix
     n = finite.size
     # host arrays: rows are picked on the host (no device slicing program per number of rows)
     x_start, u = p.x_start, p.u
-    q = np.array(_speeds(jax.device_put(x_fin), None if u is None else jax.device_put(u), F=Fm))
+    q = np.array(_speeds(x_fin, u, F=Fm))
     x_fin = np.array(x_fin)
     reason = np.where(q <= tol_q, _CONVERGED, _CAP).astype(np.int8)
     cand = np.flatnonzero(finite & np.isfinite(q) & (q > tol_q))
@@ -289,15 +292,8 @@ def _finish_problem(p: _Problem, x_fin: np.ndarray, iters: np.ndarray, o) -> Fix
         if left.size and o.newton_restarts:
             # the solver took these starts to no root; a dogleg restart from the start
             # itself (scipy's route) reaches roots whose basin the solver's steps left
-            size = _bucket(left.size, n)
-            idx = np.concatenate([left, np.full(size - left.size, left[0])])
-            xr, qr = _dogleg(
-                *_host_rows((x_start, u), idx),
-                F=Fm,
-                max_steps=o.newton_restarts,
-                tol_q=tol_q,
-            )
-            xr, qr = np.asarray(xr)[: left.size], np.asarray(qr)[: left.size]
+            xr, qr = _in_blocks(partial(_dogleg, F=Fm, max_steps=o.newton_restarts,
+                                        tol_q=tol_q), (x_start, u), left)
             win = np.isfinite(qr) & (qr <= tol_q)
             x_fin[left[win]] = xr[win]
             q[left[win]] = qr[win]
@@ -321,9 +317,11 @@ def _finish_problem(p: _Problem, x_fin: np.ndarray, iters: np.ndarray, o) -> Fix
         n_starts=np.ones(n, np.int64),
         stop_reason=reason,
     )
-    if (o.coverage_damping is not None and o.method == "lm" and o.tol_unique is not None
-            and len(fps[converged].unique(o.tol_unique)) > 1):
-        more = _coverage_run(Fm, x_start, u, finite, fps, float(o.coverage_damping),
+    roots = (fps[converged].unique(o.tol_unique).x
+             if o.coverage_damping is not None and o.method == "lm" and o.tol_unique is not None
+             else ())
+    if len(roots) > 1:
+        more = _coverage_run(Fm, x_start, u, finite, fps, roots, float(o.coverage_damping),
                              o.solve_kw, o.polish_steps, o.tol_unique)
         finite = np.concatenate([finite, np.ones(len(more), bool)])
         fps = FixedPoints.concatenate([fps, more])
@@ -346,37 +344,67 @@ def _finish_problem(p: _Problem, x_fin: np.ndarray, iters: np.ndarray, o) -> Fix
 def _finish(F, x, q, u, cand, polish_steps, tol_q):
     """Newton finish of the starts ``cand`` (rows of ``x``, ``q``, updated in place); returns
     their ``finished`` and ``g_rel`` flags (:func:`~.solvers._newton_finish`)."""
-    size = _bucket(cand.size, x.shape[0])
-    idx = np.concatenate([cand, np.full(size - cand.size, cand[0])])
-    xs, qs, _, finished, g_rel = _newton_finish(
-        *_host_rows((x, u), idx), F=F, max_steps=int(polish_steps), tol_q=float(tol_q)
-    )
-    k = cand.size
-    x[cand] = np.asarray(xs)[:k]
-    q[cand] = np.asarray(qs)[:k]
-    return np.asarray(finished)[:k], np.asarray(g_rel)[:k]
+    x[cand], q[cand], _, finished, g_rel = _in_blocks(
+        partial(_newton_finish, F=F, max_steps=int(polish_steps), tol_q=float(tol_q)),
+        (x, u), cand)
+    return finished, g_rel
+
+
+#: The Newton finish and the dogleg restarts run on blocks of this many rows: one compiled
+#: shape per map shape (not one per number of starts left), and a block's loop stops with its
+#: own rows.
+_NEWTON_BLOCK = 32
+
+
+def _in_blocks(fun, arrays, idx):
+    """``fun`` on rows ``idx`` of host ``arrays`` (``None`` kept), in blocks of
+    :data:`_NEWTON_BLOCK` rows (fewer if the arrays have fewer; the last padded with copies of
+    its first row); its outputs' rows for ``idx``, as host arrays."""
+    size = min(_NEWTON_BLOCK, len(arrays[0]))
+    outs = []
+    for i in range(0, idx.size, size):
+        rows = idx[i: i + size]
+        rows = np.concatenate([rows, np.full(size - rows.size, rows[0])])
+        outs.append(fun(*_host_rows(arrays, rows)))
+    return tuple(np.concatenate([np.asarray(o[j]) for o in outs])[: idx.size]
+                 for j in range(len(outs[0])))
+
+
+def _ended_nearest(x_start: np.ndarray, first: FixedPoints, roots: np.ndarray) -> np.ndarray:
+    """``(n,)``: the start's first run converged to the root nearest to the start of the
+    distinct ``roots (R, d)`` the first runs found. Such a run took no step across another
+    root's basin: on every network measured, the roots that only the damped coverage run
+    reaches came from the other starts (``benchmarks/fixed_points_cases.py``,
+    ``benchmarks/fpf_real.py``)."""
+
+    def nearest(x):  # squared distances by one product: (n, R), not (n, R, d)
+        return np.argmin(np.sum(roots**2, 1)[None, :] - 2.0 * x @ roots.T, axis=1)
+
+    return first.converged & (nearest(x_start) == nearest(first.x))
 
 
 def _host_rows(arrays, idx):
-    """Rows ``idx`` of host arrays (``None`` kept), as device arrays."""
-    return tuple(None if a is None else jax.device_put(a[idx]) for a in arrays)
+    """Rows ``idx`` of host arrays (``None`` kept), picked on the host."""
+    return tuple(None if a is None else a[idx] for a in arrays)
 
 
-def _coverage_run(F, x_start, u, finite, first, damping, solve_kw, polish_steps, tol_unique):
-    """Solve the starts whose first run reached a root a second time with LM's initial damping
-    ``damping`` (a damped first phase: short gradient-like first steps that stay in basins the
-    first run's Gauss–Newton steps jump over), Newton-finish them, and return, as converged
-    entries, the roots they reach that their first run did not (farther than ``tol_unique``
-    from its end point). Starts whose first run found no root were restarted already."""
+def _coverage_run(F, x_start, u, finite, first, roots, damping, solve_kw, polish_steps,
+                  tol_unique):
+    """Solve the starts whose first run reached a root other than the root (of those found)
+    nearest to the start a second time with LM's initial damping ``damping`` (a damped first
+    phase: short gradient-like first steps that stay in basins the first run's Gauss–Newton
+    steps jump over), Newton-finish them, and return, as converged entries, the roots they
+    reach that their first run did not (farther than ``tol_unique`` from its end point).
+    Starts whose first run found no root were restarted already."""
     tol_q = solve_kw["tol_q"]
-    finite = finite & first.converged
+    finite = finite & first.converged & ~_ended_nearest(x_start, first, roots)
     ((_, Fs),) = stack_maps([F])  # a stack of one network
     kw = {**solve_kw, "linear_solver": resolve_linear_solver(solve_kw["linear_solver"],
                                                              x_start.shape[1])}
     x2, iters = _solve(Fs, x_start[None], None if u is None else u[None], finite[None],
                        damping=damping, **kw)
     x2, iters = x2[0], iters[0]
-    q = np.array(_speeds(jax.device_put(x2), None if u is None else jax.device_put(u), F=F))
+    q = np.array(_speeds(x2, u, F=F))
     cand = np.flatnonzero(finite & np.isfinite(q) & (q > tol_q))
     if cand.size and polish_steps:
         _finish(F, x2, q, u, cand, polish_steps, tol_q)

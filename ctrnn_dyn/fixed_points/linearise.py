@@ -50,8 +50,8 @@ def add_linearisation(F, fps, no_input, decompose, left, marginal_tol) -> FixedP
         idx = np.flatnonzero(ok)
         size = _bucket(idx.size, factor=2)
         pad = np.concatenate([idx, np.full(size - idx.size, idx[0])])
-        x = jax.device_put(fps.x[pad])
-        u = None if no_input else jax.device_put(fps.u[pad])
+        x = fps.x[pad]
+        u = None if no_input else fps.u[pad]
         jac[idx] = np.asarray(_jacobians(x, u, F=F))[: idx.size]
         if decompose:
             eigvals = np.full((n, d), np.nan + 0j)

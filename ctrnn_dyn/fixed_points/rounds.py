@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import jaxopt
 import numpy as np
 
-from ctrnn_dyn._base import merge_map, split_map
+from ctrnn_dyn._base import split_map
+from ctrnn_dyn._batch import take_networks
 from ctrnn_dyn.fixed_points.solvers import _COMPILE, _init_states, _run_chunk
 
 logger = logging.getLogger(__name__)
@@ -59,13 +60,6 @@ def _gather(tree: Any, nets: jax.Array, rows: jax.Array) -> Any:
     return jax.tree_util.tree_map(
         lambda a: jax.vmap(lambda b, i: jnp.take(b, i, axis=0))(jnp.take(a, nets, axis=0), rows),
         tree)
-
-
-def _networks(F: Any, nets: np.ndarray) -> Any:
-    """The stacked map of networks ``nets`` of a stacked ``F``."""
-    arrays, static = split_map(F)  # taken on the host: no eager gather compiled per shape
-    return merge_map([None if a is None else jax.device_put(np.asarray(a)[nets]) for a in arrays],
-                     static)
 
 
 def _n_networks(n_active: int, n_total: int) -> int:
@@ -147,10 +141,10 @@ def _solve(
         # longer rounds once few starts are left: fewer round trips for the slow tail
         n_iter = chunk_iters * int(np.clip(512 // shape[1], 1, 8))
         xs, state, its, stop = _run_chunk(
-            jax.device_put(_rows(x_host[nets], slots)),
+            _rows(x_host[nets], slots),
             cur.state,
-            _device_rows(u_host, nets, slots),
-            jax.device_put(its_in.astype(np.int32)),
+            _input_rows(u_host, nets, slots),
+            its_in.astype(np.int32),
             F=cur.F,
             mesh=cur.mesh,
             n_iter=n_iter,
@@ -197,15 +191,14 @@ def _hold(src, want, shape, active, x_host, u_host, n, *, F, damping, mesh, **kw
     nets = np.concatenate([want, np.full(shape[0] - want.size, want[0])])
     slots, valid = _slots(active[nets], shape[1])
     valid[want.size:] = False
-    Fh = F if np.array_equal(nets, np.arange(_stack_size(F))) else _networks(F, nets)
+    Fh = F if np.array_equal(nets, np.arange(_stack_size(F))) else take_networks(F, nets)
     if src is None:
-        state = _init_states(jax.device_put(_rows(x_host[nets], slots)),
-                             _device_rows(u_host, nets, slots), damping, F=Fh, mesh=mesh,
+        state = _init_states(_rows(x_host[nets], slots),
+                             _input_rows(u_host, nets, slots), damping, F=Fh, mesh=mesh,
                              **kw)
     else:
         at = np.minimum(np.searchsorted(src.nets[:src.held], nets), src.held - 1)
-        state = _gather(src.state, jax.device_put(at),
-                        jax.device_put(_positions(src.slots[at], src.valid[at], slots, n)))
+        state = _gather(src.state, at, _positions(src.slots[at], src.valid[at], slots, n))
     return _Held(nets, want.size, slots, valid, state, Fh, mesh)
 
 
@@ -238,5 +231,6 @@ def _rows(a: np.ndarray, slots: np.ndarray) -> np.ndarray:
     return np.take_along_axis(a, slots[..., None], axis=1)
 
 
-def _device_rows(a: np.ndarray | None, nets: np.ndarray, slots: np.ndarray) -> jax.Array | None:
-    return None if a is None else jax.device_put(_rows(a[nets], slots))
+def _input_rows(a: np.ndarray | None, nets: np.ndarray, slots: np.ndarray) -> np.ndarray | None:
+    """The inputs' rows (:func:`_rows`), or ``None`` for none."""
+    return None if a is None else _rows(a[nets], slots)

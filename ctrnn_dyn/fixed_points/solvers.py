@@ -184,15 +184,14 @@ def _init_states(x, u, damping, *, F, method, max_iters, linear_solver, cg_iters
                               cg_tol, serial_lapack(mesh))
         state = jax.vmap(solver.init_state)(x, u)
         if method == "lm":
+            # jaxopt starts increase_factor as a Python int; its first update makes it a float
             state = state._replace(damping_factor=state.damping_factor
-                                   * (damping / solver.damping_parameter))
-        # Give the state the dtypes an update returns (jaxopt's LM starts ``increase_factor``
-        # as a Python int that its first update turns into a float): otherwise the solver
-        # compiles once for the initial state and again for every later round's.
-        after = jax.eval_shape(lambda st: jax.vmap(solver.update)(x, st, u)[1], state)
-        return jax.tree_util.tree_map(
-            lambda a, b: a if a.dtype == b.dtype else a.astype(b.dtype), state, after
-        )
+                                   * (damping / solver.damping_parameter),
+                                   increase_factor=jnp.asarray(state.increase_factor, x.dtype))
+        # strong types, as the rounds' loop returns them: otherwise the solver would compile
+        # once for the initial state and again for every later round's (checked by the tests
+        # that count compilations; cheaper than tracing an update to learn its types)
+        return jax.tree_util.tree_map(lambda a: jax.lax.convert_element_type(a, a.dtype), state)
 
     return vmap_over_maps(one_network, mesh)(F, x, u)
 
@@ -274,7 +273,37 @@ def _run_network(F, x, state, u, iters, *, method, n_iter, tol_q, tol_grad, grad
         x, st, it, _, stop = jax.lax.while_loop(cond, body, carry)
         return x, st, it, stop
 
-    return jax.vmap(one)(x, state, u, iters)
+    k = x.shape[0]
+    size = row_block(k)
+    if size == k:
+        return jax.vmap(one)(x, state, u, iters)
+    # the rows still running (frozen rows come with their cap as iteration count) in blocks,
+    # one after another, until the blocks holding running rows are done: the frozen rows
+    # cost nothing, instead of every iteration of one vmapped loop over all rows
+    frozen = iters >= max_iters
+    order = jnp.argsort(frozen, stable=True)
+    stop = jnp.ones(k, bool)
+
+    def block(b, carry):
+        rows = jax.lax.dynamic_slice_in_dim(order, b * size, size)
+        xs, st, its, stop = carry
+        part = jax.tree_util.tree_map(lambda a: a[rows], (xs, st, u, its))
+        out = jax.vmap(one)(*part)
+        return jax.tree_util.tree_map(lambda a, new: a.at[rows].set(new), carry, out)
+
+    return jax.lax.fori_loop(0, -(-jnp.sum(~frozen) // size), block, (x, state, iters, stop))
+
+
+#: A network's rows run in blocks of at least this many (:func:`row_block`).
+_MIN_BLOCK = 32
+
+
+def row_block(k: int) -> int:
+    """Rows per block for ``k`` rows of one network: ``k / 8`` when that is a whole number of
+    at least :data:`_MIN_BLOCK` (batches are powers of two or multiples of 8), else ``k``
+    (one block): a round costs about the blocks that still hold a running row."""
+    size = k // 8
+    return size if size >= _MIN_BLOCK and size * 8 == k else k
 
 
 @jit_map(map_argname="F", compiler_options=_COMPILE)
