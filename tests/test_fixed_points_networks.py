@@ -382,9 +382,11 @@ def test_the_coverage_run_is_skipped_where_every_start_reached_one_root(monkeypa
     np.testing.assert_allclose(fps.fixed.x, [[0.25]], atol=1e-12)
 
 
-def test_the_newton_finish_compiles_one_shape_for_any_number_of_starts():
-    """The Newton finish runs in blocks of one size: finishing 3 starts and then 45 (two
-    blocks) compiles one program, and each start gets its own answer."""
+def test_the_newton_finish_compiles_few_shapes_for_any_number_of_starts():
+    """The Newton finish runs in blocks of 32 rows, or all rows at once where that is no more
+    work: finishing 3 starts of 100 and then 45 (two blocks) compiles one program, 99 (one
+    call of all 100 rows instead of four blocks) one more, and each start gets its own
+    answer."""
     from ctrnn_dyn._checks import precision_context
     from ctrnn_dyn.fixed_points import find as find_module
     from ctrnn_dyn.fixed_points.newton import _newton_finish
@@ -393,13 +395,13 @@ def test_the_newton_finish_compiles_one_shape_for_any_number_of_starts():
         return x + 0.5 * (x - x**3)
 
     rng = np.random.default_rng(0)
-    x = rng.uniform(0.8, 1.2, (64, 2))
+    x = rng.uniform(0.8, 1.2, (100, 2))
     before = _newton_finish.compiled._cache_size()
-    for k in (3, 45):
-        xs, q = x.copy(), np.full(64, 1.0)
+    for k, compiled in ((3, 1), (45, 1), (99, 2)):
+        xs, q = x.copy(), np.full(100, 1.0)
         cand = np.arange(k)
         with precision_context(np.float64):
             find_module._finish(F, xs, q, None, cand, 30, 1e-20)
         np.testing.assert_allclose(xs[:k], 1.0, atol=1e-12)
         np.testing.assert_array_equal(xs[k:], x[k:])  # rows not asked for are untouched
-    assert _newton_finish.compiled._cache_size() - before == 1
+        assert _newton_finish.compiled._cache_size() - before == compiled

@@ -350,17 +350,19 @@ def _finish(F, x, q, u, cand, polish_steps, tol_q):
     return finished, g_rel
 
 
-#: The Newton finish and the dogleg restarts run on blocks of this many rows: one compiled
-#: shape per map shape (not one per number of starts left), and a block's loop stops with its
+#: The Newton finish and the dogleg restarts run on blocks of this many rows: few compiled
+#: shapes per map shape (not one per number of starts left), and a block's loop stops with its
 #: own rows.
 _NEWTON_BLOCK = 32
 
 
 def _in_blocks(fun, arrays, idx):
     """``fun`` on rows ``idx`` of host ``arrays`` (``None`` kept), in blocks of
-    :data:`_NEWTON_BLOCK` rows (fewer if the arrays have fewer; the last padded with copies of
-    its first row); its outputs' rows for ``idx``, as host arrays."""
-    size = min(_NEWTON_BLOCK, len(arrays[0]))
+    :data:`_NEWTON_BLOCK` rows, or in one block of all the arrays' rows where that computes no
+    more rows (so at most two shapes compile); the last block padded with copies of its first
+    row. Returns its outputs' rows for ``idx``, as host arrays."""
+    n = len(arrays[0])
+    size = n if n <= -(-idx.size // _NEWTON_BLOCK) * _NEWTON_BLOCK else _NEWTON_BLOCK
     outs = []
     for i in range(0, idx.size, size):
         rows = idx[i: i + size]
