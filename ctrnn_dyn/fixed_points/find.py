@@ -115,8 +115,8 @@ def find_fixed_points(
             the largest diagonal entry of ``JᵀJ``): a damped first phase whose first steps are
             short gradient-like steps, so it stays in basins that the first run's Gauss–Newton
             steps jump over. A start whose first run ended at its nearest root is not solved
-            again: on every network benchmarked the roots that only this run finds came from
-            the other starts (a third to a tenth of all starts). It is skipped
+            again: on every network benchmarked each root that only this run finds is reached
+            from the other starts (10–48 % of all starts). It is skipped
             where every start that converged reached one and the same root (most networks
             analysed by the thousand have a single attractor, and would pay a second solve for
             nothing; the price is that a root whose basin the first run jumped over in such a
@@ -374,9 +374,9 @@ def _in_blocks(fun, arrays, idx):
 
 def _ended_nearest(x_start: np.ndarray, first: FixedPoints, roots: np.ndarray) -> np.ndarray:
     """``(n,)``: the start's first run converged to the root nearest to the start of the
-    distinct ``roots (R, d)`` the first runs found. Such a run took no step across another
-    root's basin: on every network measured, the roots that only the damped coverage run
-    reaches came from the other starts (``benchmarks/fixed_points_cases.py``,
+    distinct ``roots (R, d)`` the first runs found: such a run is taken to have stepped over
+    no other root's basin. On FixedPointFinder's flip-flops, each root that only the damped
+    coverage run reaches is reached from other starts (12 of the 13 starts that reach one;
     ``benchmarks/fpf_real.py``)."""
 
     def nearest(x):  # squared distances by one product: (n, R), not (n, R, d)
