@@ -87,3 +87,26 @@ def test_bad_arguments_are_errors_that_name_them():
         find_limit_cycle_batch(maps, np.ones(2), u, n_search=2)
     with pytest.raises(ValueError, match="maps"):
         find_limit_cycle_batch([], np.ones(2), u)
+
+
+def test_newton_stops_each_system_on_its_own_rule():
+    """The shared Newton iteration on three linear systems ``r(z) = z − t`` (one step reaches
+    ``t``): a regular one converges, a singular one steps by least squares (the minimum-norm
+    step) and converges, and one whose step takes the period (``z[-1]``) past its own
+    ``period_max`` stops there with an infinite residual."""
+    from ctrnn_dyn.attractors._cycle_newton import newton
+
+    t = np.array([[1.0, 3.0], [2.0, 2.0], [0.0, 9.0]])
+    jac = np.stack([np.eye(2), np.diag([1.0, 0.0]), np.eye(2)])
+
+    def system(z):
+        return z - t, jac, np.zeros((3, 1, 1))
+
+    z0 = np.array([[0.0, 2.0], [0.0, 2.0], [0.0, 2.0]])
+    out = newton(system, z0, np.full(3, 1e-12), 10, period_max=np.array([4.0, 3.0, 8.0]))
+    np.testing.assert_array_equal(out[0].z, [1.0, 3.0])
+    np.testing.assert_array_equal(out[1].z, [2.0, 2.0])
+    assert (out[0].n_newton, out[1].n_newton) == (2, 2)
+    assert out[0].residual == out[1].residual == 0.0
+    np.testing.assert_array_equal(out[2].z, [0.0, 9.0])
+    assert out[2].residual == np.inf and out[2].n_newton == 1

@@ -96,15 +96,16 @@ class Refined(NamedTuple):
 
 
 def newton(system: Callable, z0: np.ndarray, tols: np.ndarray, max_newton: int,
-           period_bracket: tuple[float, float] | None = None) -> list[Refined]:
+           period_max: np.ndarray | None = None) -> list[Refined]:
     r"""Newton's method :math:`z \leftarrow z - J^{-1} r(z)` for ``G`` systems at once.
 
     ``system(z (G, k)) -> (r (G, k), jac (G, k, k), orbit (G, L, n))``. A system stops when
     ``‖r‖ < tols[g]`` or is not finite (the step is then not taken), after ``max_newton``
-    evaluations, or (``period_bracket = (lo, hi)``, the period being ``z[-1]``) when a step
-    takes the period outside ``[lo, hi]`` (its residual is then ``inf``); the stopped systems
-    keep their values while the others iterate. The steps are solved on the host in float64
-    (least squares where the Jacobian is singular) and applied in ``z0``'s dtype."""
+    evaluations, or (``period_max (G,)`` given, the period being ``z[-1]``) when a step takes
+    the period outside ``[1, period_max[g]]`` (its residual is then ``inf``); the stopped
+    systems keep their values while the others iterate. The steps are solved on the host in
+    float64, all running systems in one batched solve (each by least squares if that one is
+    singular), and applied in ``z0``'s dtype."""
     z = np.array(z0)
     G = z.shape[0]
     out: list[Refined | None] = [None] * G
@@ -112,22 +113,36 @@ def newton(system: Callable, z0: np.ndarray, tols: np.ndarray, max_newton: int,
     for it in range(1, max_newton + 1):
         r, jac, xs = system(z)
         r, jac = np.asarray(r, np.float64), np.asarray(jac, np.float64)
-        xs = np.asarray(xs)
-        for g in np.flatnonzero(live):
-            res = float(np.linalg.norm(r[g]))
-            done = not np.isfinite(res) or res < tols[g]
-            if not done:
-                try:
-                    step = np.linalg.solve(jac[g], r[g])
-                except np.linalg.LinAlgError:
-                    step = np.linalg.lstsq(jac[g], r[g], rcond=None)[0]
-                z[g] = z[g] - step.astype(z.dtype)
-                if period_bracket is not None and not (
-                        period_bracket[0] <= float(z[g, -1]) <= period_bracket[1]):
-                    res, done = np.inf, True
-            if done or it == max_newton:
-                out[g] = Refined(z[g].copy(), res, it, jac[g], xs[g])
-                live[g] = False
+        res = np.linalg.norm(r, axis=1)
+        done = live & (~np.isfinite(res) | (res < tols))
+        step = live & ~done
+        g = np.flatnonzero(step)
+        if g.size:
+            z[g] -= _solve(jac[g], r[g]).astype(z.dtype)
+            if period_max is not None:
+                left = (z[g, -1] < 1.0) | (z[g, -1] > period_max[g])
+                res[g[left]] = np.inf
+                done[g[left]] = True
+        stopped = np.flatnonzero(done | (live & (it == max_newton)))
+        if stopped.size:
+            xs = np.asarray(xs)
+            for k in stopped:
+                out[k] = Refined(z[k].copy(), float(res[k]), it, jac[k], xs[k])
+            live[stopped] = False
         if not live.any():
             break
     return out  # type: ignore[return-value]
+
+
+def _solve(A: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``A⁻¹ b`` for stacks ``A (G, k, k)``, ``b (G, k)``; a singular ``A`` by least squares."""
+    try:
+        return np.linalg.solve(A, b[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        out = np.empty_like(b)
+        for i in range(len(b)):
+            try:
+                out[i] = np.linalg.solve(A[i], b[i])
+            except np.linalg.LinAlgError:
+                out[i] = np.linalg.lstsq(A[i], b[i], rcond=None)[0]
+        return out

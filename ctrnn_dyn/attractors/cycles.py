@@ -310,6 +310,8 @@ _CYCLE_DEFAULTS = {
 
 
 class _Options(NamedTuple):
+    """:func:`find_limit_cycle`'s checked options (:func:`_cycle_options`)."""
+
     dt: float
     n_transient: int
     n_search: int
@@ -324,6 +326,7 @@ class _Options(NamedTuple):
 
 def _cycle_options(*, dt, n_transient, n_search, section_radius, tol, max_newton,
                    fixed_point_tol, recurrence_tol, trivial_tol, dtype) -> _Options:
+    """:func:`find_limit_cycle`'s keyword options, checked (each error names its option)."""
     _check_positive(dt, "dt")
     _check_nonneg_int(n_transient, "n_transient")
     _check_positive(n_search, "n_search", integer=True)
@@ -424,8 +427,11 @@ def _refine(F, u, returns: list[_Return], members: list[int], kind: str, length:
         return [_periodic_orbit(r, f, o) for r, f in zip(returns, refined, strict=False)]
     v = np.stack([r.v for r in pad]).astype(dt)
     z0 = np.concatenate([x_ref, np.array([[r.T0] for r in pad])], axis=1).astype(dt)
+    # the period may move within the orbit computed for its first estimate (ceil(T0) + 4
+    # steps, whatever the compiled length)
+    period_max = np.array([math.ceil(r.T0) + 2.0 for r in pad])
     refined = newton(lambda z: circle_systems(Fg, z, ug, x_ref, v, length), z0, tols,
-                     o.max_newton, period_bracket=(1.0, length - 2.0))
+                     o.max_newton, period_max=period_max)
     return [_invariant_circle(r, f, o) for r, f in zip(returns, refined, strict=False)]
 
 

@@ -400,6 +400,8 @@ def _coverage_run(F, x_start, u, finite, first, roots, damping, solve_kw, polish
     Starts whose first run found no root were restarted already."""
     tol_q = solve_kw["tol_q"]
     finite = finite & first.converged & ~_ended_nearest(x_start, first, roots)
+    if not finite.any():  # every start ended at its nearest root: nothing to solve again
+        return first[finite]
     ((_, Fs),) = stack_maps([F])  # a stack of one network
     kw = {**solve_kw, "linear_solver": resolve_linear_solver(solve_kw["linear_solver"],
                                                              x_start.shape[1])}
