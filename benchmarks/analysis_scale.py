@@ -9,7 +9,7 @@ own trajectories (8 trials of 50 steps under random inputs, plus ``N(0, 0.5²)``
 and ``classify_dynamics`` from 8 of the starts (500 transient + 2000 steps).
 
 * **batched**: the maps are :class:`~ctrnn_dyn.dynamics.OneStepMap` pytrees of one shape,
-  stacked on a network axis: the fixed-point solver's first round runs every network of a chunk
+  stacked on a network axis: each round of the fixed-point solver runs every network of a chunk
   in one program, and the classification all networks in one program
   (:func:`ctrnn_dyn.ensemble_analysis.find_fixed_points_ensemble` and
   ``classify_dynamics_ensemble``); every program compiles once.

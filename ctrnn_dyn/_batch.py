@@ -21,7 +21,8 @@ from jax.sharding import Mesh, PartitionSpec
 
 from ctrnn_dyn._base import _Static, merge_map, split_map
 
-__all__ = ["map_groups", "stack_maps", "take_networks", "vmap_over_maps", "NETWORK_AXIS",
+__all__ = ["map_groups", "stack_maps", "take_networks", "vmap_over_maps", "over_devices",
+           "NETWORK_AXIS",
            "network_mesh", "serial_lapack", "serial_when", "stacked_groups"]
 
 
@@ -82,27 +83,35 @@ def vmap_over_maps(fun: Callable, mesh: Mesh | None = None) -> Callable:
     ``vmap`` -ped over the networks, each slice of ``F`` merged back into a map of its own.
 
     With a ``mesh`` (:func:`network_mesh`) the networks are split over its devices
-    (``shard_map``: each device runs its own networks, nothing is communicated); ``E`` must be
-    a multiple of ``mesh.size``."""
+    (:func:`over_devices`); ``E`` must be a multiple of ``mesh.size``."""
+
+    def networks(F: Any, *xs: Any) -> Any:
+        arrays, static = split_map(F)
+        sizes = {np.shape(leaf)[0] for leaf in jax.tree_util.tree_leaves((arrays, xs))}
+        if sizes == {1}:  # one network: its own program, without a vmap of size one
+            one = jax.tree_util.tree_map(lambda a: a[0], (arrays, xs))
+            out = fun(merge_map(one[0], static), *one[1])
+            return jax.tree_util.tree_map(lambda a: a[None], out)
+        return jax.vmap(lambda a, *x: fun(merge_map(a, static), *x))(arrays, *xs)
+
+    return over_devices(networks, mesh)
+
+
+def over_devices(fun: Callable, mesh: Mesh | None) -> Callable:
+    """``fun(F, *args)`` of a stacked map and arguments with a leading axis ``E`` -> the same
+    with the networks split over ``mesh``'s devices (``shard_map``: each device calls ``fun`` on
+    its own networks, nothing is communicated; ``E`` a multiple of ``mesh.size``); ``fun``
+    itself for ``mesh=None``."""
+    if mesh is None:
+        return fun
 
     def call(F: Any, *args: Any) -> Any:
         arrays, static = split_map(F)
-
-        def networks(arrays: Any, *xs: Any) -> Any:
-            sizes = {np.shape(leaf)[0] for leaf in jax.tree_util.tree_leaves((arrays, xs))}
-            if sizes == {1}:  # one network: its own program, without a vmap of size one
-                one = jax.tree_util.tree_map(lambda a: a[0], (arrays, xs))
-                out = fun(merge_map(one[0], static), *one[1])
-                return jax.tree_util.tree_map(lambda a: a[None], out)
-            return jax.vmap(lambda a, *x: fun(merge_map(a, static), *x))(arrays, *xs)
-
-        if mesh is not None:
-            spec = PartitionSpec(NETWORK_AXIS)
-            # check_vma off: constants made inside fun (an identity, a zero carry) are not
-            # "varying" over the mesh axis, which jax.linearize's tangents would have to be
-            networks = jax.shard_map(networks, mesh=mesh, in_specs=spec, out_specs=spec,
-                                     check_vma=False)
-        return networks(arrays, *args)
+        spec = PartitionSpec(NETWORK_AXIS)
+        # check_vma off: constants made inside fun (an identity, a zero carry) are not
+        # "varying" over the mesh axis, which jax.linearize's tangents would have to be
+        return jax.shard_map(lambda a, *xs: fun(merge_map(a, static), *xs), mesh=mesh,
+                             in_specs=spec, out_specs=spec, check_vma=False)(arrays, *args)
 
     return call
 

@@ -207,6 +207,40 @@ class OneStepMap:
             return jnp.diag(1.0 - a) + (a * sprime)[:, None] * K.T
         return jax.jacfwd(self.__call__)(x, u)
 
+    def gauss_newton(self, dtype: Any) -> Callable[[jax.Array, Any], jax.Array] | None:
+        r"""For a :class:`~ctrnn_dyn.model.CTRNNCell`, ``G(x, u) -> (J − I)ᵀ(J − I)``
+        ``(n, n)`` in ``dtype``: the Gauss–Newton matrix of the speed
+        :math:`q = \tfrac12\lVert F(x,u) - x\rVert^2` (Levenberg–Marquardt's ``JᵀJ`` for the
+        residual), built in :math:`O(n^2)` per state instead of the :math:`O(n^3)` of products
+        with ``J``. ``None`` for other cells.
+
+        With :math:`J - I = A(K^\top S - I)`, :math:`A = \mathrm{diag}\,\alpha`,
+        :math:`S = \mathrm{diag}\,f'(x)` (:func:`ctrnn_jacobian`):
+
+        .. math::
+
+            (J-I)^\top(J-I) = S M S - S P - (S P)^\top + A^2,
+            \qquad M = K A^2 K^\top,\quad P = K A^2,
+
+        ``M`` and ``P`` computed once, here (the input enters ``F`` additively: ``G`` does not
+        depend on ``u``)."""
+        if not isinstance(self.cell, CTRNNCell):
+            return None
+        params = _cast_floats(self.params, dtype)
+        K = self.cell.recurrent_weights(params)
+        a2 = jnp.broadcast_to(jnp.asarray(self.cell.alpha_values(params), dtype) ** 2,
+                              (self.state_size,))
+        P = K * a2[None, :]
+        M = P @ K.T
+        fprime = jax.vmap(jax.grad(self.cell.activation_fn))
+
+        def G(x: jax.Array, u: Any = None) -> jax.Array:
+            s = fprime(x)
+            SP = s[:, None] * P
+            return s[:, None] * M * s[None, :] - SP - SP.T + jnp.diag(a2)
+
+        return G
+
 
 def one_step_map(cell: nn.Module, params: Any) -> OneStepMap:
     """Turn ``(cell, params)`` into the deterministic map ``F(x, u)`` on unbatched arrays.

@@ -69,6 +69,27 @@ def test_jacobian_analytic_equals_jacfwd_in_float64(key, kw):
         np.testing.assert_allclose(J_fast, J_np, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("kw", [{}, {"excitatory_fraction": 0.8}, {"activation_fn": nn.sigmoid},
+                                {"train_alpha": True}])
+def test_gauss_newton_matrix_equals_the_product_of_jacfwd_jacobians(key, kw):
+    """``gauss_newton`` (O(n²) per state from K A² Kᵀ) is (J − I)ᵀ(J − I) with J from jacfwd, at
+    states and inputs it was not built for; other cells have none."""
+    cell, params = _net(key, n=7, m=2, alpha=tuple(np.linspace(0.1, 0.9, 7)), **kw)
+    with jax.enable_x64(True):
+        F = one_step_map(cell, params)
+        G = F.gauss_newton(jnp.float64)
+        for i in range(3):
+            x = 2.0 * jax.random.normal(jax.random.fold_in(key, i), (7,), dtype=jnp.float64)
+            u = jnp.array([0.5 * i, -0.2], dtype=jnp.float64)
+            R = np.asarray(jax.jacfwd(F)(x, u)) - np.eye(7)
+            assert G(x, u).dtype == jnp.float64
+            np.testing.assert_allclose(G(x, u), R.T @ R, rtol=0, atol=1e-12)
+        gru = nn.GRUCell(features=3)
+        gru_params = gru.init(key, jnp.zeros(3), jnp.zeros(2))
+        assert one_step_map(gru, gru_params).gauss_newton(jnp.float64) is None
+        assert CHAOS.map(jnp.float64).gauss_newton(jnp.float64) is None
+
+
 def test_rate_cell_jacobian_and_vector_field():
     with jax.enable_x64(True):
         F = CHAOS.map(jnp.float64)

@@ -197,6 +197,30 @@ def test_networks_against_numpy_and_scipy_multistart(net, request):
             np.testing.assert_allclose(J, J_np, rtol=1e-12, atol=1e-13)
 
 
+def test_the_gauss_newton_matrix_of_a_ctrnn_takes_every_start_where_products_with_j_do(
+        random_net, monkeypatch):
+    """The exact LM step built from the map's O(n²) Gauss–Newton matrix moves every start as
+    the step built from d products with JᵀJ does: the same iterations, end points and roots."""
+    from ctrnn_dyn.dynamics import OneStepMap
+
+    F, F_np, _ = random_net
+    starts = np.random.default_rng(3).normal(0.0, 1.5, (48, H_PAT))
+    u = np.array([0.3])
+    kw = dict(tol_unique=None, outlier_distance_scale=None, compute_jacobians=False,
+              linear_solver="dense")
+    built = find_fixed_points(F, starts, u, **kw)
+    monkeypatch.setattr(OneStepMap, "gauss_newton", lambda self, dtype: None)
+    jax.clear_caches()  # the solver's programs are traced again, without the matrix
+    products = find_fixed_points(F, starts, u, **kw)
+    np.testing.assert_array_equal(built.n_iters, products.n_iters)
+    np.testing.assert_array_equal(built.converged, products.converged)
+    np.testing.assert_allclose(built.x, products.x, rtol=0, atol=1e-10)
+    assert built.converged.sum() >= 40
+    for x in built.x[built.converged]:  # roots of an independent NumPy F
+        r = F_np(x, u) - x
+        assert 0.5 * r @ r <= 1e-20
+
+
 # --------------------------------------------------------------------------------------------
 # classification through the finder: hand-made 2-D maps of every class
 # --------------------------------------------------------------------------------------------

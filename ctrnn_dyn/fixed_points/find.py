@@ -169,14 +169,14 @@ def find_fixed_points_batch(
     over all maps of one shape in one compiled program.
 
     The maps' parameters are stacked along a leading network axis
-    (:func:`ctrnn_dyn._batch.stack_maps`). The solver's first round — every start of every
-    network, ``vmap`` -ped over both, where nearly all the time goes — is one program per chunk
-    of networks (equal chunks, each holding at most ``2²⁶`` numbers in its largest
-    intermediate: ``n · d²`` per network for the exact LM step; the last padded to the same
-    size, so one shape compiles), split over ``devices``. Each network's starts still running
-    then finish on their own, and the Newton finish and restarts, the coverage run,
-    deduplication and linearisation run network by network, on compiled programs shared by all
-    networks of the shape.
+    (:func:`ctrnn_dyn._batch.stack_maps`). The solver — every start of every network, where
+    nearly all the time goes — runs in rounds of one program per chunk of networks (equal
+    chunks of at most :data:`_NETWORK_CHUNK_WORK` held numbers, ``n · d`` per network's
+    states, ``n · d²`` with jaxopt's materialised Jacobians; the last chunk padded to the same
+    size, so one shape compiles), split over ``devices``; each program runs, network by
+    network, the blocks of rows that hold a running start. The Newton finish and restarts, the
+    coverage run, deduplication and linearisation run network by network, on compiled programs
+    shared by all networks of the shape.
 
     Args:
         maps: ``E`` one-step maps; pytree maps of one structure and shapes
@@ -186,8 +186,8 @@ def find_fixed_points_batch(
             :func:`find_fixed_points` (pytree carries included), or ``(n, d)`` shared by all.
         inputs: ``None``, an array shared by all maps (``(m,)`` or ``(n, m)``), or a list of
             ``E``, one per map.
-        devices: split the solver's first round (every start of every network of a chunk)
-            over these devices (``shard_map``; the chunk is padded to a multiple of their
+        devices: split the solver's rounds (every start of every network of a chunk) over
+            these devices (``shard_map``; the chunk is padded to a multiple of their
             number): ``"auto"`` (default: all devices when there are several), ``None``, a
             sequence of devices or a 1-axis ``Mesh`` (:func:`ctrnn_dyn._batch.network_mesh`).
             On a CPU the cores are devices only when JAX starts with
@@ -222,9 +222,10 @@ _OPTION_DEFAULTS = {
 }
 
 
-#: A chunk of networks solved in one program keeps its largest intermediate (``n · d²`` numbers
-#: per network: the exact LM step's ``JᵀJ`` per start) at or under this many (512 MiB float64).
-_NETWORK_CHUNK_WORK = 2**26
+#: A chunk of networks solved in one program holds at most this many numbers per array of the
+#: solver's state (``n · d`` per network, ``n · d²`` for jaxopt's materialised Jacobians; 128 MiB
+#: in float64): the exact step's matrices exist for one block of rows at a time.
+_NETWORK_CHUNK_WORK = 2**24
 
 
 def _find(maps, starts, inputs, o, devices=None) -> list[FixedPoints]:
@@ -241,7 +242,8 @@ def _find(maps, starts, inputs, o, devices=None) -> list[FixedPoints]:
                 group = [members[j] for j in idx]
                 n, d = problems[group[0]].x_start.shape
                 mesh = network_mesh(devices, len(group))
-                cap = max(1, _NETWORK_CHUNK_WORK // (n * d * d))
+                held = n * d * (d if o.solve_kw["linear_solver"] == "cholesky" else 1)
+                cap = max(1, _NETWORK_CHUNK_WORK // held)
                 size = -(-len(group) // -(-len(group) // cap))  # equal chunks of <= cap
                 if mesh is not None:  # a multiple of the devices
                     size = -(-size // mesh.size) * mesh.size

@@ -1,8 +1,7 @@
 """The solver's schedule: rounds of iterations over stacked networks and their starts. After
 each round the finished starts are retired and the rest compacted into fewer rows (a few batch
 shapes per call), so the cost follows the sum of iterations over starts, not the slowest start;
-the first round runs every network at once (split over devices when asked), then each network
-with starts left finishes on its own."""
+every round runs all networks at once (split over devices when asked)."""
 
 from __future__ import annotations
 
@@ -94,12 +93,13 @@ def _solve(
     ``active0 (E, n)``; returns the final ``x (E, n, d)`` and iteration counts ``(E, n)``
     (host arrays). ``damping``: LM's initial damping parameter (``None``: jaxopt's ``1e-6``).
 
-    The first round runs every network (all their starts) in one program, split over
+    Every round runs every network (the starts still active) in one program, split over
     ``mesh``'s devices when given (``E`` a multiple of their number; not with
-    ``linear_solver="cholesky"``, whose LAPACK calls are jaxopt's). Nearly every start stops
-    in it; each network with starts left then finishes on its own (one device), its rows
-    compacted on the ladder of :func:`_batch_size`, so that a network whose starts crawl does
-    not keep the finished ones running."""
+    ``linear_solver="cholesky"``, whose LAPACK calls are jaxopt's); the program runs only the
+    blocks of rows holding a running start (:func:`~.solvers._run_networks`), so a network
+    whose starts crawl does not keep the finished ones, or the other networks, running. Between
+    rounds the rows are compacted on the ladder of :func:`_batch_size` (at most three shapes
+    compile)."""
     damping = np.asarray(jaxopt.LevenbergMarquardt.damping_parameter if damping is None
                          else damping, x0.dtype)
     E, n, d = x0.shape
@@ -119,20 +119,25 @@ def _solve(
     )
     # a held state: networks `nets` (the real ones ascending, `held` of them, then copies);
     # slots[i, j]: the start network nets[i]'s row j holds (its starts ascending where valid,
-    # then padding: copies of the first). The first round holds every network; then each
-    # network finishes on its own, from the first round's state (`first`).
-    cur = first = None
+    # then padding: copies of the first). Every round holds the first round's networks (a
+    # network without starts left costs nothing: its rows are frozen and the solver runs only
+    # the blocks holding a running row), their rows compacted on the ladder of _batch_size.
+    cur = None
     rounds = 0
     while active.any():
-        counts = active.sum(1)
-        need = np.flatnonzero(counts)
-        want = need if cur is None else need[:1]
-        shape = (_n_networks(want.size, E), _batch_size(int(counts[want].max()), n, d))
-        if cur is None or shape != cur.slots.shape or want[0] != cur.nets[0]:
-            own = cur is not None and want[0] == cur.nets[0] and cur.mesh is None
-            src = cur if own else first
-            cur = _hold(src, want, shape, active, x_host, u_host, n, F=F, damping=damping,
-                        mesh=mesh if cur is None and linear_solver != "cholesky" else None, **kw)
+        rows = _batch_size(int(active.sum(1).max()), n, d)
+        if cur is None:
+            want = np.flatnonzero(active.any(1))
+            nets = np.concatenate([want, np.full(_n_networks(want.size, E) - want.size,
+                                                 want[0])])
+            Fh = F if np.array_equal(nets, np.arange(_stack_size(F))) else take_networks(F, nets)
+            cur = _hold(None, nets, want.size, rows, active, x_host, u_host, n, F=Fh,
+                        damping=damping,
+                        mesh=mesh if linear_solver != "cholesky" else None, **kw)
+        elif rows != cur.slots.shape[1]:
+            cur = _hold(cur, cur.nets, cur.held, rows, active, x_host, u_host, n, F=cur.F,
+                        damping=damping, mesh=cur.mesh, **kw)
+        shape = cur.slots.shape
         # a live row holds a start still active; the others (retired starts, padding) are
         # frozen (their iteration count passed as the cap stops them at once), not read back
         nets, slots = cur.nets, cur.slots
@@ -154,9 +159,6 @@ def _solve(
             **kw,
         )
         cur = cur._replace(state=state)
-        if first is None:  # kept on one device for the networks finishing on their own
-            first = cur if cur.mesh is None else cur._replace(
-                state=jax.device_put(state, cur.mesh.devices.flat[0]), mesh=None)
         i, j = np.nonzero(live)
         net, start = nets[i], slots[i, j]
         x_host[net, start] = np.asarray(xs)[i, j]
@@ -182,24 +184,24 @@ class _Held(NamedTuple):
     mesh: Any
 
 
-def _hold(src, want, shape, active, x_host, u_host, n, *, F, damping, mesh, **kw) -> _Held:
-    """Hold networks ``want`` with ``shape = (networks, rows)``: their rows gathered from the
-    held state ``src`` (``None``: initial states), split over ``mesh`` if the networks divide
-    evenly over its devices."""
-    if mesh is not None and shape[0] % mesh.size:
+def _hold(src, nets, held, rows, active, x_host, u_host, n, *, F, damping, mesh,
+          **kw) -> _Held:
+    """Hold networks ``nets`` (``held`` real ones, then copies; ``F`` their stacked map) with
+    ``rows`` rows each: their active starts' states gathered from the held state ``src`` of the
+    same networks (``None``: initial states), split over ``mesh`` if the networks divide evenly
+    over its devices."""
+    if mesh is not None and len(nets) % mesh.size:
         mesh = None
-    nets = np.concatenate([want, np.full(shape[0] - want.size, want[0])])
-    slots, valid = _slots(active[nets], shape[1])
-    valid[want.size:] = False
-    Fh = F if np.array_equal(nets, np.arange(_stack_size(F))) else take_networks(F, nets)
+    slots, valid = _slots(active[nets], rows)
+    valid[held:] = False
     if src is None:
         state = _init_states(_rows(x_host[nets], slots),
-                             _input_rows(u_host, nets, slots), damping, F=Fh, mesh=mesh,
+                             _input_rows(u_host, nets, slots), damping, F=F, mesh=mesh,
                              **kw)
     else:
-        at = np.minimum(np.searchsorted(src.nets[:src.held], nets), src.held - 1)
-        state = _gather(src.state, at, _positions(src.slots[at], src.valid[at], slots, n))
-    return _Held(nets, want.size, slots, valid, state, Fh, mesh)
+        state = _gather(src.state, np.arange(len(nets)),
+                        _positions(src.slots, src.valid, slots, n))
+    return _Held(nets, held, slots, valid, state, F, mesh)
 
 
 def _stack_size(F: Any) -> int:

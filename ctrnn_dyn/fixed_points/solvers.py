@@ -10,8 +10,11 @@ given."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -19,8 +22,8 @@ import jaxopt
 from jaxopt.linear_solve import solve_cg
 
 from ctrnn_dyn import linear
-from ctrnn_dyn._base import jit_map
-from ctrnn_dyn._batch import serial_lapack, serial_when, vmap_over_maps
+from ctrnn_dyn._base import jit_map, merge_map, split_map
+from ctrnn_dyn._batch import over_devices, serial_lapack, serial_when, vmap_over_maps
 
 logger = logging.getLogger(__name__)
 
@@ -35,20 +38,33 @@ _COMPILE = {"xla_backend_optimization_level": 1}
 
 
 
+@dataclasses.dataclass(eq=False)
 class _LevenbergMarquardt(jaxopt.LevenbergMarquardt):
-    """jaxopt's LM, with two fixes for this use.
+    """jaxopt's LM, with three changes for this use.
 
     - With ``materialize_jac=True`` jaxopt ignores ``jac_fun``; we use it (the analytic CT-RNN
       Jacobian).
     - Matrix-free (``materialize_jac=False``), jaxopt sets the initial damping from the exact
       diagonal of ``JᵀJ``, which costs ``d`` Jacobian-vector products per start; we estimate
       it with one probe, ``|v ⊙ JᵀJ v|`` with ``v = 1`` (only its maximum scales the damping).
+    - ``gram_fun(x, u) -> JᵀJ`` (a map's :meth:`~ctrnn_dyn.dynamics.OneStepMap.gauss_newton`),
+      when given, builds the matrix of the exact step (``solver`` then solves
+      ``(JᵀJ + μI) v = b`` with the matrix itself) instead of ``d`` products with ``JᵀJ``.
     """
+
+    gram_fun: Callable | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.materialize_jac and self.jac_fun is not None:
             self._jac_fun = self.jac_fun
+
+    def _solve_linear_eqs(self, matvec, state, params, *args, **kwargs):
+        if self.gram_fun is None:
+            return super()._solve_linear_eqs(matvec, state, params, *args, **kwargs)
+        velocity = self.solver_fn(self.gram_fun(params, *args, **kwargs), state.gradient,
+                                  ridge=state.damping_factor)
+        return velocity, jnp.zeros_like(velocity), velocity
 
     def _jtj_diag_op(self, params, *args, **kwargs):
         v = jnp.ones_like(params)
@@ -103,13 +119,15 @@ def resolve_linear_solver(linear_solver: str, d: int) -> str:
 
 def _dense_solve(matvec, b, ridge, init=None, *, serial=False):
     """Solve ``(A + ridge I) x = b`` exactly, ``A`` (LM's ``JᵀJ``, symmetric positive
-    semi-definite) built column by column from ``matvec`` (``vmap`` turns the ``d`` products into
-    matrix products); the solver state keeps no matrix, unlike jaxopt's materialised LM.
-    ``serial``: one Cholesky call per start (:func:`ctrnn_dyn._batch.serial_lapack`)."""
+    semi-definite) given as a matrix or built column by column from ``matvec`` (``vmap`` turns
+    the ``d`` products into matrix products); the solver state keeps no matrix, unlike jaxopt's
+    materialised LM. ``serial``: one Cholesky call per start
+    (:func:`ctrnn_dyn._batch.serial_lapack`)."""
     del init
     eye = jnp.eye(b.shape[0], dtype=b.dtype)
-    A = jax.vmap(matvec, in_axes=1, out_axes=1)(eye) + ridge * eye
-    return serial_when(serial, partial(jax.scipy.linalg.solve, assume_a="pos"))(A, b)
+    A = matvec if isinstance(matvec, jax.Array) else jax.vmap(matvec, in_axes=1, out_axes=1)(eye)
+    return serial_when(serial, partial(jax.scipy.linalg.solve, assume_a="pos"))(A + ridge * eye,
+                                                                                 b)
 
 
 def _make_solver(
@@ -121,17 +139,22 @@ def _make_solver(
     mixed_precision: bool = False,
     cg_tol: float = 0.0,
     serial: bool = False,
+    dtype: Any = jnp.float64,
 ):
+    """The JAXopt solver of ``method`` for the map ``F`` (``dtype``: the states' float type,
+    which a map's :meth:`~ctrnn_dyn.dynamics.OneStepMap.gauss_newton` is built in)."""
     if method == "lm":
         if linear_solver == "dense":
             # float64 throughout: JᵀJ built from float32 products (20 % faster on 100-unit
             # networks) turns crawling starts of a 16-unit GRU into slow points (13 -> 104)
+            gram = getattr(F, "gauss_newton", None)
             return _LevenbergMarquardt(
                 residual_fun=partial(_residual, F),
                 materialize_jac=False,
                 solver=partial(_dense_solve, serial=serial),
                 maxiter=max_iters,
                 implicit_diff=False,
+                gram_fun=gram(dtype) if callable(gram) else None,
             )
         if linear_solver == "cg":
             # Matrix-free: each CG iteration is one jvp and one vjp of F, which vmap turns into
@@ -181,7 +204,7 @@ def _init_states(x, u, damping, *, F, method, max_iters, linear_solver, cg_iters
 
     def one_network(F, x, u):
         solver = _make_solver(F, method, max_iters, linear_solver, cg_iters, mixed_precision,
-                              cg_tol, serial_lapack(mesh))
+                              cg_tol, serial_lapack(mesh), x.dtype)
         state = jax.vmap(solver.init_state)(x, u)
         if method == "lm":
             # jaxopt starts increase_factor as a Python int; its first update makes it a float
@@ -232,22 +255,52 @@ def _run_chunk(
     cg_tol,
     mesh,
 ):
-    """Up to ``n_iter`` solver iterations per start of a stacked ``F`` (rows ``(E, k)``, vmapped
-    over networks and starts, the networks split over ``mesh``'s devices or ``None``); returns
-    the stop flags too."""
-    return vmap_over_maps(partial(
-        _run_network, method=method, n_iter=n_iter, tol_q=tol_q, tol_grad=tol_grad,
+    """Up to ``n_iter`` solver iterations per start of a stacked ``F`` (rows ``(E, k)``, the
+    networks split over ``mesh``'s devices or ``None``); returns the stop flags too."""
+    return over_devices(partial(
+        _run_networks, method=method, n_iter=n_iter, tol_q=tol_q, tol_grad=tol_grad,
         grad_rtol=grad_rtol, max_iters=max_iters, linear_solver=linear_solver,
         cg_iters=cg_iters, mixed_precision=mixed_precision, cg_tol=cg_tol,
         serial=serial_lapack(mesh),
     ), mesh)(F, x, state, u, iters)
 
 
-def _run_network(F, x, state, u, iters, *, method, n_iter, tol_q, tol_grad, grad_rtol,
-                 max_iters, linear_solver, cg_iters, mixed_precision, cg_tol, serial):
-    """:func:`_run_chunk` for one network's rows."""
+def _run_networks(F, x, state, u, iters, *, max_iters, **kw):
+    """:func:`_run_chunk` on one device: the rows ``(E, k)`` of the stacked ``F``'s networks in
+    blocks of :func:`row_block` rows of one network, one block after another, each block's
+    loop ending with its own rows; only the blocks holding a running row are run (a network's
+    running rows sorted first; frozen rows come with their cap as iteration count). The cost
+    is that of the blocks still running, network by network, not of every row of every
+    network until the slowest is done (as one loop ``vmap`` -ped over networks and rows)."""
+    arrays, static = split_map(F)
+    E, k = iters.shape
+    size = row_block(k)
+    per_net = k // size
+    frozen = iters >= max_iters
+    order = jnp.argsort(frozen, axis=1, stable=True)
+    running = -(-jnp.sum(~frozen, axis=1) // size)  # (E,) blocks holding a running row
+    blocks = jnp.arange(E * per_net)
+    todo = jnp.argsort(blocks % per_net >= running[blocks // per_net], stable=True)
+
+    def block(i, carry):
+        net, b = jnp.divmod(todo[i], per_net)
+        rows = jax.lax.dynamic_slice_in_dim(order[net], b * size, size)
+        Fn = merge_map([None if a is None else a[net] for a in arrays], static)
+        xs, st, its, _ = carry
+        part = jax.tree_util.tree_map(lambda a: a[net, rows], (xs, st, u, its))
+        out = _run_rows(Fn, *part, max_iters=max_iters, **kw)
+        return jax.tree_util.tree_map(lambda a, new: a.at[net, rows].set(new), carry, out)
+
+    return jax.lax.fori_loop(0, jnp.sum(running), block,
+                             (x, state, iters, jnp.ones((E, k), bool)))
+
+
+def _run_rows(F, x, state, u, iters, *, method, n_iter, tol_q, tol_grad, grad_rtol,
+              max_iters, linear_solver, cg_iters, mixed_precision, cg_tol, serial):
+    """Up to ``n_iter`` solver iterations on rows ``(b, ...)`` of one network's map ``F``
+    (``vmap`` -ped; the loop ends when each row has stopped)."""
     solver = _make_solver(F, method, max_iters, linear_solver, cg_iters, mixed_precision, cg_tol,
-                          serial)
+                          serial, x.dtype)
 
     def stop_rule(x, st, u, it):
         q = st.value if method == "lm" else _speed(F, x, u)
@@ -273,25 +326,7 @@ def _run_network(F, x, state, u, iters, *, method, n_iter, tol_q, tol_grad, grad
         x, st, it, _, stop = jax.lax.while_loop(cond, body, carry)
         return x, st, it, stop
 
-    k = x.shape[0]
-    size = row_block(k)
-    if size == k:
-        return jax.vmap(one)(x, state, u, iters)
-    # the rows still running (frozen rows come with their cap as iteration count) in blocks,
-    # one after another, until the blocks holding running rows are done: the frozen rows
-    # cost nothing, instead of every iteration of one vmapped loop over all rows
-    frozen = iters >= max_iters
-    order = jnp.argsort(frozen, stable=True)
-    stop = jnp.ones(k, bool)
-
-    def block(b, carry):
-        rows = jax.lax.dynamic_slice_in_dim(order, b * size, size)
-        xs, st, its, stop = carry
-        part = jax.tree_util.tree_map(lambda a: a[rows], (xs, st, u, its))
-        out = jax.vmap(one)(*part)
-        return jax.tree_util.tree_map(lambda a, new: a.at[rows].set(new), carry, out)
-
-    return jax.lax.fori_loop(0, -(-jnp.sum(~frozen) // size), block, (x, state, iters, stop))
+    return jax.vmap(one)(x, state, u, iters)
 
 
 #: A network's rows run in blocks of at least this many (:func:`row_block`).
