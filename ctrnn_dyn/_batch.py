@@ -165,15 +165,32 @@ def serial_when(serial: bool, fun: Callable) -> Callable:
     return jax.custom_batching.sequential_vmap(fun) if serial else fun
 
 
+#: The batch analyses run a group's networks in chunks whose parameters hold at most this many
+#: numbers (2 MiB in float64), so that a scan's networks stay in cache from step to step:
+#: classifying 128 networks of 100 units in one program took twice as long as in chunks of 32
+#: or fewer.
+_CHUNK_NUMBERS = 2**18
+
+
 def stacked_groups(maps: Any, devices: Any) -> list[tuple[list[int], list[int], Any, Mesh | None]]:
-    """:func:`stack_maps` for an analysis over devices: per group of ``maps``, ``(indices,
-    padded, stacked map, mesh)``: the group's indices into ``maps``, the same padded with copies
-    of its first to a multiple of the mesh's devices (the stacked map holds ``padded``), and the
-    :func:`network_mesh` of ``devices`` for the group (``None``: one device)."""
+    """:func:`stack_maps` for an analysis over devices, in chunks: per chunk of a group of
+    ``maps`` (equal chunks whose parameters hold at most :data:`_CHUNK_NUMBERS` numbers),
+    ``(indices, padded, stacked map, mesh)``: the chunk's indices into ``maps``, the same padded
+    with copies of its first to the chunk size (a multiple of the mesh's devices; one compiled
+    shape per group), the stacked map of ``padded``, and the :func:`network_mesh` of
+    ``devices`` for the chunk (``None``: one device)."""
     out = []
     for idx in map_groups(maps):
-        mesh = network_mesh(devices, len(idx))
-        padded = idx + [idx[0]] * (-len(idx) % (1 if mesh is None else mesh.size))
-        ((_, F),) = stack_maps([maps[i] for i in padded])
-        out.append((idx, padded, F, mesh))
+        arrays, _ = split_map(maps[idx[0]])
+        per_network = max(1, sum(int(np.size(a)) for a in arrays if a is not None))
+        cap = max(1, _CHUNK_NUMBERS // per_network)
+        size = -(-len(idx) // -(-len(idx) // cap))  # equal chunks of <= cap networks
+        mesh = network_mesh(devices, size)
+        if mesh is not None:
+            size = -(-size // mesh.size) * mesh.size
+        for c in range(0, len(idx), size):
+            chunk = idx[c: c + size]
+            padded = chunk + [chunk[0]] * (size - len(chunk))
+            ((_, F),) = stack_maps([maps[i] for i in padded])
+            out.append((chunk, padded, F, mesh))
     return out

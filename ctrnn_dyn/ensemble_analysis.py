@@ -33,6 +33,9 @@ def network_maps(cell: nn.Module, params: Any,
     from ctrnn_dyn.dynamics import one_step_map
 
     n = _n_networks(params)
+    # sliced on the host: an eager device slice compiles a program per leaf shape and
+    # dispatches one per leaf and network (the batch analyses stack the maps on the host)
+    params = jax.tree_util.tree_map(np.asarray, params)
     alphas = None if not hparams or "alpha" not in hparams else np.asarray(hparams["alpha"])
     maps = []
     for i in range(n):

@@ -32,8 +32,17 @@ def _starts(E: int, seed: int):
     return np.random.default_rng(seed).normal(size=(E, 3, 6))
 
 
-def test_batch_equals_one_by_one():
+@pytest.mark.parametrize("chunks", [False, True])
+def test_batch_equals_one_by_one(chunks, monkeypatch):
+    """In one program, or in chunks of two networks (the third padded with a copy), the verdicts
+    are the ones of the networks one by one."""
     _, _, maps = _maps(5, 0)
+    if chunks:
+        from ctrnn_dyn import _batch
+
+        numbers = sum(np.size(a) for a in jax.tree_util.tree_leaves(maps[0]))
+        monkeypatch.setattr(_batch, "_CHUNK_NUMBERS", 2 * numbers)
+        assert [len(c[1]) for c in _batch.stacked_groups(maps, None)] == [2, 2, 2]
     starts = _starts(5, 0)
     u = np.array([0.3, -0.2])
     batch = classify_dynamics_batch(maps, starts, u, **OPTIONS)

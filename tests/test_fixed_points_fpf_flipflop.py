@@ -87,8 +87,8 @@ def test_retiring_into_smaller_batches_changes_no_answer(monkeypatch):
     gathers = []
     gather = rounds._gather
     monkeypatch.setattr(rounds, "_ONE_SHAPE_WORK", 0)
-    monkeypatch.setattr(rounds, "_gather", lambda tree, nets, rows:
-                        gathers.append(rows.shape[1]) or gather(tree, nets, rows))
+    monkeypatch.setattr(rounds, "_gather", lambda tree, rows:
+                        gathers.append(rows.shape[1]) or gather(tree, rows))
     ladder = find_fixed_points(F, starts, np.zeros(3), **kw)
     assert gathers and set(gathers) <= {128, 32}  # the smaller shapes were used
     np.testing.assert_array_equal(ladder.converged, one.converged)

@@ -366,9 +366,9 @@ def test_a_first_call_compiles_the_solver_once():
 def test_the_coverage_run_is_skipped_where_every_start_reached_one_root(monkeypatch):
     from ctrnn_dyn.fixed_points import find as find_module
 
-    calls = []
-    real = find_module._coverage_run
-    monkeypatch.setattr(find_module, "_coverage_run",
+    calls = []  # the starts to solve again are chosen only where the first runs found roots
+    real = find_module._ended_nearest
+    monkeypatch.setattr(find_module, "_ended_nearest",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
     starts = np.linspace(-0.5, 1.5, 21)[:, None]
     fps = find_module.find_fixed_points(SWITCH.map(), starts)  # three roots: it runs

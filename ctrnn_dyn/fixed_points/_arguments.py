@@ -5,6 +5,7 @@ starts, the inputs, and a trial evaluation of the map on their shapes."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import numbers
 from collections.abc import Callable
@@ -15,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ctrnn_dyn import _checks
+from ctrnn_dyn._base import merge_map, split_map
 from ctrnn_dyn.fixed_points.container import FixedPoints
 from ctrnn_dyn.fixed_points.solvers import (
     _DEFAULT_CHUNK,
@@ -118,16 +120,32 @@ def _prepare_inputs(F: Any, inputs: Any, n: int, dt: np.dtype) -> np.ndarray | N
 
 
 def _check_map(F: Any, d: int, u: np.ndarray | None, dt: np.dtype) -> None:
-    x = jax.ShapeDtypeStruct((d,), dt)
-    uu = None if u is None else jax.ShapeDtypeStruct(u.shape[1:], dt)
+    """``F`` maps a state ``(d,)`` (and an input like ``u``'s rows) to ``(d,)``: traced once per
+    static part and array shapes of ``F`` (an ensemble's maps share one trace)."""
+    arrays, static = split_map(F)
+    shapes = tuple(None if a is None else (tuple(np.shape(a)), np.dtype(a.dtype))
+                   for a in arrays)
+    u_shape = None if u is None else tuple(u.shape[1:])
     try:
-        # through a lambda: eval_shape of a dataclass map would format its arrays (repr) to
-        # name the trace, a few milliseconds a call
-        out = jax.eval_shape(lambda x, u: F(x, u), x, uu)
+        hash(static)
+    except TypeError:  # an unhashable static part: traced every time
+        return _check_map_shapes.__wrapped__(static, shapes, d, u_shape, np.dtype(dt))
+    return _check_map_shapes(static, shapes, d, u_shape, np.dtype(dt))
+
+
+@functools.lru_cache(maxsize=64)
+def _check_map_shapes(static: Any, shapes: tuple, d: int, u_shape: tuple | None,
+                      dt: np.dtype) -> None:
+    abstract = [None if s is None else jax.ShapeDtypeStruct(*s) for s in shapes]
+    x = jax.ShapeDtypeStruct((d,), dt)
+    uu = None if u_shape is None else jax.ShapeDtypeStruct(u_shape, dt)
+    try:
+        out = jax.eval_shape(lambda arrays, x, u: merge_map(arrays, static)(x, u), abstract, x,
+                             uu)
     except (ValueError, TypeError) as err:
         raise ValueError(
             f"F failed on a state of shape ({d},) (from initial_states) and an input of shape "
-            f"{None if u is None else u.shape[1:]} (from inputs): {err}"
+            f"{u_shape} (from inputs): {err}"
         ) from err
     shape = getattr(out, "shape", None)
     if shape != (d,):

@@ -230,7 +230,8 @@ _NETWORK_CHUNK_WORK = 2**24
 
 def _find(maps, starts, inputs, o, devices=None) -> list[FixedPoints]:
     """Every map's :class:`FixedPoints`: the maps grouped by structure and shapes, each group's
-    solve batched over its networks (in chunks), then each network finished on its own."""
+    solve and coverage run batched over its networks (in chunks), the rest network by
+    network."""
     out: list[Any] = [None] * len(maps)
     with _checks.precision_context(o.dt):
         problems = [_prepare(F, s, u, o.dt) for F, s, u in zip(maps, starts, inputs, strict=True)]
@@ -254,26 +255,31 @@ def _find(maps, starts, inputs, o, devices=None) -> list[FixedPoints]:
                     padded = [problems[i] for i in chunk]
                     padded += [padded[0]._replace(finite=np.zeros_like(padded[0].finite))
                                ] * (size - len(chunk))
-                    x_fin, iters = _solve_stacked(padded, o, mesh)
+                    ((_, F),) = stack_maps([p.Fm for p in padded])
+                    x_fin, iters = _solve_stacked(F, padded, np.stack([p.finite for p in padded]),
+                                                  o, mesh)
+                    firsts = [_first_points(problems[i], x_fin[j], iters[j], o)
+                              for j, i in enumerate(chunk)]
+                    more = _coverage_runs(F, padded, firsts, o, mesh)
                     for j, i in enumerate(chunk):
-                        out[i] = _finish_problem(problems[i], x_fin[j], iters[j], o)
+                        out[i] = _result(problems[i], firsts[j], more[j], o)
     return out
 
 
-def _solve_stacked(problems: list[_Problem], o, mesh=None) -> tuple[np.ndarray, np.ndarray]:
-    """The solver on the problems' stacked maps and starts: ``x (E, n, d)``, ``iters (E, n)``."""
-    ((_, F),) = stack_maps([p.Fm for p in problems])
+def _solve_stacked(F, problems: list[_Problem], active: np.ndarray, o, mesh=None,
+                   damping=None) -> tuple[np.ndarray, np.ndarray]:
+    """The solver on the problems' stacked map ``F`` and their starts ``active (E, n)``:
+    ``x (E, n, d)``, ``iters (E, n)``."""
     d = problems[0].x_start.shape[1]
     u = None if problems[0].u is None else np.stack([p.u for p in problems])
     kw = {**o.solve_kw, "linear_solver": resolve_linear_solver(o.solve_kw["linear_solver"], d)}
-    return _solve(F, np.stack([p.x_start for p in problems]), u,
-                  np.stack([p.finite for p in problems]), mesh=mesh, **kw)
+    return _solve(F, np.stack([p.x_start for p in problems]), u, active, mesh=mesh,
+                  damping=damping, **kw)
 
 
-def _finish_problem(p: _Problem, x_fin: np.ndarray, iters: np.ndarray, o) -> FixedPoints:
-    """From the solver's end points to the result: the Newton finish and restarts of the starts
-    left above ``tol_q``, the stop reasons, the coverage run, outliers, deduplication and the
-    linearisation of the unique points."""
+def _first_points(p: _Problem, x_fin: np.ndarray, iters: np.ndarray, o) -> FixedPoints:
+    """One entry per start from the solver's end points: the Newton finish and restarts of the
+    starts left above ``tol_q``, and the stop reasons."""
     Fm, finite, tol_q = p.Fm, p.finite, o.tol_q
     n = finite.size
     # host arrays: rows are picked on the host (no device slicing program per number of rows)
@@ -319,24 +325,27 @@ def _finish_problem(p: _Problem, x_fin: np.ndarray, iters: np.ndarray, o) -> Fix
         n_starts=np.ones(n, np.int64),
         stop_reason=reason,
     )
-    roots = (fps[converged].unique(o.tol_unique).x
-             if o.coverage_damping is not None and o.method == "lm" and o.tol_unique is not None
-             else ())
-    if len(roots) > 1:
-        more = _coverage_run(Fm, x_start, u, finite, fps, roots, float(o.coverage_damping),
-                             o.solve_kw, o.polish_steps, o.tol_unique)
-        finite = np.concatenate([finite, np.ones(len(more), bool)])
-        fps = FixedPoints.concatenate([fps, more])
     logger.info(
         "find_fixed_points: starts stopped %s",
         ", ".join(f"{np.sum(reason == k)} {label}" for k, label in enumerate(STOP_REASONS)),
     )
+    return fps
+
+
+def _result(p: _Problem, fps: FixedPoints, more: FixedPoints | None, o) -> FixedPoints:
+    """The result from the starts' entries ``fps`` and the roots only the coverage run reached
+    (``more``): outliers dropped, deduplicated, the unique points linearised."""
+    n = len(fps)
+    finite = p.finite
+    if more is not None:
+        finite = np.concatenate([finite, np.ones(len(more), bool)])
+        fps = FixedPoints.concatenate([fps, more])
     if o.outlier_distance_scale is not None:
         fps = fps[_outlier_mask(fps.x, fps.x_init, o.outlier_distance_scale) | ~finite]
     if o.tol_unique is not None:
         fps = fps.unique(o.tol_unique)
     if o.compute_jacobians and len(fps):
-        fps = add_linearisation(Fm, fps, p.u is None, o.decompose, o.left_eigvecs,
+        fps = add_linearisation(p.Fm, fps, p.u is None, o.decompose, o.left_eigvecs,
                                  o.marginal_tol)
     logger.info("find_fixed_points: %d starts -> %d entries (%d fixed)", n, len(fps),
                 int(np.sum(fps.converged)))
@@ -392,31 +401,44 @@ def _host_rows(arrays, idx):
     return tuple(None if a is None else a[idx] for a in arrays)
 
 
-def _coverage_run(F, x_start, u, finite, first, roots, damping, solve_kw, polish_steps,
-                  tol_unique):
-    """Solve the starts whose first run reached a root other than the root (of those found)
-    nearest to the start a second time with LM's initial damping ``damping`` (a damped first
-    phase: short gradient-like first steps that stay in basins the first run's Gauss–Newton
-    steps jump over), Newton-finish them, and return, as converged entries, the roots they
-    reach that their first run did not (farther than ``tol_unique`` from its end point).
-    Starts whose first run found no root were restarted already."""
-    tol_q = solve_kw["tol_q"]
-    finite = finite & first.converged & ~_ended_nearest(x_start, first, roots)
-    if not finite.any():  # every start ended at its nearest root: nothing to solve again
-        return first[finite]
-    ((_, Fs),) = stack_maps([F])  # a stack of one network
-    kw = {**solve_kw, "linear_solver": resolve_linear_solver(solve_kw["linear_solver"],
-                                                             x_start.shape[1])}
-    x2, iters = _solve(Fs, x_start[None], None if u is None else u[None], finite[None],
-                       damping=damping, **kw)
-    x2, iters = x2[0], iters[0]
-    q = np.array(_speeds(x2, u, F=F))
-    cand = np.flatnonzero(finite & np.isfinite(q) & (q > tol_q))
-    if cand.size and polish_steps:
-        _finish(F, x2, q, u, cand, polish_steps, tol_q)
-    same = first.converged & (np.linalg.norm(x2 - first.x, axis=1) <= tol_unique)
-    new = np.flatnonzero(finite & np.isfinite(q) & (q <= tol_q) & ~same)
-    logger.debug("coverage run (damping %g): %d starts reached another root", damping, new.size)
+def _coverage_runs(F, problems: list[_Problem], firsts: list[FixedPoints], o,
+                   mesh=None) -> list[FixedPoints | None]:
+    """The coverage run of every network of the stacked ``F`` (``problems`` padded as the
+    stack), in one solve: the starts whose first run reached a root other than the root (of
+    those it found) nearest to the start are solved a second time with LM's initial damping
+    ``coverage_damping`` (a damped first phase: short gradient-like first steps that stay in
+    basins the first run's Gauss–Newton steps jump over) and Newton-finished. Returns, per
+    network of ``firsts``, the roots they reach that their first run did not (farther than
+    ``tol_unique`` from its end point) as converged entries, or ``None`` where no start was
+    solved again. Starts whose first run found no root were restarted already."""
+    if o.coverage_damping is None or o.method != "lm" or o.tol_unique is None:
+        return [None] * len(firsts)
+    n = problems[0].x_start.shape[0]
+    again = np.zeros((len(problems), n), bool)
+    for j, (p, first) in enumerate(zip(problems, firsts, strict=False)):
+        roots = first[first.converged].unique(o.tol_unique).x
+        if len(roots) > 1:  # where every start reached one root there is nothing to cover
+            again[j] = p.finite & first.converged & ~_ended_nearest(p.x_start, first, roots)
+    if not again.any():
+        return [None] * len(firsts)
+    x2, iters = _solve_stacked(F, problems, again, o, mesh, damping=float(o.coverage_damping))
+    return [_coverage_points(p, first, x2[j], iters[j], again[j], o) if again[j].any() else None
+            for j, (p, first) in enumerate(zip(problems, firsts, strict=False))]
+
+
+def _coverage_points(p: _Problem, first: FixedPoints, x2: np.ndarray, iters: np.ndarray,
+                     again: np.ndarray, o) -> FixedPoints:
+    """The roots that the coverage run took the starts ``again`` to and their first run did
+    not, Newton-finished, as converged entries."""
+    tol_q, u = o.tol_q, p.u
+    q = np.array(_speeds(x2, u, F=p.Fm))
+    cand = np.flatnonzero(again & np.isfinite(q) & (q > tol_q))
+    if cand.size and o.polish_steps:
+        _finish(p.Fm, x2, q, u, cand, o.polish_steps, tol_q)
+    same = first.converged & (np.linalg.norm(x2 - first.x, axis=1) <= o.tol_unique)
+    new = np.flatnonzero(again & np.isfinite(q) & (q <= tol_q) & ~same)
+    logger.debug("coverage run (damping %g): %d starts reached another root",
+                 o.coverage_damping, new.size)
     k = new.size
     return FixedPoints(
         x=x2[new],

@@ -14,8 +14,6 @@ import jax.numpy as jnp
 import jaxopt
 import numpy as np
 
-from ctrnn_dyn._base import split_map
-from ctrnn_dyn._batch import take_networks
 from ctrnn_dyn.fixed_points.solvers import _COMPILE, _init_states, _run_chunk
 
 logger = logging.getLogger(__name__)
@@ -53,20 +51,10 @@ def _batch_size(n_active: int, n_total: int, d: int) -> int:
 
 
 @partial(jax.jit, compiler_options=_COMPILE)
-def _gather(tree: Any, nets: jax.Array, rows: jax.Array) -> Any:
-    """Networks ``nets (E',)`` of a tree of leaves ``(E, k, ...)``, and rows ``rows (E', k')``
-    of each."""
+def _gather(tree: Any, rows: jax.Array) -> Any:
+    """Rows ``rows (E, k')`` of each network of a tree of leaves ``(E, k, ...)``."""
     return jax.tree_util.tree_map(
-        lambda a: jax.vmap(lambda b, i: jnp.take(b, i, axis=0))(jnp.take(a, nets, axis=0), rows),
-        tree)
-
-
-def _n_networks(n_active: int, n_total: int) -> int:
-    """Networks held in a round: ``1, 4, 16, …`` (capped at ``n_total``) for ``n_active``."""
-    size = 1
-    while size < n_active:
-        size *= 4
-    return min(size, n_total)
+        lambda a: jax.vmap(lambda b, i: jnp.take(b, i, axis=0))(a, rows), tree)
 
 
 def _solve(
@@ -117,40 +105,31 @@ def _solve(
         mixed_precision=mixed_precision,
         cg_tol=cg_tol,
     )
-    # a held state: networks `nets` (the real ones ascending, `held` of them, then copies);
-    # slots[i, j]: the start network nets[i]'s row j holds (its starts ascending where valid,
-    # then padding: copies of the first). Every round holds the first round's networks (a
-    # network without starts left costs nothing: its rows are frozen and the solver runs only
-    # the blocks holding a running row), their rows compacted on the ladder of _batch_size.
+    # the held state: every network of the stack (one without starts left costs nothing: its
+    # rows are frozen and the solver runs only the blocks holding a running row), its rows
+    # compacted on the ladder of _batch_size; slots[e, j]: the start network e's row j holds
+    # (its active starts ascending where valid, then padding: copies of the first)
     cur = None
     rounds = 0
     while active.any():
         rows = _batch_size(int(active.sum(1).max()), n, d)
-        if cur is None:
-            want = np.flatnonzero(active.any(1))
-            nets = np.concatenate([want, np.full(_n_networks(want.size, E) - want.size,
-                                                 want[0])])
-            Fh = F if np.array_equal(nets, np.arange(_stack_size(F))) else take_networks(F, nets)
-            cur = _hold(None, nets, want.size, rows, active, x_host, u_host, n, F=Fh,
-                        damping=damping,
+        if cur is None or rows != cur.slots.shape[1]:
+            cur = _hold(cur, rows, active, x_host, u_host, n, F=F, damping=damping,
                         mesh=mesh if linear_solver != "cholesky" else None, **kw)
-        elif rows != cur.slots.shape[1]:
-            cur = _hold(cur, cur.nets, cur.held, rows, active, x_host, u_host, n, F=cur.F,
-                        damping=damping, mesh=cur.mesh, **kw)
         shape = cur.slots.shape
         # a live row holds a start still active; the others (retired starts, padding) are
         # frozen (their iteration count passed as the cap stops them at once), not read back
-        nets, slots = cur.nets, cur.slots
-        live = cur.valid & active[nets[:, None], slots]
-        its_in = np.where(live, iters[nets[:, None], slots], max_iters)
+        slots = cur.slots
+        live = cur.valid & np.take_along_axis(active, slots, axis=1)
+        its_in = np.where(live, np.take_along_axis(iters, slots, axis=1), max_iters)
         # longer rounds once few starts are left: fewer round trips for the slow tail
         n_iter = chunk_iters * int(np.clip(512 // shape[1], 1, 8))
         xs, state, its, stop = _run_chunk(
-            _rows(x_host[nets], slots),
+            _rows(x_host, slots),
             cur.state,
-            _input_rows(u_host, nets, slots),
+            None if u_host is None else _rows(u_host, slots),
             its_in.astype(np.int32),
-            F=cur.F,
+            F=F,
             mesh=cur.mesh,
             n_iter=n_iter,
             tol_q=tol_q,
@@ -159,11 +138,11 @@ def _solve(
             **kw,
         )
         cur = cur._replace(state=state)
-        i, j = np.nonzero(live)
-        net, start = nets[i], slots[i, j]
-        x_host[net, start] = np.asarray(xs)[i, j]
-        iters[net, start] = np.asarray(its)[i, j]
-        stopped = np.asarray(stop)[i, j]
+        net, j = np.nonzero(live)
+        start = slots[net, j]
+        x_host[net, start] = np.asarray(xs)[net, j]
+        iters[net, start] = np.asarray(its)[net, j]
+        stopped = np.asarray(stop)[net, j]
         active[net[stopped], start[stopped]] = False
         rounds += 1
         logger.debug("round %d: %d active (batch %d x %d), %d stopped", rounds, active.sum(),
@@ -172,42 +151,30 @@ def _solve(
 
 
 class _Held(NamedTuple):
-    """The solver state of networks ``nets`` (``held`` real ones, ascending, then copies) and
-    their rows ``slots`` (``valid``: a real start), with their stacked map ``F``."""
+    """The solver state of every network's rows ``slots`` (``valid``: a real start), split over
+    ``mesh``'s devices (or ``None``)."""
 
-    nets: np.ndarray
-    held: int
     slots: np.ndarray
     valid: np.ndarray
     state: Any
-    F: Any
     mesh: Any
 
 
-def _hold(src, nets, held, rows, active, x_host, u_host, n, *, F, damping, mesh,
-          **kw) -> _Held:
-    """Hold networks ``nets`` (``held`` real ones, then copies; ``F`` their stacked map) with
-    ``rows`` rows each: their active starts' states gathered from the held state ``src`` of the
-    same networks (``None``: initial states), split over ``mesh`` if the networks divide evenly
+def _hold(src, rows, active, x_host, u_host, n, *, F, damping, mesh, **kw) -> _Held:
+    """Hold ``rows`` rows of every network: the active starts' states gathered from the held
+    state ``src`` (``None``: initial states), split over ``mesh`` if the networks divide evenly
     over its devices."""
-    if mesh is not None and len(nets) % mesh.size:
+    E = active.shape[0]
+    if mesh is not None and E % mesh.size:
         mesh = None
-    slots, valid = _slots(active[nets], rows)
-    valid[held:] = False
+    slots, valid = _slots(active, rows)
     if src is None:
-        state = _init_states(_rows(x_host[nets], slots),
-                             _input_rows(u_host, nets, slots), damping, F=F, mesh=mesh,
-                             **kw)
+        state = _init_states(_rows(x_host, slots),
+                             None if u_host is None else _rows(u_host, slots), damping, F=F,
+                             mesh=mesh, **kw)
     else:
-        state = _gather(src.state, np.arange(len(nets)),
-                        _positions(src.slots, src.valid, slots, n))
-    return _Held(nets, held, slots, valid, state, F, mesh)
-
-
-def _stack_size(F: Any) -> int:
-    """Networks in a stacked map (1 for a map with no arrays)."""
-    arrays, _ = split_map(F)
-    return next((int(a.shape[0]) for a in arrays if a is not None), 1)
+        state = _gather(src.state, _positions(src.slots, src.valid, slots, n))
+    return _Held(slots, valid, state, mesh)
 
 
 def _slots(active: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -233,6 +200,3 @@ def _rows(a: np.ndarray, slots: np.ndarray) -> np.ndarray:
     return np.take_along_axis(a, slots[..., None], axis=1)
 
 
-def _input_rows(a: np.ndarray | None, nets: np.ndarray, slots: np.ndarray) -> np.ndarray | None:
-    """The inputs' rows (:func:`_rows`), or ``None`` for none."""
-    return None if a is None else _rows(a[nets], slots)
