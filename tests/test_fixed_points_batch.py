@@ -76,6 +76,19 @@ def test_the_solver_runs_the_networks_together(monkeypatch):
     assert calls == [(len(maps), 64, H)]
 
 
+def test_the_coverage_runs_of_the_networks_are_one_solve(monkeypatch):
+    """With the damped coverage run on (the default), the networks' second solves are one call
+    too, on the same stacked shapes as the first (no program of its own)."""
+    calls = []
+    real = find._solve
+    monkeypatch.setattr(find, "_solve", lambda F, x0, *a, **k: calls.append(
+        (x0.shape, k.get("damping"))) or real(F, x0, *a, **k))
+    maps = [F for F, _ in _networks(1)]
+    find_fixed_points_batch(maps, _starts(1, len(maps)), U)
+    shape = (len(maps), 64, H)
+    assert calls == [(shape, None), (shape, 1e-2)]
+
+
 def test_a_second_batch_of_other_networks_compiles_no_solver_program():
     """The solver's programs (initial states, rounds, compaction) are traced over the maps'
     parameters: other networks of the same shapes compile none of them, and a second call on
@@ -203,7 +216,7 @@ _SHARDED = textwrap.dedent("""
 
 
 def test_networks_split_over_two_devices_give_the_one_device_answers():
-    """The solver's first round, the classification, the Lyapunov spectra and the limit
+    """The solver's rounds, the classification, the Lyapunov spectra and the limit
     cycles' settling, split over 2 forced host devices (subprocess: the flag must be set
     before jax is imported), equal one device; twice over, since jaxlib's CPU LAPACK kernels,
     batched on two devices at once, can deadlock (the split programs call them one matrix at
