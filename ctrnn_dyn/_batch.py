@@ -22,8 +22,7 @@ from jax.sharding import Mesh, PartitionSpec
 from ctrnn_dyn._base import _Static, merge_map, split_map
 
 __all__ = ["map_groups", "stack_maps", "take_networks", "vmap_over_maps", "over_devices",
-           "NETWORK_AXIS",
-           "network_mesh", "serial_lapack", "serial_when", "stacked_groups"]
+           "NETWORK_AXIS", "network_mesh", "serial_lapack", "serial_when", "stacked_groups"]
 
 
 def map_groups(maps: Any) -> list[list[int]]:
