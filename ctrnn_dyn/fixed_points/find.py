@@ -415,6 +415,8 @@ def _coverage_runs(F, problems: list[_Problem], firsts: list[FixedPoints], o,
         return [None] * len(firsts)
     n = problems[0].x_start.shape[0]
     again = np.zeros((len(problems), n), bool)
+    # problems may end in padding copies (no first run, nothing solved again): zip stops at
+    # the real networks
     for j, (p, first) in enumerate(zip(problems, firsts, strict=False)):
         roots = first[first.converged].unique(o.tol_unique).x
         if len(roots) > 1:  # where every start reached one root there is nothing to cover

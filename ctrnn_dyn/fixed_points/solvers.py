@@ -48,8 +48,8 @@ class _LevenbergMarquardt(jaxopt.LevenbergMarquardt):
       diagonal of ``JᵀJ``, which costs ``d`` Jacobian-vector products per start; we estimate
       it with one probe, ``|v ⊙ JᵀJ v|`` with ``v = 1`` (only its maximum scales the damping).
     - ``gram_fun(x, u) -> JᵀJ`` (a map's :meth:`~ctrnn_dyn.dynamics.OneStepMap.gauss_newton`),
-      when given, builds the matrix of the exact step (``solver`` then solves
-      ``(JᵀJ + μI) v = b`` with the matrix itself) instead of ``d`` products with ``JᵀJ``.
+      when given, builds the matrix of the exact step, and ``solver`` gets that matrix in place
+      of the product ``v -> JᵀJ v`` (:func:`_ridge_solve`, not :func:`_dense_solve`).
     """
 
     gram_fun: Callable | None = None
@@ -117,17 +117,22 @@ def resolve_linear_solver(linear_solver: str, d: int) -> str:
     return "dense" if d <= _DENSE_MAX_D else "cg"
 
 
-def _dense_solve(matvec, b, ridge, init=None, *, serial=False):
-    """Solve ``(A + ridge I) x = b`` exactly, ``A`` (LM's ``JᵀJ``, symmetric positive
-    semi-definite) given as a matrix or built column by column from ``matvec`` (``vmap`` turns
-    the ``d`` products into matrix products); the solver state keeps no matrix, unlike jaxopt's
-    materialised LM. ``serial``: one Cholesky call per start
+def _ridge_solve(A, b, ridge, init=None, *, serial=False):
+    """Solve ``(A + ridge I) x = b`` exactly, ``A`` (LM's ``JᵀJ``: symmetric positive
+    semi-definite) by Cholesky; ``serial``: one LAPACK call per start
     (:func:`ctrnn_dyn._batch.serial_lapack`)."""
     del init
     eye = jnp.eye(b.shape[0], dtype=b.dtype)
-    A = matvec if isinstance(matvec, jax.Array) else jax.vmap(matvec, in_axes=1, out_axes=1)(eye)
     return serial_when(serial, partial(jax.scipy.linalg.solve, assume_a="pos"))(A + ridge * eye,
                                                                                  b)
+
+
+def _dense_solve(matvec, b, ridge, init=None, *, serial=False):
+    """:func:`_ridge_solve` with ``A`` built column by column from ``matvec`` (``vmap`` turns
+    the ``d`` products into matrix products); the solver state keeps no matrix, unlike jaxopt's
+    materialised LM."""
+    A = jax.vmap(matvec, in_axes=1, out_axes=1)(jnp.eye(b.shape[0], dtype=b.dtype))
+    return _ridge_solve(A, b, ridge, init, serial=serial)
 
 
 def _make_solver(
@@ -148,13 +153,15 @@ def _make_solver(
             # float64 throughout: JᵀJ built from float32 products (20 % faster on 100-unit
             # networks) turns crawling starts of a 16-unit GRU into slow points (13 -> 104)
             gram = getattr(F, "gauss_newton", None)
+            gram = gram(dtype) if callable(gram) else None
             return _LevenbergMarquardt(
                 residual_fun=partial(_residual, F),
                 materialize_jac=False,
-                solver=partial(_dense_solve, serial=serial),
+                # with the map's matrix the solver gets the matrix, else the products
+                solver=partial(_dense_solve if gram is None else _ridge_solve, serial=serial),
                 maxiter=max_iters,
                 implicit_diff=False,
-                gram_fun=gram(dtype) if callable(gram) else None,
+                gram_fun=gram,
             )
         if linear_solver == "cg":
             # Matrix-free: each CG iteration is one jvp and one vjp of F, which vmap turns into
