@@ -140,10 +140,12 @@ def main(argv: list[str] | None = None) -> None:
                     help="networks the per-network loop is timed on (its cost is per network)")
     ap.add_argument("--host-devices", type=int, default=1,
                     help="CPU cores exposed as JAX devices (read before JAX starts)")
+    ap.add_argument("--compile-breakdown", action="store_true",
+                    help="then time the largest size's compilations program by program")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"jax {jax.__version__}; {HIDDEN} units, {STARTS} starts, classify {CLASSIFY_STARTS} "
-          f"starts x {CLASSIFY}; {len(jax.devices())} device(s)")
+          f"starts x {CLASSIFY}; {len(jax.devices())} device(s): {jax.devices()[0].device_kind}")
     key = jax.random.key(0)
     cell, params, starts, picks = ensemble(max(sizes), key)
     n_loop = min(args.loop_max, max(sizes))
@@ -175,6 +177,42 @@ def main(argv: list[str] | None = None) -> None:
         walls = np.array([r[1] for r in rows])
         slope, intercept = np.polyfit(Es, walls, 1)
         print(f"cost fit: {intercept:.1f} s + {slope:.3f} s x E")
+    if args.compile_breakdown:
+        compile_breakdown(cell, params, starts, picks)
+
+
+def compile_breakdown(cell, params, starts, picks) -> None:
+    """The batched analysis of all networks again from empty caches, its compile events
+    (``jax_log_compiles``) summed per program, largest first."""
+    import collections
+    import logging
+    import re
+
+    found = collections.defaultdict(lambda: [0.0, 0])
+    pattern = re.compile(r"Finished (.*?) (?:of|for) (jit\([^)]*\)|\S+) in ([0-9.e-]+) sec")
+
+    class Events(logging.Handler):
+        def emit(self, record):
+            m = pattern.search(record.getMessage())
+            if m:
+                found[(m.group(1), m.group(2))][0] += float(m.group(3))
+                found[(m.group(1), m.group(2))][1] += 1
+
+    handler, log = Events(), logging.getLogger("jax")
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    jax.clear_caches()
+    try:
+        with jax.log_compiles(True):
+            wall, comp, _ = batched(cell, params, starts, picks)
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+    E = len(starts)
+    print(f"compilations of the batch at E = {E} ({wall:.1f} s, compiling {comp:.2f} s):")
+    for (kind, name), (secs, n) in sorted(found.items(), key=lambda kv: -kv[1][0])[:12]:
+        print(f"  {secs:6.2f} s  x{n}  {kind} {name}")
 
 
 if __name__ == "__main__":

@@ -599,6 +599,12 @@ def test_bad_inputs_raise_clear_errors(switch_map, pattern_net):
             find_fixed_points(switch_map, np.ones((2, 1)), coverage_damping=bad)
     with pytest.raises(TypeError, match="coverage_damping must be a float"):
         find_fixed_points(switch_map, np.ones((2, 1)), coverage_damping="0.01")
+    for bad in (0.0, -1.0, np.inf):
+        with pytest.raises(ValueError, match="damping must be > 0, got"):
+            find_fixed_points(switch_map, np.ones((2, 1)), damping=bad)
+    for bad in (None, True, "0.01"):
+        with pytest.raises(TypeError, match="damping must be a float > 0, got"):
+            find_fixed_points(switch_map, np.ones((2, 1)), damping=bad)
 
 
 def test_second_call_with_same_shapes_compiles_nothing(switch_map):

@@ -67,12 +67,15 @@ def test_default_finds_all_27_fixed_points(seed, linear_solver):
             assert np.min(np.linalg.norm(fixed.x - sol.x, axis=1)) < 1e-8
 
 
-def test_without_the_coverage_run_saddles_are_missed():
-    """The cause the coverage run addresses: from these starts Levenberg–Marquardt's undamped
-    first steps leave the small basins of two saddles (they converge to other roots)."""
+def test_undamped_first_steps_miss_saddles_that_damped_ones_find():
+    """The cause the coverage run addresses: from these starts Levenberg–Marquardt's nearly
+    undamped first steps (the default first run) leave the small basins of saddles (they
+    converge to other roots); damped first steps (``1e-2``, the coverage run's) find all 27."""
     F, _, _, starts = _network(3)
-    fps = find_fixed_points(F, starts, np.zeros(3), coverage_damping=None)
-    assert len(fps.fixed) < 27
+    undamped = find_fixed_points(F, starts, np.zeros(3), coverage_damping=None)
+    assert len(undamped.fixed) < 27
+    damped = find_fixed_points(F, starts, np.zeros(3), damping=1e-2, coverage_damping=None)
+    assert len(damped.fixed) == 27
 
 
 def test_retiring_into_smaller_batches_changes_no_answer(monkeypatch):
@@ -119,8 +122,8 @@ def test_rows_in_blocks_give_the_answers_of_one_vmapped_loop(monkeypatch):
 
 def test_the_coverage_run_solves_only_starts_that_ended_away_from_their_nearest_root(
         monkeypatch):
-    """The damped second solve takes the starts whose first run converged to a root other than
-    the nearest one found (a NumPy distance check here); every root is still found."""
+    """The second solve takes the starts whose first run converged to a root other than the
+    nearest one found (a NumPy distance check here); every root is still found."""
     from ctrnn_dyn.fixed_points import find as find_module
 
     F, _, _, starts = _network(3)
@@ -128,7 +131,7 @@ def test_the_coverage_run_solves_only_starts_that_ended_away_from_their_nearest_
     solve = find_module._solve
 
     def spy(F, x0, u, active, **kw):
-        if kw.get("damping") is not None:
+        if kw.get("damping") == 1e-2:  # the coverage run's (the first run's is 1e-6)
             seen["active"] = np.asarray(active)[0].copy()
         return solve(F, x0, u, active, **kw)
 
@@ -143,3 +146,48 @@ def test_the_coverage_run_solves_only_starts_that_ended_away_from_their_nearest_
     elsewhere = first.converged & (dist_start.argmin(1) != dist_end.argmin(1))
     np.testing.assert_array_equal(seen["active"], elsewhere)
     assert 0 < elsewhere.sum() < len(starts) // 2
+
+
+def test_the_damping_falls_with_the_residual(monkeypatch):
+    """After an accepted step LM's damping is capped at ``max(‖r‖², μ q'/q)`` (jaxopt alone
+    divides it by at most 3 per step): from a damped start (``damping=1e-2``, the coverage
+    run's) the starts converge in fewer iterations, to the same roots (of the NumPy map), and
+    each accepted step of a start obeys the cap."""
+    import jax
+    import jaxopt
+
+    from ctrnn_dyn.fixed_points import solvers
+
+    F, F_np, J_np, starts = _network(1)
+    kw = dict(damping=1e-2, tol_unique=None, coverage_damping=None, compute_jacobians=False)
+    capped = find_fixed_points(F, starts, np.zeros(3), **kw)
+    with jax.enable_x64(True):  # the cap, step by step, on a few starts
+        solver = solvers._make_solver(F, "lm", 100, "dense", dtype=jnp.float64)
+        x = jnp.asarray(starts[:64])
+        u = jnp.zeros((64, 3))
+        state = jax.vmap(solver.init_state)(x, u)
+        state = state._replace(damping_factor=state.damping_factor * 1e4)  # 1e-6 -> 1e-2
+        accepted = 0
+        for _ in range(8):
+            x, new = jax.vmap(solver.update)(x, state, u)
+            ratio = np.asarray(new.value) / np.asarray(state.value)
+            cap = np.maximum(2.0 * np.asarray(new.value),
+                             np.asarray(state.damping_factor) * ratio)
+            ok = ratio < 1.0
+            assert np.all(np.asarray(new.damping_factor)[ok] <= cap[ok] * (1 + 1e-12))
+            accepted += ok.sum()
+            state = new
+        assert accepted > 64
+    monkeypatch.setattr(solvers._LevenbergMarquardt, "update", jaxopt.LevenbergMarquardt.update)
+    jax.clear_caches()  # the solver's programs were compiled with the cap
+    try:
+        plain = find_fixed_points(F, starts, np.zeros(3), **kw)
+    finally:  # later tests must not reuse programs compiled without it
+        monkeypatch.undo()
+        jax.clear_caches()
+    assert capped.converged.all() and plain.converged.all()
+    assert np.sum(capped.n_iters) < 0.9 * np.sum(plain.n_iters)
+    same = np.linalg.norm(capped.x - plain.x, axis=1) < 1e-8
+    assert same.mean() > 0.95  # the cap changes the last steps, not (nearly ever) the root
+    for x in capped.x[::64]:
+        assert _newton_root(F_np, J_np, x) is not None

@@ -167,6 +167,7 @@ class _Options(NamedTuple):
     polish_steps: int
     slow_rtol: float
     newton_restarts: int
+    damping: float
     coverage_damping: float | None
     tol_unique: float | None
     outlier_distance_scale: float | None
@@ -178,7 +179,8 @@ class _Options(NamedTuple):
 
 def _checked_options(*, method, tol_q, tol_grad, max_iters, chunk_iters, linear_solver, cg_iters,
                      cg_tol, mixed_precision, grad_rtol, polish_steps, slow_rtol,
-                     newton_restarts, coverage_damping, tol_unique, outlier_distance_scale,
+                     newton_restarts, damping, coverage_damping, tol_unique,
+                     outlier_distance_scale,
                      compute_jacobians, decompose, left_eigvecs, marginal_tol, dtype) -> _Options:
     """:func:`find_fixed_points`' options checked, their defaults resolved."""
     if method not in METHODS:
@@ -216,12 +218,15 @@ def _checked_options(*, method, tol_q, tol_grad, max_iters, chunk_iters, linear_
         decompose = compute_jacobians
     if decompose and not compute_jacobians:
         raise ValueError("decompose=True needs compute_jacobians=True")
-    if coverage_damping is not None:
-        if isinstance(coverage_damping, bool) or not isinstance(coverage_damping, numbers.Real):
-            raise TypeError(f"coverage_damping must be a float > 0 or None, got "
-                            f"{type(coverage_damping).__name__}")
-        if not (np.isfinite(coverage_damping) and coverage_damping > 0):
-            raise ValueError(f"coverage_damping must be > 0 or None, got {coverage_damping!r}")
+    for name, value in (("damping", damping), ("coverage_damping", coverage_damping)):
+        if value is None and name != "damping":
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a float > 0{' or None' * (name != 'damping')}, "
+                            f"got {type(value).__name__}")
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be > 0{' or None' * (name != 'damping')}, "
+                             f"got {value!r}")
     if not (np.isfinite(slow_rtol) and slow_rtol >= 0):
         raise ValueError(f"slow_rtol must be finite and >= 0, got {slow_rtol!r}")
     solve_kw = dict(
@@ -239,7 +244,7 @@ def _checked_options(*, method, tol_q, tol_grad, max_iters, chunk_iters, linear_
     return _Options(
         dt=dt, solve_kw=solve_kw, tol_q=float(tol_q), max_iters=int(max_iters), method=method,
         polish_steps=int(polish_steps), slow_rtol=slow_rtol, newton_restarts=int(newton_restarts),
-        coverage_damping=coverage_damping, tol_unique=tol_unique,
+        damping=float(damping), coverage_damping=coverage_damping, tol_unique=tol_unique,
         outlier_distance_scale=outlier_distance_scale, compute_jacobians=compute_jacobians,
         decompose=decompose, left_eigvecs=left_eigvecs, marginal_tol=marginal_tol,
     )

@@ -49,6 +49,7 @@ def find_fixed_points(
     polish_steps: int = 30,
     slow_rtol: float = 1e-3,
     newton_restarts: int = 10,
+    damping: float = 1e-6,
     coverage_damping: float | None = 1e-2,
     tol_unique: float | None = 1e-3,
     outlier_distance_scale: float | None = 10.0,
@@ -108,23 +109,32 @@ def find_fixed_points(
             route scipy's ``root`` takes; where that reaches a fixed point it replaces the
             solver's end point (default 10; ``0`` skips it). It recovers roots whose basin the
             solver's damped first steps left.
+        damping: ``"lm"``: LM's initial damping parameter of the first run (the initial
+            ``μ`` is it times the largest diagonal entry of ``JᵀJ``; default ``1e-6``,
+            jaxopt's: nearly Gauss–Newton steps, the route scipy's hybrd takes). After each
+            accepted step the damping falls with the residual (at most to ``‖r‖²``), so the last
+            steps to a root stay quadratic however damped the start.
         coverage_damping: with deduplication (``tol_unique`` set) and ``"lm"``, every start
             whose first run reached a root other than the one nearest to the start (of the
             distinct roots the first runs found) is solved again with LM's initial damping
-            parameter at this value instead of jaxopt's ``1e-6`` (the initial ``μ`` is it times
-            the largest diagonal entry of ``JᵀJ``): a damped first phase whose first steps are
-            short gradient-like steps, so it stays in basins that the first run's Gauss–Newton
-            steps jump over. A start whose first run ended at its nearest root is not solved
-            again: on every network benchmarked each root that only this run finds is reached
-            from the other starts (10–48 % of all starts). It is skipped
-            where every start that converged reached one and the same root (most networks
-            analysed by the thousand have a single attractor, and would pay a second solve for
-            nothing; the price is that a root whose basin the first run jumped over in such a
-            network stays unfound). The roots it reaches that the same start's first run did
-            not are added, with :attr:`~FixedPoints.n_starts` ``0`` where no first run ended
-            there (default ``1e-2``; on FixedPointFinder's 16-unit flip-flops it recovers the
-            saddles the first run misses). ``None`` skips it (a fifth to a third of the solve
-            time); so does ``tol_unique=None``, which keeps one entry per start.
+            parameter at this value: a damped first phase whose first steps are short
+            gradient-like steps, so it stays in basins that the first run's Gauss–Newton steps
+            jump over (as FixedPointFinder's Adam does). A start whose first run ended at its
+            nearest root is not solved again, and the run is skipped where every start that
+            converged reached one and the same root (most networks analysed by the thousand
+            have a single attractor, and would pay a second solve for nothing; the price is that
+            a root whose basin the first run jumped over in such a network stays unfound). The
+            roots it reaches that the same start's first run did not are added, with
+            :attr:`~FixedPoints.n_starts` ``0`` where no first run ended there (default
+            ``1e-2``; on FixedPointFinder's 16-unit flip-flops it recovers the saddles the first
+            run misses: 25–26 of the 27 roots without it). ``None`` skips it (a fifth to a half
+            of the solve time); so does ``tol_unique=None``, which keeps one entry per start.
+            The order matters too: damped steps alone (``damping=1e-2``,
+            ``coverage_damping=None``) find the flip-flops' 27 but miss a root hybrd reaches on
+            a strongly recurrent α = 1 network (``tests/test_fixed_points_networks.py``), and a
+            damped first run with a nearly undamped second one (``damping=1e-2``,
+            ``coverage_damping=1e-6``), no faster on the flip-flops, missed a stable node of a
+            network of the attract-or-oscillate reproduction.
         tol_unique: deduplication distance (FixedPointFinder's ``1e-3``; non-converged entries
             within it of a fixed point are merged into it, :attr:`FixedPoints.n_starts`
             counting them); ``None`` returns one entry per start.
@@ -257,7 +267,7 @@ def _find(maps, starts, inputs, o, devices=None) -> list[FixedPoints]:
                                ] * (size - len(chunk))
                     ((_, F),) = stack_maps([p.Fm for p in padded])
                     x_fin, iters = _solve_stacked(F, padded, np.stack([p.finite for p in padded]),
-                                                  o, mesh)
+                                                  o, mesh, o.damping)
                     firsts = [_first_points(problems[i], x_fin[j], iters[j], o)
                               for j, i in enumerate(chunk)]
                     more = _coverage_runs(F, padded, firsts, o, mesh)
@@ -266,10 +276,10 @@ def _find(maps, starts, inputs, o, devices=None) -> list[FixedPoints]:
     return out
 
 
-def _solve_stacked(F, problems: list[_Problem], active: np.ndarray, o, mesh=None,
-                   damping=None) -> tuple[np.ndarray, np.ndarray]:
-    """The solver on the problems' stacked map ``F`` and their starts ``active (E, n)``:
-    ``x (E, n, d)``, ``iters (E, n)``."""
+def _solve_stacked(F, problems: list[_Problem], active: np.ndarray, o, mesh,
+                   damping: float) -> tuple[np.ndarray, np.ndarray]:
+    """The solver on the problems' stacked map ``F`` and their starts ``active (E, n)``, LM's
+    initial damping parameter ``damping``: ``x (E, n, d)``, ``iters (E, n)``."""
     d = problems[0].x_start.shape[1]
     u = None if problems[0].u is None else np.stack([p.u for p in problems])
     kw = {**o.solve_kw, "linear_solver": resolve_linear_solver(o.solve_kw["linear_solver"], d)}
@@ -386,9 +396,7 @@ def _in_blocks(fun, arrays, idx):
 def _ended_nearest(x_start: np.ndarray, first: FixedPoints, roots: np.ndarray) -> np.ndarray:
     """``(n,)``: the start's first run converged to the root nearest to the start of the
     distinct ``roots (R, d)`` the first runs found: such a run is taken to have stepped over
-    no other root's basin. On FixedPointFinder's flip-flops, each root that only the damped
-    coverage run reaches is reached from other starts (12 of the 13 starts that reach one;
-    ``benchmarks/fpf_real.py``)."""
+    no other root's basin."""
 
     def nearest(x):  # squared distances by one product: (n, R), not (n, R, d)
         return np.argmin(np.sum(roots**2, 1)[None, :] - 2.0 * x @ roots.T, axis=1)

@@ -50,6 +50,14 @@ class _LevenbergMarquardt(jaxopt.LevenbergMarquardt):
     - ``gram_fun(x, u) -> JᵀJ`` (a map's :meth:`~ctrnn_dyn.dynamics.OneStepMap.gauss_newton`),
       when given, builds the matrix of the exact step, and ``solver`` gets that matrix in place
       of the product ``v -> JᵀJ v`` (:func:`_ridge_solve`, not :func:`_dense_solve`).
+    - After an accepted step that took ``q`` to ``q'`` the damping ``μ`` is capped at
+      ``max(‖r'‖², μ q'/q)``: near a root ``μ`` falls with the residual (Yamashita and
+      Fukushima's ``μ = ‖r‖²`` keeps LM's local convergence quadratic), where jaxopt divides it
+      by at most 3 per step, so a start that began far from a root (a large initial ``μ``)
+      would finish with several linearly converging, over-damped steps; near a slow point
+      (``q' ≈ q > 0``) the cap is ``μ`` itself and jaxopt's rule stands (``μ = ‖r‖²`` there
+      gives undamped steps that overshoot the minimum of ``q``). After a rejected step jaxopt's
+      increase stands.
     """
 
     gram_fun: Callable | None = None
@@ -58,6 +66,13 @@ class _LevenbergMarquardt(jaxopt.LevenbergMarquardt):
         super().__post_init__()
         if self.materialize_jac and self.jac_fun is not None:
             self._jac_fun = self.jac_fun
+
+    def update(self, params, state, *args, **kwargs):
+        new_params, new = super().update(params, state, *args, **kwargs)
+        ratio = new.value / state.value
+        cap = jnp.maximum(2.0 * new.value, state.damping_factor * ratio)
+        mu = jnp.where(ratio < 1.0, jnp.minimum(new.damping_factor, cap), new.damping_factor)
+        return jaxopt.OptStep(new_params, new._replace(damping_factor=mu))
 
     def _solve_linear_eqs(self, matvec, state, params, *args, **kwargs):
         if self.gram_fun is None:
