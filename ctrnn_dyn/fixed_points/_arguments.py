@@ -177,6 +177,15 @@ class _Options(NamedTuple):
     marginal_tol: float
 
 
+def _check_damping(name: str, value: Any, alternative: str = "") -> None:
+    """An LM damping parameter: a finite real number > 0 (``alternative``: what else the
+    message names as accepted)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a float > 0{alternative}, got {type(value).__name__}")
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be > 0{alternative}, got {value!r}")
+
+
 def _checked_options(*, method, tol_q, tol_grad, max_iters, chunk_iters, linear_solver, cg_iters,
                      cg_tol, mixed_precision, grad_rtol, polish_steps, slow_rtol,
                      newton_restarts, damping, coverage_damping, tol_unique,
@@ -218,15 +227,9 @@ def _checked_options(*, method, tol_q, tol_grad, max_iters, chunk_iters, linear_
         decompose = compute_jacobians
     if decompose and not compute_jacobians:
         raise ValueError("decompose=True needs compute_jacobians=True")
-    for name, value in (("damping", damping), ("coverage_damping", coverage_damping)):
-        if value is None and name != "damping":
-            continue
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(f"{name} must be a float > 0{' or None' * (name != 'damping')}, "
-                            f"got {type(value).__name__}")
-        if not (np.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be > 0{' or None' * (name != 'damping')}, "
-                             f"got {value!r}")
+    _check_damping("damping", damping)
+    if coverage_damping is not None:
+        _check_damping("coverage_damping", coverage_damping, " or None")
     if not (np.isfinite(slow_rtol) and slow_rtol >= 0):
         raise ValueError(f"slow_rtol must be finite and >= 0, got {slow_rtol!r}")
     solve_kw = dict(

@@ -110,7 +110,7 @@ def find_fixed_points(
             solver's end point (default 10; ``0`` skips it). It recovers roots whose basin the
             solver's damped first steps left.
         damping: ``"lm"``: LM's initial damping parameter of the first run (the initial
-            ``μ`` is it times the largest diagonal entry of ``JᵀJ``; default ``1e-6``,
+            ``μ`` is it times the largest diagonal entry of ``JᵀJ``, estimated; default ``1e-6``,
             jaxopt's: nearly Gauss–Newton steps, the route scipy's hybrd takes). After each
             accepted step the damping falls with the residual (at most to ``‖r‖²``), so the last
             steps to a root stay quadratic however damped the start.
@@ -127,8 +127,9 @@ def find_fixed_points(
             roots it reaches that the same start's first run did not are added, with
             :attr:`~FixedPoints.n_starts` ``0`` where no first run ended there (default
             ``1e-2``; on FixedPointFinder's 16-unit flip-flops it recovers the saddles the first
-            run misses: 25–26 of the 27 roots without it). ``None`` skips it (a fifth to a half
-            of the solve time); so does ``tol_unique=None``, which keeps one entry per start.
+            run misses: 25–26 of the 27 roots without it). ``None`` skips it (on the flip-flops
+            a quarter to a half of the call's time); so does ``tol_unique=None``, which keeps
+            one entry per start.
             The order matters too: damped steps alone (``damping=1e-2``,
             ``coverage_damping=None``) find the flip-flops' 27 but miss a root hybrd reaches on
             a strongly recurrent α = 1 network (``tests/test_fixed_points_networks.py``), and a

@@ -69,7 +69,7 @@ class _LevenbergMarquardt(jaxopt.LevenbergMarquardt):
 
     def update(self, params, state, *args, **kwargs):
         new_params, new = super().update(params, state, *args, **kwargs)
-        ratio = new.value / state.value
+        ratio = new.value / state.value  # NaN or inf from q = 0: not an accepted decrease
         cap = jnp.maximum(2.0 * new.value, state.damping_factor * ratio)
         mu = jnp.where(ratio < 1.0, jnp.minimum(new.damping_factor, cap), new.damping_factor)
         return jaxopt.OptStep(new_params, new._replace(damping_factor=mu))
