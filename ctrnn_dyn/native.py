@@ -1,5 +1,6 @@
-r"""Compiled CPU kernels for the two recurrences of :mod:`ctrnn_dyn.fast_path`, built and loaded
-only from a private, verified cache.
+r"""Compiled CPU kernels, built and loaded only from a private, verified cache: the two
+recurrences of :mod:`ctrnn_dyn.fast_path`, and Levenberg–Marquardt's exact step for the
+fixed-point finder.
 
 XLA runs the forward and adjoint loops of a CT-RNN as one small matmul plus a few elementwise
 kernels per time step, each kernel paying a fixed launch cost, and every matmul on one core: at
@@ -19,16 +20,24 @@ With noise, a second forward kernel adds the step's :math:`\alpha s\,\xi_{t-1}` 
 in the step itself (vectorised Philox and libmvec's ``logf``), so that no noise array is
 written or read.
 
+``_native/ridge_solve.cc`` solves LM's step :math:`(J^\top J + \mu I)\,v = J^\top r` for a
+whole batch of starts in one call (Cholesky in panels of four rows, then two triangular
+solves): under ``vmap`` XLA makes one LAPACK call per start, whose fixed cost dominates at 16
+units, and its triangular solves cost nearly as much as the factorisation at 100. The finder
+uses it where :func:`ctrnn_dyn.fixed_points.solvers.linear_solve_path` says so, and each
+:class:`~ctrnn_dyn.fixed_points.FixedPoints` records it (``solver_path``).
+
 **When.** :func:`prepare` builds (once per machine) and loads the kernels. It is called by
-:func:`ctrnn_dyn.train.train`, :func:`~ctrnn_dyn.train.make_train_step`, the ensembles and an
-eager :func:`~ctrnn_dyn.fast_path.fast_forward`, always before tracing and only when JAX's
-default backend is the CPU. Tracing never builds anything: a program traced before
-:func:`prepare` (or with ``CTRNN_DYN_NATIVE=0``, or where the build fails) runs the same loops in
-XLA, and :func:`status` and the training result say which path ran.
+:func:`ctrnn_dyn.train.train`, :func:`~ctrnn_dyn.train.make_train_step`, the ensembles, an
+eager :func:`~ctrnn_dyn.fast_path.fast_forward` and the fixed-point finder, always before
+tracing and only when JAX's default backend is the CPU. Tracing never builds anything: a program
+traced before :func:`prepare` (or with ``CTRNN_DYN_NATIVE=0``, or where the build fails) runs
+the same computations in XLA, and :func:`status`, the training result and the fixed points say
+which path ran.
 
 **Where, and how it is trusted.** The library lives under ``$CTRNN_DYN_CACHE`` (default
 ``~/.cache/ctrnn_dyn``) in ``native/<key>/``, where the key hashes everything that could change
-the binary: the source, the compiler's path and ``--version``, the flags, ``jax`` and ``jaxlib``
+the binary: the sources, the compiler's path and ``--version``, the flags, ``jax`` and ``jaxlib``
 versions, the XLA FFI headers and the CPU's feature flags (``-march=native`` builds must not
 travel). Before anything is loaded:
 
@@ -63,8 +72,8 @@ from ctrnn_dyn._private import CACHE_ENV, Untrusted, cache_root, check_private, 
 
 __all__ = [
     "prepare", "available", "suspended", "status", "kernel_key", "ENV_SWITCH", "CACHE_ENV",
-    "BUILD_TIMEOUT_ENV", "FORWARD_TARGET", "FORWARD_NOISE_TARGET", "BACKWARD_TARGET", "TANH",
-    "RELU",
+    "BUILD_TIMEOUT_ENV", "FORWARD_TARGET", "FORWARD_NOISE_TARGET", "BACKWARD_TARGET",
+    "RIDGE_SOLVE_TARGET", "TANH", "RELU",
 ]
 
 #: Environment variable: ``0`` keeps the XLA loops.
@@ -76,10 +85,16 @@ FORWARD_TARGET = "ctrnn_dyn_forward"
 #: The forward recurrence that also draws the noise of :mod:`ctrnn_dyn.noise` in each step.
 FORWARD_NOISE_TARGET = "ctrnn_dyn_forward_noise"
 BACKWARD_TARGET = "ctrnn_dyn_backward"
+#: Levenberg–Marquardt's exact step ``(A + ridge I)⁻¹ b`` for a batch of small systems
+#: (:func:`ctrnn_dyn.fixed_points.solvers._ridge_solve`).
+RIDGE_SOLVE_TARGET = "ctrnn_dyn_ridge_solve"
 #: The kernels' activation codes (their ``activation`` attribute).
 TANH, RELU = 0, 1
 
-SOURCE = Path(__file__).with_name("_native") / "recurrence.cc"
+_NATIVE = Path(__file__).with_name("_native")
+#: The kernels' sources, compiled into one library, and the header they share.
+SOURCES = (_NATIVE / "recurrence.cc", _NATIVE / "ridge_solve.cc")
+HEADERS = (_NATIVE / "parallel.h",)
 MANIFEST = "manifest.json"
 _log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -131,8 +146,9 @@ def _key(cxx: str) -> str:
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True,
                              timeout=min(_timeout(), 30.0)).stdout
     digest = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), version, cxx, jax.__version__, jaxlib.__version__,
-                 _headers_digest(), _cpu_fingerprint(), repr((_FLAGS, _ATTEMPTS))):
+    for part in (*(p.read_bytes() for p in SOURCES + HEADERS), version, cxx, jax.__version__,
+                 jaxlib.__version__, _headers_digest(), _cpu_fingerprint(),
+                 repr((_FLAGS, _ATTEMPTS))):
         digest.update(part if isinstance(part, bytes) else part.encode())
         digest.update(b"\0")
     return digest.hexdigest()
@@ -166,11 +182,11 @@ def _verified(key_dir: Path, key: str) -> Path | None:
 
 def _build(cxx: str, key_dir: Path, key: str) -> Path:
     """Compile the kernels into ``key_dir`` and record their hash; returns the library."""
-    base = [cxx, *_FLAGS, "-I", jax.ffi.include_dir(), str(SOURCE)]
+    base = [cxx, *_FLAGS, "-I", jax.ffi.include_dir(), *map(str, SOURCES)]
     errors = []
     for extra in _ATTEMPTS:
         with tempfile.TemporaryDirectory(dir=key_dir) as tmp:
-            out = Path(tmp) / "librecurrence.so"
+            out = Path(tmp) / "libkernels.so"
             try:
                 proc = subprocess.run([*base, "-o", str(out), *extra], capture_output=True,
                                       text=True, timeout=_timeout())
@@ -181,7 +197,7 @@ def _build(cxx: str, key_dir: Path, key: str) -> Path:
                 errors.append(proc.stderr.strip().splitlines()[-1:] or ["(no message)"])
                 continue
             sha = _sha256(out)
-            lib = key_dir / f"librecurrence-{sha[:16]}.so"  # content-addressed: races are benign
+            lib = key_dir / f"libkernels-{sha[:16]}.so"  # content-addressed: races are benign
             os.chmod(out, 0o600)
             os.replace(out, lib)
             record = Path(tmp) / MANIFEST
@@ -215,6 +231,8 @@ def _register(lib_path: Path) -> None:
     jax.ffi.register_ffi_target(FORWARD_NOISE_TARGET,
                                 jax.ffi.pycapsule(lib.CtrnnDynForwardNoise), platform="cpu")
     jax.ffi.register_ffi_target(BACKWARD_TARGET, jax.ffi.pycapsule(lib.CtrnnDynBackward),
+                                platform="cpu")
+    jax.ffi.register_ffi_target(RIDGE_SOLVE_TARGET, jax.ffi.pycapsule(lib.CtrnnDynRidgeSolve),
                                 platform="cpu")
 
 

@@ -11,6 +11,7 @@ import pytest
 from helpers import count_compiles
 from test_classify_batch import _maps
 
+from ctrnn_dyn import _checks
 from ctrnn_dyn.attractors import lyapunov_spectrum, lyapunov_spectrum_batch
 
 OPTIONS = dict(n_steps=400, n_transient=100, n_blocks=4, n_exponents=3)
@@ -74,3 +75,43 @@ def test_bad_arguments_are_named():
         lyapunov_spectrum_batch(maps, [np.ones(6), np.ones((2, 6))], **OPTIONS)
     with pytest.raises(ValueError, match="n_exponents"):
         lyapunov_spectrum_batch(maps, x0, n_steps=10, n_exponents=7)
+
+
+def test_gram_schmidt_is_the_thin_qr_of_lapack():
+    from ctrnn_dyn.attractors.lyapunov import _orthonormalise
+
+    a = np.random.default_rng(0).normal(size=(12, 4))
+    a[:, 1] += 0.999 * a[:, 0]  # nearly parallel columns: what the second projection is for
+    killed = a.copy()
+    killed[:, 2] = 0.0  # a direction the map kills
+    with _checks.precision_context(np.float64):
+        Q, r = map(np.asarray, _orthonormalise(jnp.asarray(a.T)))
+        Q0, r0 = map(np.asarray, _orthonormalise(jnp.asarray(killed.T)))
+    Q, Q0 = Q.T, Q0.T  # rows -> columns
+    Qn, Rn = np.linalg.qr(a)
+    np.testing.assert_allclose(r, np.abs(np.diagonal(Rn)), rtol=1e-12)
+    np.testing.assert_allclose(np.abs(Q), np.abs(Qn), atol=1e-12)
+    np.testing.assert_allclose(Q.T @ Q, np.eye(4), atol=1e-15)
+    # the killed column stays zero (|R_22| = 0: log -> -inf) and poisons nothing
+    assert r0[2] == 0.0 and np.all(Q0[:, 2] == 0.0) and np.all(np.isfinite(Q0))
+    np.testing.assert_allclose(Q0[:, [0, 1, 3]].T @ Q0[:, [0, 1, 3]], np.eye(3), atol=1e-15)
+
+
+def test_leading_exponents_by_gram_schmidt_equal_those_by_householder():
+    """k <= 8 exponents use Gram–Schmidt, more use LAPACK's QR: the leading columns of a QR
+    depend only on the leading columns, so the runs' first 8 exponents must agree."""
+    from ctrnn_dyn.attractors import lyapunov as L
+
+    rng = np.random.default_rng(1)
+    W = 3.0 / np.sqrt(10) * rng.normal(size=(10, 10))  # a chaotic tanh network
+
+    def F(x, u=None):
+        return jnp.tanh(x @ W)
+
+    kw = dict(n_steps=2000, n_transient=200, n_blocks=10)
+    assert L._GRAM_SCHMIDT_MAX_K == 8
+    x0 = rng.normal(size=(3, 10))
+    gs = lyapunov_spectrum(F, x0, n_exponents=8, **kw)
+    hh = lyapunov_spectrum(F, x0, n_exponents=10, **kw)
+    assert gs.exponents[:, 0].min() > 0.01  # chaotic: the basis is rotated hard every step
+    np.testing.assert_allclose(gs.exponents, hh.exponents[:, :8], atol=1e-9)

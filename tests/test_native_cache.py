@@ -108,7 +108,7 @@ def _plant(key_dir: Path, text: bytes) -> Path:
     import hashlib
 
     key_dir.mkdir(parents=True, exist_ok=True)
-    lib = key_dir / "librecurrence-planted.so"
+    lib = key_dir / "libkernels-planted.so"
     lib.write_bytes(text)
     (key_dir / native.MANIFEST).write_text(json.dumps({
         "key": native._key(os.environ["CXX"]), "sha256": hashlib.sha256(text).hexdigest(),
@@ -202,7 +202,7 @@ src = key_dir / "planted.c"
 src.write_text('#include <stdio.h>\n#include <stdlib.h>\n'
                '__attribute__((constructor)) static void run(void) {'
                ' FILE *f = fopen(getenv("MARKER"), "w"); if (f) fclose(f); }\n')
-lib = key_dir / "librecurrence-planted.so"
+lib = key_dir / "libkernels-planted.so"
 subprocess.run(["cc", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
 (key_dir / "manifest.json").write_text(json.dumps({
     "key": key, "sha256": hashlib.sha256(lib.read_bytes()).hexdigest(), "library": lib.name}))
@@ -229,7 +229,7 @@ def test_a_truncated_library_in_the_cache_is_rebuilt_and_training_goes_on(tmp_pa
     env = {native.CACHE_ENV: str(tmp_path / "cache")}
     first = _fresh_python(TRAIN_TINY, env)
     assert "(built)" in first
-    (lib,) = (tmp_path / "cache").glob("native/*/librecurrence-*.so")
+    (lib,) = (tmp_path / "cache").glob("native/*/libkernels-*.so")
     lib.write_bytes(lib.read_bytes()[:4096])  # as a full disk or a killed copy leaves it
     again = _fresh_python(TRAIN_TINY, env)
     assert "PATH fast_path/kernels:" in again and "(built)" in again

@@ -28,9 +28,11 @@
 #include <immintrin.h>
 #endif
 
+#include "parallel.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
+using ctrnn_dyn::ParallelChunks;
 
 namespace {
 
@@ -214,33 +216,6 @@ class PaddedWeights {
   int64_t stride_;
   std::vector<T> copy_;
 };
-
-// Runs fn(0..n_chunks-1) on the calling thread and up to (pool threads - 1) pool tasks. Chunks
-// are claimed from a shared counter, so the caller never waits for a chunk nobody started.
-template <typename Fn>
-void ParallelChunks(ffi::ThreadPool& pool, int64_t n_chunks, int64_t workers, Fn fn) {
-  struct State {
-    std::atomic<int64_t> next{0};
-    std::atomic<int64_t> done{0};
-  };
-  auto state = std::make_shared<State>();
-  auto work = [state, n_chunks, fn]() {
-    for (int64_t i; (i = state->next.fetch_add(1)) < n_chunks;) {
-      fn(i);
-      if (state->done.fetch_add(1, std::memory_order_acq_rel) + 1 == n_chunks)
-        state->done.notify_all();
-    }
-  };
-  for (int64_t w = 1; w < workers; ++w) {
-    auto task = work;
-    pool.Schedule(std::move(task));
-  }
-  work();
-  // Sleep, not spin: other devices' programs may want this core (an ensemble sharded over
-  // host devices runs one of these calls per device at once).
-  for (int64_t d; (d = state->done.load(std::memory_order_acquire)) < n_chunks;)
-    state->done.wait(d, std::memory_order_acquire);
-}
 
 struct Layout {
   int64_t nets, rows, batch, n;  // rows: time rows of the state buffer

@@ -41,7 +41,8 @@ class FixedPoints:
     ``N`` entries of a ``d``-dimensional (flat) state with ``m`` inputs. Optional fields are
     ``None`` when not computed. Indexing (``fps[i]``, ``fps[2:5]``, ``fps[mask]``,
     ``fps[[0, 3]]``) returns a ``FixedPoints`` (an integer selects a length-1 container).
-    Registered as a JAX pytree (array fields are leaves; ``stability`` and ``alpha`` are static).
+    Registered as a JAX pytree (array fields are leaves; ``stability``, ``alpha`` and
+    ``solver_path`` are static).
 
     Attributes:
         x: ``(N, d)`` points.
@@ -70,6 +71,10 @@ class FixedPoints:
             at which Newton steps no longer reduce ``q``, ``2`` iteration cap: still moving when
             the budget ran out, ``3`` non-finite), or ``None``; :attr:`stop_labels` gives the
             strings.
+        solver_path: which code ran the solver's linear solves: ``"kernels:<key>"`` (LM's
+            exact steps on the compiled kernel of :mod:`ctrnn_dyn.native`, ``<key>`` its
+            build), ``"xla"``, or ``None`` (not recorded: files written before the field
+            existed, or points not found by :func:`~ctrnn_dyn.fixed_points.find_fixed_points`).
     """
 
     x: np.ndarray
@@ -87,6 +92,7 @@ class FixedPoints:
     alpha: Any = None
     n_starts: np.ndarray | None = None
     stop_reason: np.ndarray | None = None
+    solver_path: str | None = None
 
     def __post_init__(self) -> None:
         for name in _ARRAY_FIELDS + ("stability",):
@@ -207,7 +213,8 @@ class FixedPoints:
     def concatenate(cls, items: Sequence[FixedPoints]) -> FixedPoints:
         """Stack several containers (e.g. one per input condition) along the point axis.
 
-        An optional field is kept only if every item has it; ``alpha`` only if all agree.
+        An optional field is kept only if every item has it; ``alpha`` and ``solver_path``
+        only if all agree.
 
         Raises:
             ValueError: ``items`` is empty or the state sizes differ.
@@ -227,7 +234,9 @@ class FixedPoints:
             )
         alphas = [i.alpha for i in items]
         same = all(a is not None and np.array_equal(a, alphas[0]) for a in alphas)
-        return cls(**fields, alpha=alphas[0] if same else None)
+        paths = {i.solver_path for i in items}
+        return cls(**fields, alpha=alphas[0] if same else None,
+                   solver_path=paths.pop() if len(paths) == 1 else None)
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -248,6 +257,8 @@ class FixedPoints:
         }
         if self.alpha is not None:
             arrays["alpha"] = np.asarray(self.alpha, dtype=float)
+        if self.solver_path is not None:
+            arrays["solver_path"] = np.asarray(self.solver_path, dtype=str)
         arrays["format_version"] = np.asarray(_FORMAT_VERSION)
         _files.remove_stale_temporaries(path)
         _files.atomic_write(path, lambda fh: np.savez(fh, **arrays))
@@ -261,8 +272,9 @@ class FixedPoints:
         float, ``converged`` bool, ``n_iters`` integer ``(N,)``; ``jacobians`` float
         ``(N, d, d)``; ``eigvals`` ``(N, d)`` and ``eigvecs``, ``left_eigvecs`` ``(N, d, d)``
         float or complex; ``n_unstable`` integer and ``stability`` string ``(N,)``; ``alpha``
-        float ``()`` or ``(d,)``), and that each array's declared size is the size of the data
-        the file holds (a header cannot make the reader allocate more than the file backs).
+        float ``()`` or ``(d,)``; ``solver_path`` a string), and that each array's declared size
+        is the size of the data the file holds (a header cannot make the reader allocate more
+        than the file backs).
         Then the values: ``q >= 0``, ``converged`` only where ``x`` and ``q`` are finite, finite
         ``u``, counts in range, known stability classes, ``alpha > 0``. Nothing is unpickled.
 
@@ -305,7 +317,9 @@ class FixedPoints:
         except _InvalidFile as err:
             raise ValueError(str(err)) from None
         fields = {k: arrays.get(k) for k in _ARRAY_FIELDS + ("stability",)}
-        return cls(**fields, alpha=arrays.get("alpha"))
+        path_record = arrays.get("solver_path")
+        return cls(**fields, alpha=arrays.get("alpha"),
+                   solver_path=None if path_record is None else str(path_record))
 
     # -- display -------------------------------------------------------------------------------
 
@@ -326,7 +340,8 @@ class FixedPoints:
         lines = [
             f"FixedPoints: {len(self)} points{starts} "
             f"({int(np.sum(self.converged))} fixed, {len(self.slow)} slow{extra}), "
-            f"d={self.state_size}",
+            f"d={self.state_size}"
+            + ("" if self.solver_path is None else f", solved by {self.solver_path}"),
             head,
             "-" * len(head),
         ]
@@ -374,11 +389,11 @@ def _flatten(fp: FixedPoints):
     stability = None if fp.stability is None else tuple(np.asarray(fp.stability).tolist())
     alpha = None if fp.alpha is None else tuple(np.atleast_1d(fp.alpha).tolist())
     alpha_scalar = fp.alpha is not None and np.ndim(fp.alpha) == 0
-    return children, (stability, alpha, alpha_scalar)
+    return children, (stability, alpha, alpha_scalar, fp.solver_path)
 
 
 def _unflatten(aux, children) -> FixedPoints:
-    stability, alpha, alpha_scalar = aux
+    stability, alpha, alpha_scalar, solver_path = aux
     fields = dict(zip(_ARRAY_FIELDS, children, strict=True))
     obj = object.__new__(FixedPoints)  # skip validation: leaves may be tracers or sentinels
     for name, value in fields.items():
@@ -387,6 +402,7 @@ def _unflatten(aux, children) -> FixedPoints:
     if alpha is not None:
         alpha = np.asarray(alpha[0] if alpha_scalar else alpha, dtype=float)
     object.__setattr__(obj, "alpha", alpha)
+    object.__setattr__(obj, "solver_path", solver_path)
     return obj
 
 

@@ -53,6 +53,7 @@ _FILE_FIELDS: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "n_starts": ("iu", ("N",)),
     "stop_reason": ("iu", ("N",)),
     "alpha": ("f", None),
+    "solver_path": ("U", ()),
     "format_version": ("iu", ()),
 }
 _KIND_NAMES = {"f": "a float array", "b": "a bool array", "iu": "an integer array",

@@ -4,6 +4,7 @@ found."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 from collections.abc import Callable, Sequence
@@ -26,7 +27,7 @@ from ctrnn_dyn.fixed_points.fileformat import _CAP, _CONVERGED, _NONFINITE, _SLO
 from ctrnn_dyn.fixed_points.linearise import add_linearisation
 from ctrnn_dyn.fixed_points.newton import _dogleg, _newton_finish
 from ctrnn_dyn.fixed_points.rounds import _solve
-from ctrnn_dyn.fixed_points.solvers import _speeds, resolve_linear_solver
+from ctrnn_dyn.fixed_points.solvers import _speeds, linear_solve_path, resolve_linear_solver
 
 logger = logging.getLogger(__name__)
 
@@ -272,8 +273,9 @@ def _find(maps, starts, inputs, o, devices=None) -> list[FixedPoints]:
                     firsts = [_first_points(problems[i], x_fin[j], iters[j], o)
                               for j, i in enumerate(chunk)]
                     more = _coverage_runs(F, padded, firsts, o, mesh)
+                    path = _solve_path(o, d)
                     for j, i in enumerate(chunk):
-                        out[i] = _result(problems[i], firsts[j], more[j], o)
+                        out[i] = _result(problems[i], firsts[j], more[j], o, path)
     return out
 
 
@@ -283,9 +285,15 @@ def _solve_stacked(F, problems: list[_Problem], active: np.ndarray, o, mesh,
     initial damping parameter ``damping``: ``x (E, n, d)``, ``iters (E, n)``."""
     d = problems[0].x_start.shape[1]
     u = None if problems[0].u is None else np.stack([p.u for p in problems])
-    kw = {**o.solve_kw, "linear_solver": resolve_linear_solver(o.solve_kw["linear_solver"], d)}
+    kw = {**o.solve_kw, "linear_solver": resolve_linear_solver(o.solve_kw["linear_solver"], d),
+          "kernels": _solve_path(o, d) != "xla"}
     return _solve(F, np.stack([p.x_start for p in problems]), u, active, mesh=mesh,
                   damping=damping, **kw)
+
+
+def _solve_path(o, d: int) -> str:
+    """:func:`~.solvers.linear_solve_path` of the options ``o`` for states of size ``d``."""
+    return linear_solve_path(o.method, resolve_linear_solver(o.solve_kw["linear_solver"], d))
 
 
 def _first_points(p: _Problem, x_fin: np.ndarray, iters: np.ndarray, o) -> FixedPoints:
@@ -343,9 +351,11 @@ def _first_points(p: _Problem, x_fin: np.ndarray, iters: np.ndarray, o) -> Fixed
     return fps
 
 
-def _result(p: _Problem, fps: FixedPoints, more: FixedPoints | None, o) -> FixedPoints:
+def _result(p: _Problem, fps: FixedPoints, more: FixedPoints | None, o,
+            solver_path: str) -> FixedPoints:
     """The result from the starts' entries ``fps`` and the roots only the coverage run reached
-    (``more``): outliers dropped, deduplicated, the unique points linearised."""
+    (``more``): outliers dropped, deduplicated, the unique points linearised, ``solver_path``
+    recorded."""
     n = len(fps)
     finite = p.finite
     if more is not None:
@@ -360,7 +370,7 @@ def _result(p: _Problem, fps: FixedPoints, more: FixedPoints | None, o) -> Fixed
                                  o.marginal_tol)
     logger.info("find_fixed_points: %d starts -> %d entries (%d fixed)", n, len(fps),
                 int(np.sum(fps.converged)))
-    return fps
+    return dataclasses.replace(fps, solver_path=solver_path)
 
 
 def _finish(F, x, q, u, cand, polish_steps, tol_q):

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import jaxopt
 import numpy as np
 
-from ctrnn_dyn.fixed_points.solvers import _COMPILE, _init_states, _run_chunk
+from ctrnn_dyn.fixed_points.solvers import _COMPILE, _init_states, _run_chunk, row_block
 
 logger = logging.getLogger(__name__)
 
@@ -38,14 +38,19 @@ def _batch_size(n_active: int, n_total: int, d: int) -> int:
     about ``n_total / 8`` (a multiple of 8) and ``32``, so that a call compiles the solver for
     at most three shapes (a first call on new shapes pays two or three compiles, not one per
     rung of a fine ladder), at the price of up to 8x padding while many starts remain; only
-    ``n_total`` for small problems (:data:`_ONE_SHAPE_WORK`)."""
+    ``n_total`` for small problems (:data:`_ONE_SHAPE_WORK`). A smaller shape is used only if
+    it is smaller than the solver's block of rows at ``n_total``
+    (:func:`~.solvers.row_block`): a round at the full shape runs only the blocks holding a
+    running start, so a shape of a block or more would save no work, only cost a compile (at
+    256 starts of 100 units the 32-row shape took 0.9 s to compile and saved nothing)."""
     if n_total * d * d <= _ONE_SHAPE_WORK:
         return n_total
+    block = row_block(n_total)
     small = min(n_total, 32)
-    if n_active <= small:
+    if n_active <= small and small < block:
         return small
     mid = -(-n_total // 64) * 8
-    if small < mid < n_total and n_active <= mid:
+    if small < mid < block and n_active <= mid:
         return mid
     return n_total
 
@@ -75,11 +80,14 @@ def _solve(
     cg_tol=0.0,
     damping=None,
     mesh=None,
+    kernels=False,
 ):
     """Run the solver with retirement + compaction for a stacked ``F`` (``E`` networks),
     starts ``x0 (E, n, d)``, inputs ``u (E, n, m)`` or ``None`` and the starts to solve
     ``active0 (E, n)``; returns the final ``x (E, n, d)`` and iteration counts ``(E, n)``
     (host arrays). ``damping``: LM's initial damping parameter (``None``: jaxopt's ``1e-6``).
+    ``kernels``: LM's exact steps on the compiled kernel of :mod:`ctrnn_dyn.native` (static:
+    :func:`~.solvers.linear_solve_path` said so, on the host, before tracing).
 
     Every round runs every network (the starts still active) in one program, split over
     ``mesh``'s devices when given (``E`` a multiple of their number; not with
@@ -104,6 +112,7 @@ def _solve(
         cg_iters=cg_iters,
         mixed_precision=mixed_precision,
         cg_tol=cg_tol,
+        kernels=kernels,
     )
     # the held state: every network of the stack (one without starts left costs nothing: its
     # rows are frozen and the solver runs only the blocks holding a running row), its rows

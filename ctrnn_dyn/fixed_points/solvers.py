@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import jaxopt
 from jaxopt.linear_solve import solve_cg
 
-from ctrnn_dyn import linear
+from ctrnn_dyn import linear, native
 from ctrnn_dyn._base import jit_map, merge_map, split_map
 from ctrnn_dyn._batch import over_devices, serial_lapack, serial_when, vmap_over_maps
 
@@ -132,22 +132,42 @@ def resolve_linear_solver(linear_solver: str, d: int) -> str:
     return "dense" if d <= _DENSE_MAX_D else "cg"
 
 
-def _ridge_solve(A, b, ridge, init=None, *, serial=False):
+def linear_solve_path(method: str, linear_solver: str) -> str:
+    """Which code runs the solver's linear solves for ``method`` and the resolved
+    ``linear_solver``: ``"kernels:<key>"`` where LM's exact steps (``"lm"``, ``"dense"``) run on
+    the compiled kernel of :mod:`ctrnn_dyn.native` (the CPU, once
+    :func:`~ctrnn_dyn.native.prepare` — called here, on the host, before anything is traced —
+    has built and loaded it; not inside :func:`~ctrnn_dyn.native.suspended`), else
+    ``"xla"``."""
+    if method == "lm" and linear_solver == "dense" and native.prepare() and native.available():
+        return f"kernels:{native.kernel_key()}"
+    return "xla"
+
+
+def _ridge_solve(A, b, ridge, init=None, *, serial=False, kernels=False):
     """Solve ``(A + ridge I) x = b`` exactly, ``A`` (LM's ``JᵀJ``: symmetric positive
-    semi-definite) by Cholesky; ``serial``: one LAPACK call per start
-    (:func:`ctrnn_dyn._batch.serial_lapack`)."""
+    semi-definite) by Cholesky (a NaN solution where ``A + ridge I`` is not numerically
+    positive definite). ``kernels``: by the compiled kernel of :mod:`ctrnn_dyn.native` (CPU,
+    after :func:`ctrnn_dyn.native.prepare`): the batch of a ``vmap`` in one call, spread over
+    XLA's thread pool, or with ``serial`` (several host devices' programs at once,
+    :func:`ctrnn_dyn._batch.serial_lapack`) on the calling thread; else by XLA's LAPACK calls,
+    with ``serial`` one call per start."""
     del init
+    if kernels:
+        call = jax.ffi.ffi_call(native.RIDGE_SOLVE_TARGET, jax.ShapeDtypeStruct(b.shape, b.dtype),
+                                vmap_method="broadcast_all")
+        return call(A, b, jnp.asarray(ridge, b.dtype), spread=not serial)
     eye = jnp.eye(b.shape[0], dtype=b.dtype)
     return serial_when(serial, partial(jax.scipy.linalg.solve, assume_a="pos"))(A + ridge * eye,
                                                                                  b)
 
 
-def _dense_solve(matvec, b, ridge, init=None, *, serial=False):
+def _dense_solve(matvec, b, ridge, init=None, *, serial=False, kernels=False):
     """:func:`_ridge_solve` with ``A`` built column by column from ``matvec`` (``vmap`` turns
     the ``d`` products into matrix products); the solver state keeps no matrix, unlike jaxopt's
     materialised LM."""
     A = jax.vmap(matvec, in_axes=1, out_axes=1)(jnp.eye(b.shape[0], dtype=b.dtype))
-    return _ridge_solve(A, b, ridge, init, serial=serial)
+    return _ridge_solve(A, b, ridge, init, serial=serial, kernels=kernels)
 
 
 def _make_solver(
@@ -160,6 +180,7 @@ def _make_solver(
     cg_tol: float = 0.0,
     serial: bool = False,
     dtype: Any = jnp.float64,
+    kernels: bool = False,
 ):
     """The JAXopt solver of ``method`` for the map ``F`` (``dtype``: the states' float type,
     which a map's :meth:`~ctrnn_dyn.dynamics.OneStepMap.gauss_newton` is built in)."""
@@ -173,7 +194,8 @@ def _make_solver(
                 residual_fun=partial(_residual, F),
                 materialize_jac=False,
                 # with the map's matrix the solver gets the matrix, else the products
-                solver=partial(_dense_solve if gram is None else _ridge_solve, serial=serial),
+                solver=partial(_dense_solve if gram is None else _ridge_solve, serial=serial,
+                               kernels=kernels),
                 maxiter=max_iters,
                 implicit_diff=False,
                 gram_fun=gram,
@@ -215,10 +237,10 @@ def _make_solver(
     map_argname="F",
     compiler_options=_COMPILE,
     static_argnames=("method", "max_iters", "linear_solver", "cg_iters", "mixed_precision",
-                     "cg_tol", "mesh"),
+                     "cg_tol", "kernels", "mesh"),
 )
 def _init_states(x, u, damping, *, F, method, max_iters, linear_solver, cg_iters,
-                 mixed_precision, cg_tol, mesh):
+                 mixed_precision, cg_tol, kernels, mesh):
     """Initial solver states for a stacked ``F``, ``x (E, k, d)`` and ``u (E, k, m)`` (or
     ``None``); ``damping`` (LM, a traced scalar: another value compiles nothing) replaces
     jaxopt's initial damping parameter (``1e-6``: the initial ``μ`` is it times the largest
@@ -226,7 +248,7 @@ def _init_states(x, u, damping, *, F, method, max_iters, linear_solver, cg_iters
 
     def one_network(F, x, u):
         solver = _make_solver(F, method, max_iters, linear_solver, cg_iters, mixed_precision,
-                              cg_tol, serial_lapack(mesh), x.dtype)
+                              cg_tol, serial_lapack(mesh), x.dtype, kernels)
         state = jax.vmap(solver.init_state)(x, u)
         if method == "lm":
             # jaxopt starts increase_factor as a Python int; its first update makes it a float
@@ -255,6 +277,7 @@ def _init_states(x, u, damping, *, F, method, max_iters, linear_solver, cg_iters
         "cg_iters",
         "mixed_precision",
         "cg_tol",
+        "kernels",
         "mesh",
     ),
 )
@@ -275,6 +298,7 @@ def _run_chunk(
     cg_iters,
     mixed_precision,
     cg_tol,
+    kernels,
     mesh,
 ):
     """Up to ``n_iter`` solver iterations per start of a stacked ``F`` (rows ``(E, k)``, the
@@ -282,7 +306,7 @@ def _run_chunk(
     return over_devices(partial(
         _run_networks, method=method, n_iter=n_iter, tol_q=tol_q, tol_grad=tol_grad,
         grad_rtol=grad_rtol, max_iters=max_iters, linear_solver=linear_solver,
-        cg_iters=cg_iters, mixed_precision=mixed_precision, cg_tol=cg_tol,
+        cg_iters=cg_iters, mixed_precision=mixed_precision, cg_tol=cg_tol, kernels=kernels,
         serial=serial_lapack(mesh),
     ), mesh)(F, x, state, u, iters)
 
@@ -318,11 +342,11 @@ def _run_networks(F, x, state, u, iters, *, max_iters, **kw):
 
 
 def _run_rows(F, x, state, u, iters, *, method, n_iter, tol_q, tol_grad, grad_rtol,
-              max_iters, linear_solver, cg_iters, mixed_precision, cg_tol, serial):
+              max_iters, linear_solver, cg_iters, mixed_precision, cg_tol, serial, kernels):
     """Up to ``n_iter`` solver iterations on rows ``(b, ...)`` of one network's map ``F``
     (``vmap`` -ped; the loop ends when each row has stopped)."""
     solver = _make_solver(F, method, max_iters, linear_solver, cg_iters, mixed_precision, cg_tol,
-                          serial, x.dtype)
+                          serial, x.dtype, kernels)
 
     def stop_rule(x, st, u, it):
         q = st.value if method == "lm" else _speed(F, x, u)

@@ -1,0 +1,143 @@
+"""The compiled kernel of Levenberg–Marquardt's exact step against NumPy, and the fixed-point
+finder on it against the finder on XLA's LAPACK calls."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ctrnn_dyn import _checks, native
+from ctrnn_dyn.fixed_points import FixedPoints, find_fixed_points
+from ctrnn_dyn.fixed_points.solvers import _ridge_solve, linear_solve_path
+
+pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CXX", "c++")) is None,
+                                reason="no C++ compiler on PATH")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kernels():
+    assert native.prepare(), native.status()
+
+
+def _systems(batch, d, dtype, seed=0, rank=None):
+    """``A = MᵀM`` (rank ``rank``, default ``d``), ``b``, a ridge from 1e-6 to 1 of the largest
+    diagonal entry."""
+    rng = np.random.default_rng(seed)
+    M = rng.normal(size=(*batch, rank or d, d))
+    A = np.swapaxes(M, -1, -2) @ M
+    b = rng.normal(size=(*batch, d))
+    scale = np.max(np.diagonal(A, axis1=-2, axis2=-1), axis=-1)
+    ridge = scale * 10.0 ** rng.uniform(-6, 0, size=batch)
+    return A.astype(dtype), b.astype(dtype), ridge.astype(dtype)
+
+
+def _kernel(A, b, ridge, spread=True):
+    call = jax.ffi.ffi_call(native.RIDGE_SOLVE_TARGET, jax.ShapeDtypeStruct(b.shape, b.dtype))
+    return np.asarray(call(A, b, ridge, spread=spread))
+
+
+@pytest.mark.parametrize("d", [1, 5, 16, 37, 100])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_step_kernel_solves_the_ridge_systems_as_numpy_does(d, dtype):
+    eps = np.finfo(dtype).eps
+    with _checks.precision_context(dtype):
+        for rank in (d, max(1, d // 2)):  # full rank, and JᵀJ of a rank-deficient J
+            A, b, ridge = _systems((3, 4), d, dtype, seed=d + rank, rank=rank)
+            x = _kernel(jnp.asarray(A), jnp.asarray(b), jnp.asarray(ridge))
+            assert x.dtype == dtype and x.shape == b.shape
+            K = A.astype(np.float64) + ridge[..., None, None] * np.eye(d)
+            xs = np.linalg.solve(K, b.astype(np.float64)[..., None])[..., 0]
+            # backward stable (a small residual whatever the conditioning), and forward error
+            # within the condition number
+            residual = np.linalg.norm(np.einsum("...ij,...j->...i", K, x) - b, axis=-1)
+            bound = 20 * d * eps * np.linalg.norm(K, 2, axis=(-2, -1)) * np.linalg.norm(x, axis=-1)
+            assert np.all(residual <= bound + 10 * eps * np.linalg.norm(b, axis=-1))
+            cond = np.linalg.cond(K)
+            err = np.linalg.norm(x - xs, axis=-1) / np.linalg.norm(xs, axis=-1)
+            assert np.all(err <= 20 * d * eps * cond)
+
+
+def test_the_calling_thread_alone_gives_the_same_bits_as_the_pool():
+    with _checks.precision_context(np.float64):
+        A, b, ridge = _systems((64,), 100, np.float64, seed=3)
+        spread = _kernel(jnp.asarray(A), jnp.asarray(b), jnp.asarray(ridge), spread=True)
+        inline = _kernel(jnp.asarray(A), jnp.asarray(b), jnp.asarray(ridge), spread=False)
+    np.testing.assert_array_equal(spread, inline)
+
+
+def test_a_matrix_that_is_not_positive_definite_gives_nans_only_for_itself():
+    with _checks.precision_context(np.float64):
+        A, b, ridge = _systems((4,), 6, np.float64, seed=4)
+        A[1] -= 1e3 * np.eye(6)  # indefinite
+        A[2, 3, 3] = np.nan
+        x = _kernel(jnp.asarray(A), jnp.asarray(b), jnp.asarray(ridge))
+        xla = np.asarray(jax.vmap(_ridge_solve)(jnp.asarray(A), jnp.asarray(b),
+                                                 jnp.asarray(ridge)))
+    assert np.all(np.isnan(x[1])) and np.all(np.isnan(x[2]))
+    assert np.all(np.isnan(xla[1]))  # as XLA's Cholesky does
+    np.testing.assert_allclose(x[[0, 3]], xla[[0, 3]], rtol=1e-10)
+
+
+def test_under_vmap_the_kernel_path_equals_lapack():
+    with _checks.precision_context(np.float64):
+        A, b, ridge = _systems((2, 32), 16, np.float64, seed=5)
+        args = tuple(map(jnp.asarray, (A, b, ridge)))
+
+        def solve(kernels):
+            one = jax.vmap(lambda a, v, r: _ridge_solve(a, v, r, kernels=kernels))
+            return np.asarray(jax.jit(jax.vmap(one))(*args))
+
+        np.testing.assert_allclose(solve(True), solve(False), rtol=1e-9)
+
+
+def _gain_two_ctrnn(d=16, seed=0):
+    """A random tanh CT-RNN map at α = 1 with gain 2 (many fixed points), and its NumPy twin."""
+    rng = np.random.default_rng(seed)
+    W = 2.0 / np.sqrt(d) * rng.normal(size=(d, d))
+    b = 0.1 * rng.normal(size=d)
+
+    def F(x, u=None):
+        return jnp.tanh(x @ W + b)
+
+    return F, (lambda x: np.tanh(x @ W + b)), rng.normal(size=(256, d))
+
+
+def test_the_finder_on_the_kernel_finds_what_it_finds_on_lapack_and_says_so():
+    F, f_np, starts = _gain_two_ctrnn()
+    on = find_fixed_points(F, starts, tol_unique=None, compute_jacobians=False,
+                           coverage_damping=None)
+    with native.suspended():
+        off = find_fixed_points(F, starts, tol_unique=None, compute_jacobians=False,
+                                coverage_damping=None)
+    assert on.solver_path == f"kernels:{native.kernel_key()}" and off.solver_path == "xla"
+    same = np.all(np.abs(on.x - off.x) < 1e-8, axis=1)
+    assert same.mean() >= 0.98, same.mean()  # a step's rounding may tip a start elsewhere
+    assert abs(int(on.n_iters.sum()) - int(off.n_iters.sum())) <= 0.02 * off.n_iters.sum()
+    for fps in (on, off):
+        fixed = fps.x[fps.converged]
+        assert len(fixed) > 0.9 * len(starts)
+        assert np.max(np.linalg.norm(f_np(fixed) - fixed, axis=1)) < 1e-9
+    a = np.unique(np.round(on.unique(1e-3).fixed.x, 5), axis=0)
+    b = np.unique(np.round(off.unique(1e-3).fixed.x, 5), axis=0)
+    assert len(a) == len(b) > 1
+
+
+def test_the_path_is_recorded_saved_and_combined(tmp_path):
+    F, _, starts = _gain_two_ctrnn(d=4, seed=1)
+    fps = find_fixed_points(F, starts[:32])
+    assert fps.solver_path.startswith("kernels:")
+    assert "solved by kernels:" in fps.summary().splitlines()[0]
+    fps.save(tmp_path / "fps.npz")
+    assert FixedPoints.load(tmp_path / "fps.npz").solver_path == fps.solver_path
+    xla = find_fixed_points(F, starts[:32], linear_solver="cg")  # no exact steps: XLA's CG
+    assert xla.solver_path == "xla"
+    assert FixedPoints.concatenate([fps, fps]).solver_path == fps.solver_path
+    assert FixedPoints.concatenate([fps, xla]).solver_path is None
+    assert linear_solve_path("lbfgs", "dense") == "xla"
+    with native.suspended():
+        assert linear_solve_path("lm", "dense") == "xla"
