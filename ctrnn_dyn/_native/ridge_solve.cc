@@ -5,9 +5,10 @@
 //
 // Under vmap XLA calls LAPACK once per matrix (potrf, then two trsv): at d = 16 the calls' fixed
 // cost is most of the time, at d = 100 the triangular solves take nearly as long as the
-// factorisation. Here each matrix is factored right-looking in upper form, in panels of four rows,
-// every update a contiguous row update the compiler vectorises, and the batch is spread over XLA's thread pool
-// (spread = true) or solved on the calling thread (programs of several host devices at once).
+// factorisation. Here each matrix is factored right-looking in upper form, in panels of four
+// rows, every update a contiguous row update the compiler vectorises, and the batch is spread
+// over XLA's thread pool (spread = true) or solved on the calling thread (programs of several
+// host devices running at once).
 // Only the upper triangle of A is read. A matrix that is not numerically positive definite (a
 // pivot <= 0 or not finite) gives a NaN solution, as XLA's Cholesky does.
 #include <algorithm>
@@ -88,7 +89,8 @@ void RidgeSolveOne(int64_t d, const T* __restrict A, const T* __restrict b, T ri
   }
 }
 
-// Systems per pool task: enough work (~2e5 multiply-adds) to pay for scheduling it.
+// Workers for a batch: one per ~2e5 multiply-adds of factorisation (less work does not pay for
+// scheduling a pool task), at most the pool's threads and the batch.
 int64_t Workers(int64_t batch, int64_t d, int64_t threads) {
   const double work = static_cast<double>(batch) * d * d * d / 3.0;
   const int64_t wanted = static_cast<int64_t>(work / 2e5) + 1;

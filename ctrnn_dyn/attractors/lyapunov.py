@@ -84,8 +84,8 @@ class LyapunovSpectrum(NamedTuple):
 
 #: Up to this many exponents the tangent basis is re-orthonormalised by Gram–Schmidt in plain
 #: vector operations (unrolled over the vectors), above it by LAPACK's Householder QR: under
-#: ``vmap`` over starts and networks LAPACK is one call per small matrix, which took a fifth of a
-#: classification's time (4 exponents, 100 units).
+#: ``vmap`` over starts and networks LAPACK is one call per small matrix (4 exponents, 100 units:
+#: a classification of 64 networks on two host devices took 4.9 s with it, 3.9 s without).
 _GRAM_SCHMIDT_MAX_K = 8
 
 #: Benettin steps per iteration of the compiled loops: two steps per iteration halve the loop's
@@ -98,9 +98,16 @@ def _orthonormalise(a, serial: bool = False):
 
     For ``k <=`` :data:`_GRAM_SCHMIDT_MAX_K`: classical Gram–Schmidt with every vector projected
     twice ("twice is enough": orthogonal to rounding while the vectors are not numerically
-    dependent, as Benettin's basis, re-orthonormalised every step, is not); a vector with
-    nothing left stays zero (:math:`|R_{ii}| = 0`). Above it LAPACK's QR, ``serial``: one call
-    per matrix under ``vmap`` (:func:`ctrnn_dyn._batch.serial_lapack`)."""
+    dependent, as Benettin's basis, re-orthonormalised every step, is not),
+
+    .. math::
+
+        v \leftarrow v - \sum_{i<j} (q_i^\top v)\, q_i \ \text{(twice)},\qquad
+        |R_{jj}| = \lVert v \rVert,\qquad q_j = v / \lVert v \rVert,
+
+    starting from :math:`v = a_j`; a vector with nothing left stays zero
+    (:math:`|R_{jj}| = 0`). Above it LAPACK's QR, ``serial``: one call per matrix under ``vmap``
+    (:func:`ctrnn_dyn._batch.serial_lapack`)."""
     k = a.shape[0]
     if k > _GRAM_SCHMIDT_MAX_K:
         Q, R = serial_when(serial, lambda m: tuple(jnp.linalg.qr(m)))(a.T)

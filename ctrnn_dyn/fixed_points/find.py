@@ -255,6 +255,9 @@ def _find(maps, starts, inputs, o, devices=None) -> list[FixedPoints]:
                 group = [members[j] for j in idx]
                 n, d = problems[group[0]].x_start.shape
                 mesh = network_mesh(devices, len(group))
+                # decided once per group, on the host before anything is traced: what runs is
+                # what each result records
+                path = _solve_path(o, d)
                 held = n * d * (d if o.solve_kw["linear_solver"] == "cholesky" else 1)
                 cap = max(1, _NETWORK_CHUNK_WORK // held)
                 size = -(-len(group) // -(-len(group) // cap))  # equal chunks of <= cap
@@ -269,24 +272,24 @@ def _find(maps, starts, inputs, o, devices=None) -> list[FixedPoints]:
                                ] * (size - len(chunk))
                     ((_, F),) = stack_maps([p.Fm for p in padded])
                     x_fin, iters = _solve_stacked(F, padded, np.stack([p.finite for p in padded]),
-                                                  o, mesh, o.damping)
+                                                  o, mesh, o.damping, path)
                     firsts = [_first_points(problems[i], x_fin[j], iters[j], o)
                               for j, i in enumerate(chunk)]
-                    more = _coverage_runs(F, padded, firsts, o, mesh)
-                    path = _solve_path(o, d)
+                    more = _coverage_runs(F, padded, firsts, o, mesh, path)
                     for j, i in enumerate(chunk):
                         out[i] = _result(problems[i], firsts[j], more[j], o, path)
     return out
 
 
-def _solve_stacked(F, problems: list[_Problem], active: np.ndarray, o, mesh,
-                   damping: float) -> tuple[np.ndarray, np.ndarray]:
+def _solve_stacked(F, problems: list[_Problem], active: np.ndarray, o, mesh, damping: float,
+                   path: str) -> tuple[np.ndarray, np.ndarray]:
     """The solver on the problems' stacked map ``F`` and their starts ``active (E, n)``, LM's
-    initial damping parameter ``damping``: ``x (E, n, d)``, ``iters (E, n)``."""
+    initial damping parameter ``damping``, its linear solves on ``path``
+    (:func:`_solve_path`): ``x (E, n, d)``, ``iters (E, n)``."""
     d = problems[0].x_start.shape[1]
     u = None if problems[0].u is None else np.stack([p.u for p in problems])
     kw = {**o.solve_kw, "linear_solver": resolve_linear_solver(o.solve_kw["linear_solver"], d),
-          "kernels": _solve_path(o, d) != "xla"}
+          "kernels": path != "xla"}
     return _solve(F, np.stack([p.x_start for p in problems]), u, active, mesh=mesh,
                   damping=damping, **kw)
 
@@ -420,8 +423,8 @@ def _host_rows(arrays, idx):
     return tuple(None if a is None else a[idx] for a in arrays)
 
 
-def _coverage_runs(F, problems: list[_Problem], firsts: list[FixedPoints], o,
-                   mesh=None) -> list[FixedPoints | None]:
+def _coverage_runs(F, problems: list[_Problem], firsts: list[FixedPoints], o, mesh,
+                   path: str) -> list[FixedPoints | None]:
     """The coverage run of every network of the stacked ``F`` (``problems`` padded as the
     stack), in one solve: the starts whose first run reached a root other than the root (of
     those it found) nearest to the start are solved a second time with LM's initial damping
@@ -429,7 +432,8 @@ def _coverage_runs(F, problems: list[_Problem], firsts: list[FixedPoints], o,
     basins the first run's Gauss–Newton steps jump over) and Newton-finished. Returns, per
     network of ``firsts``, the roots they reach that their first run did not (farther than
     ``tol_unique`` from its end point) as converged entries, or ``None`` where no start was
-    solved again. Starts whose first run found no root were restarted already."""
+    solved again. Starts whose first run found no root were restarted already. ``path``: as
+    for :func:`_solve_stacked`."""
     if o.coverage_damping is None or o.method != "lm" or o.tol_unique is None:
         return [None] * len(firsts)
     n = problems[0].x_start.shape[0]
@@ -442,7 +446,7 @@ def _coverage_runs(F, problems: list[_Problem], firsts: list[FixedPoints], o,
             again[j] = p.finite & first.converged & ~_ended_nearest(p.x_start, first, roots)
     if not again.any():
         return [None] * len(firsts)
-    x2, iters = _solve_stacked(F, problems, again, o, mesh, damping=float(o.coverage_damping))
+    x2, iters = _solve_stacked(F, problems, again, o, mesh, float(o.coverage_damping), path)
     return [_coverage_points(p, first, x2[j], iters[j], again[j], o) if again[j].any() else None
             for j, (p, first) in enumerate(zip(problems, firsts, strict=False))]
 

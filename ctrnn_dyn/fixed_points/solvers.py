@@ -40,7 +40,7 @@ _COMPILE = {"xla_backend_optimization_level": 1}
 
 @dataclasses.dataclass(eq=False)
 class _LevenbergMarquardt(jaxopt.LevenbergMarquardt):
-    """jaxopt's LM, with three changes for this use.
+    """jaxopt's LM, with these changes for this use.
 
     - With ``materialize_jac=True`` jaxopt ignores ``jac_fun``; we use it (the analytic CT-RNN
       Jacobian).
