@@ -232,12 +232,13 @@ class OneStepMap:
                               (self.state_size,))
         P = K * a2[None, :]
         M = P @ K.T
+        # Pᵀ once here: (SP)ᵀ per state would be a transposed read in the program's loop
+        Pt = P.T
         fprime = jax.vmap(jax.grad(self.cell.activation_fn))
 
         def G(x: jax.Array, u: Any = None) -> jax.Array:
             s = fprime(x)
-            SP = s[:, None] * P
-            return s[:, None] * M * s[None, :] - SP - SP.T + jnp.diag(a2)
+            return (s[:, None] * (M * s[None, :] - P) - Pt * s[None, :]) + jnp.diag(a2)
 
         return G
 

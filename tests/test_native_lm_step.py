@@ -24,31 +24,39 @@ def kernels():
     assert native.prepare(), native.status()
 
 
-def _systems(batch, d, dtype, seed=0, rank=None):
-    """``A = MᵀM`` (rank ``rank``, default ``d``), ``b``, a ridge from 1e-6 to 1 of the largest
-    diagonal entry."""
+def _systems(batch, d, dtype, seed=0, rank=None, normal=False):
+    """``A = MᵀM`` (``M (d, d)`` of rank ``rank``, default ``d``: its other rows zero), ``b``, a
+    ridge from 1e-6 to 1 of the largest diagonal entry; ``normal``: ``M`` in place of ``A``."""
     rng = np.random.default_rng(seed)
-    M = rng.normal(size=(*batch, rank or d, d))
+    M = np.zeros((*batch, d, d))
+    M[..., : rank or d, :] = rng.normal(size=(*batch, rank or d, d))
     A = np.swapaxes(M, -1, -2) @ M
     b = rng.normal(size=(*batch, d))
     scale = np.max(np.diagonal(A, axis1=-2, axis2=-1), axis=-1)
     ridge = scale * 10.0 ** rng.uniform(-6, 0, size=batch)
-    return A.astype(dtype), b.astype(dtype), ridge.astype(dtype)
+    return (M if normal else A).astype(dtype), b.astype(dtype), ridge.astype(dtype)
 
 
-def _kernel(A, b, ridge, spread=True):
+def _kernel(A, b, ridge, spread=True, normal=False):
     call = jax.ffi.ffi_call(native.RIDGE_SOLVE_TARGET, jax.ShapeDtypeStruct(b.shape, b.dtype))
-    return np.asarray(call(A, b, ridge, spread=spread))
+    return np.asarray(call(A, b, ridge, spread=spread, normal=normal))
 
 
-@pytest.mark.parametrize("d", [1, 5, 16, 37, 100])
+# d <= 256: systems solved 8 (float32: 16) at a time across vector lanes (a batch of 12 leaves
+# lanes empty; d = 37 and 101 leave rows of 4 incomplete), a group less than half full (a batch of
+# 1; of 5 in float32) one by one along rows, as every system of d = 257
+@pytest.mark.parametrize("d", [1, 5, 16, 37, 101, 257])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_the_step_kernel_solves_the_ridge_systems_as_numpy_does(d, dtype):
+@pytest.mark.parametrize("normal", [False, True], ids=["JtJ", "J"])
+def test_the_step_kernel_solves_the_ridge_systems_as_numpy_does(d, dtype, normal):
     eps = np.finfo(dtype).eps
     with _checks.precision_context(dtype):
-        for rank in (d, max(1, d // 2)):  # full rank, and JᵀJ of a rank-deficient J
-            A, b, ridge = _systems((3, 4), d, dtype, seed=d + rank, rank=rank)
-            x = _kernel(jnp.asarray(A), jnp.asarray(b), jnp.asarray(ridge))
+        for batch, rank in (((3, 4), d), ((3, 4), max(1, d // 2)), ((1,), d), ((5,), d)):
+            # full rank, and JᵀJ of a rank-deficient J
+            given, b, ridge = _systems(batch, d, dtype, seed=d + rank, rank=rank, normal=normal)
+            x = _kernel(jnp.asarray(given), jnp.asarray(b), jnp.asarray(ridge), normal=normal)
+            M = given.astype(np.float64)
+            A = np.swapaxes(M, -1, -2) @ M if normal else M
             assert x.dtype == dtype and x.shape == b.shape
             K = A.astype(np.float64) + ridge[..., None, None] * np.eye(d)
             xs = np.linalg.solve(K, b.astype(np.float64)[..., None])[..., 0]
@@ -62,9 +70,10 @@ def test_the_step_kernel_solves_the_ridge_systems_as_numpy_does(d, dtype):
             assert np.all(err <= 20 * d * eps * cond)
 
 
-def test_the_calling_thread_alone_gives_the_same_bits_as_the_pool():
+@pytest.mark.parametrize(("batch", "d"), [(64, 120), (1000, 40), (8, 260)])
+def test_the_calling_thread_alone_gives_the_same_bits_as_the_pool(batch, d):
     with _checks.precision_context(np.float64):
-        A, b, ridge = _systems((64,), 100, np.float64, seed=3)
+        A, b, ridge = _systems((batch,), d, np.float64, seed=3)
         spread = _kernel(jnp.asarray(A), jnp.asarray(b), jnp.asarray(ridge), spread=True)
         inline = _kernel(jnp.asarray(A), jnp.asarray(b), jnp.asarray(ridge), spread=False)
     np.testing.assert_array_equal(spread, inline)
@@ -83,13 +92,15 @@ def test_a_matrix_that_is_not_positive_definite_gives_nans_only_for_itself():
     np.testing.assert_allclose(x[[0, 3]], xla[[0, 3]], rtol=1e-10)
 
 
-def test_under_vmap_the_kernel_path_equals_lapack():
+@pytest.mark.parametrize("normal", [False, True], ids=["JtJ", "J"])
+def test_under_vmap_the_kernel_path_equals_lapack(normal):
     with _checks.precision_context(np.float64):
-        A, b, ridge = _systems((2, 32), 16, np.float64, seed=5)
+        A, b, ridge = _systems((2, 32), 16, np.float64, seed=5, normal=normal)
         args = tuple(map(jnp.asarray, (A, b, ridge)))
 
         def solve(kernels):
-            one = jax.vmap(lambda a, v, r: _ridge_solve(a, v, r, kernels=kernels))
+            one = jax.vmap(lambda a, v, r: _ridge_solve(a, v, r, normal=normal,
+                                                         kernels=kernels))
             return np.asarray(jax.jit(jax.vmap(one))(*args))
 
         np.testing.assert_allclose(solve(True), solve(False), rtol=1e-9)

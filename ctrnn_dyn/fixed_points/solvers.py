@@ -47,9 +47,12 @@ class _LevenbergMarquardt(jaxopt.LevenbergMarquardt):
     - Matrix-free (``materialize_jac=False``), jaxopt sets the initial damping from the exact
       diagonal of ``JᵀJ``, which costs ``d`` Jacobian-vector products per start; we estimate
       it with one probe, ``|v ⊙ JᵀJ v|`` with ``v = 1`` (only its maximum scales the damping).
-    - ``gram_fun(x, u) -> JᵀJ`` (a map's :meth:`~ctrnn_dyn.dynamics.OneStepMap.gauss_newton`),
-      when given, builds the matrix of the exact step, and ``solver`` gets that matrix in place
-      of the product ``v -> JᵀJ v`` (:func:`_ridge_solve`, not :func:`_dense_solve`).
+    - ``exact_step``: ``solver`` (:func:`_ridge_solve`) gets a matrix in place of the product
+      ``v -> JᵀJ v``: ``gram_fun(x, u) -> JᵀJ`` (a map's
+      :meth:`~ctrnn_dyn.dynamics.OneStepMap.gauss_newton`) where given, else the residual's
+      Jacobian ``J`` (``d`` Jacobian-vector products, which ``vmap`` turns into one matrix
+      product), ``JᵀJ`` formed by the solver: half the products of building ``JᵀJ`` column
+      by column from ``v -> Jᵀ(Jv)``.
     - After an accepted step that took ``q`` to ``q'`` the damping ``μ`` is capped at
       ``max(‖r'‖², μ q'/q)``: near a root ``μ`` falls with the residual (Yamashita and
       Fukushima's ``μ = ‖r‖²`` keeps LM's local convergence quadratic), where jaxopt divides it
@@ -60,6 +63,7 @@ class _LevenbergMarquardt(jaxopt.LevenbergMarquardt):
       increase stands.
     """
 
+    exact_step: bool = False
     gram_fun: Callable | None = None
 
     def __post_init__(self) -> None:
@@ -75,10 +79,15 @@ class _LevenbergMarquardt(jaxopt.LevenbergMarquardt):
         return jaxopt.OptStep(new_params, new._replace(damping_factor=mu))
 
     def _solve_linear_eqs(self, matvec, state, params, *args, **kwargs):
-        if self.gram_fun is None:
+        if not self.exact_step:
             return super()._solve_linear_eqs(matvec, state, params, *args, **kwargs)
-        velocity = self.solver_fn(self.gram_fun(params, *args, **kwargs), state.gradient,
-                                  ridge=state.damping_factor)
+        if self.gram_fun is not None:
+            matrix, normal = self.gram_fun(params, *args, **kwargs), False
+        else:
+            matrix = jax.jacfwd(lambda p: self._fun(p, *args, **kwargs))(params)
+            normal = True
+        velocity = self.solver_fn(matrix, state.gradient, ridge=state.damping_factor,
+                                  normal=normal)
         return velocity, jnp.zeros_like(velocity), velocity
 
     def _jtj_diag_op(self, params, *args, **kwargs):
@@ -144,30 +153,25 @@ def linear_solve_path(method: str, linear_solver: str) -> str:
     return "xla"
 
 
-def _ridge_solve(A, b, ridge, init=None, *, serial=False, kernels=False):
+def _ridge_solve(A, b, ridge, init=None, *, normal=False, serial=False, kernels=False):
     """Solve ``(A + ridge I) x = b`` exactly, ``A`` (LM's ``JᵀJ``: symmetric positive
     semi-definite) by Cholesky (a NaN solution where ``A + ridge I`` is not numerically
-    positive definite). ``kernels``: by the compiled kernel of :mod:`ctrnn_dyn.native` (CPU,
-    after :func:`ctrnn_dyn.native.prepare`): the batch of a ``vmap`` in one call, spread over
-    XLA's thread pool, or with ``serial`` (several host devices' programs at once,
+    positive definite); ``normal``: ``A`` is given as the Jacobian ``M`` and the matrix is
+    ``MᵀM``. ``kernels``: by the compiled kernel of :mod:`ctrnn_dyn.native` (CPU, after
+    :func:`ctrnn_dyn.native.prepare`): the batch of a ``vmap`` in one call, spread over XLA's
+    thread pool, or with ``serial`` (several host devices' programs at once,
     :func:`ctrnn_dyn._batch.serial_lapack`) on the calling thread; else by XLA's LAPACK calls,
     with ``serial`` one call per start."""
     del init
     if kernels:
         call = jax.ffi.ffi_call(native.RIDGE_SOLVE_TARGET, jax.ShapeDtypeStruct(b.shape, b.dtype),
                                 vmap_method="broadcast_all")
-        return call(A, b, jnp.asarray(ridge, b.dtype), spread=not serial)
+        return call(A, b, jnp.asarray(ridge, b.dtype), spread=not serial, normal=normal)
+    if normal:
+        A = A.T @ A
     eye = jnp.eye(b.shape[0], dtype=b.dtype)
     return serial_when(serial, partial(jax.scipy.linalg.solve, assume_a="pos"))(A + ridge * eye,
                                                                                  b)
-
-
-def _dense_solve(matvec, b, ridge, init=None, *, serial=False, kernels=False):
-    """:func:`_ridge_solve` with ``A`` built column by column from ``matvec`` (``vmap`` turns
-    the ``d`` products into matrix products); the solver state keeps no matrix, unlike jaxopt's
-    materialised LM."""
-    A = jax.vmap(matvec, in_axes=1, out_axes=1)(jnp.eye(b.shape[0], dtype=b.dtype))
-    return _ridge_solve(A, b, ridge, init, serial=serial, kernels=kernels)
 
 
 def _make_solver(
@@ -193,11 +197,10 @@ def _make_solver(
             return _LevenbergMarquardt(
                 residual_fun=partial(_residual, F),
                 materialize_jac=False,
-                # with the map's matrix the solver gets the matrix, else the products
-                solver=partial(_dense_solve if gram is None else _ridge_solve, serial=serial,
-                               kernels=kernels),
+                solver=partial(_ridge_solve, serial=serial, kernels=kernels),
                 maxiter=max_iters,
                 implicit_diff=False,
+                exact_step=True,
                 gram_fun=gram,
             )
         if linear_solver == "cg":
