@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -207,12 +207,12 @@ class OneStepMap:
             return jnp.diag(1.0 - a) + (a * sprime)[:, None] * K.T
         return jax.jacfwd(self.__call__)(x, u)
 
-    def gauss_newton(self, dtype: Any) -> Callable[[jax.Array, Any], jax.Array] | None:
-        r"""For a :class:`~ctrnn_dyn.model.CTRNNCell`, ``G(x, u) -> (J − I)ᵀ(J − I)``
-        ``(n, n)`` in ``dtype``: the Gauss–Newton matrix of the speed
-        :math:`q = \tfrac12\lVert F(x,u) - x\rVert^2` (Levenberg–Marquardt's ``JᵀJ`` for the
-        residual), built in :math:`O(n^2)` per state instead of the :math:`O(n^3)` of products
-        with ``J``. ``None`` for other cells.
+    def gauss_newton(self, dtype: Any) -> GaussNewton | None:
+        r"""For a :class:`~ctrnn_dyn.model.CTRNNCell`, the Gauss–Newton matrix of the speed
+        :math:`q = \tfrac12\lVert F(x,u) - x\rVert^2`, :math:`(J − I)^\top(J − I)` (Levenberg–
+        Marquardt's ``JᵀJ`` for the residual), as its :class:`GaussNewton` parts in ``dtype``:
+        built in :math:`O(n^2)` per state instead of the :math:`O(n^3)` of products with ``J``.
+        ``None`` for other cells.
 
         With :math:`J - I = A(K^\top S - I)`, :math:`A = \mathrm{diag}\,\alpha`,
         :math:`S = \mathrm{diag}\,f'(x)` (:func:`ctrnn_jacobian`):
@@ -222,8 +222,8 @@ class OneStepMap:
             (J-I)^\top(J-I) = S M S - S P - (S P)^\top + A^2,
             \qquad M = K A^2 K^\top,\quad P = K A^2,
 
-        ``M`` and ``P`` computed once, here (the input enters ``F`` additively: ``G`` does not
-        depend on ``u``)."""
+        ``M`` and ``P`` computed once, here (the input enters ``F`` additively: the matrix does
+        not depend on ``u``)."""
         if not isinstance(self.cell, CTRNNCell):
             return None
         params = _cast_floats(self.params, dtype)
@@ -231,16 +231,24 @@ class OneStepMap:
         a2 = jnp.broadcast_to(jnp.asarray(self.cell.alpha_values(params), dtype) ** 2,
                               (self.state_size,))
         P = K * a2[None, :]
-        M = P @ K.T
-        # Pᵀ once here: (SP)ᵀ per state would be a transposed read in the program's loop
-        Pt = P.T
-        fprime = jax.vmap(jax.grad(self.cell.activation_fn))
+        return GaussNewton(P @ K.T, P, a2, jax.vmap(jax.grad(self.cell.activation_fn)))
 
-        def G(x: jax.Array, u: Any = None) -> jax.Array:
-            s = fprime(x)
-            return (s[:, None] * (M * s[None, :] - P) - Pt * s[None, :]) + jnp.diag(a2)
 
-        return G
+class GaussNewton(NamedTuple):
+    r"""A CT-RNN's Gauss–Newton matrix :math:`(J − I)^\top(J − I) = S M S - S P - (S P)^\top +
+    \mathrm{diag}(a_2)` in parts (:meth:`OneStepMap.gauss_newton`): ``M`` and ``P`` ``(n, n)``
+    and ``a2`` ``(n,)`` of the network, ``S = diag(slopes(x))`` per state. Called, ``G(x, u)``
+    returns the ``(n, n)`` matrix."""
+
+    M: jax.Array
+    P: jax.Array
+    a2: jax.Array
+    slopes: Callable[[jax.Array], jax.Array]
+
+    def __call__(self, x: jax.Array, u: Any = None) -> jax.Array:
+        s = self.slopes(x)  # (SP)ᵀ = PᵀS
+        return (s[:, None] * (self.M * s[None, :] - self.P) - self.P.T * s[None, :]
+                + jnp.diag(self.a2))
 
 
 def one_step_map(cell: nn.Module, params: Any) -> OneStepMap:

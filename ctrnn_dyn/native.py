@@ -22,7 +22,9 @@ written or read.
 
 ``_native/ridge_solve.cc`` solves LM's step :math:`(J^\top J + \mu I)\,v = J^\top r` for a
 whole batch of starts in one call, given :math:`J^\top J` or :math:`J` itself (then forming
-:math:`J^\top J`): Cholesky and two triangular solves, up to 256 units eight systems at a time
+:math:`J^\top J`), or for a CT-RNN the parts its Gauss–Newton matrix is made of
+(:meth:`ctrnn_dyn.dynamics.OneStepMap.gauss_newton`; formed in the kernel, so that no matrix per
+start passes through memory): Cholesky and two triangular solves, up to 256 units eight systems at a time
 (sixteen in float32), each step of the algorithm one vector operation across them,
 above it one system at a time in panels of four rows. Under ``vmap`` XLA makes one LAPACK call
 per start, whose fixed cost dominates at 16 units, and its triangular solves cost nearly as
@@ -76,7 +78,7 @@ from ctrnn_dyn._private import CACHE_ENV, Untrusted, cache_root, check_private, 
 __all__ = [
     "prepare", "available", "suspended", "status", "kernel_key", "ENV_SWITCH", "CACHE_ENV",
     "BUILD_TIMEOUT_ENV", "FORWARD_TARGET", "FORWARD_NOISE_TARGET", "BACKWARD_TARGET",
-    "RIDGE_SOLVE_TARGET", "TANH", "RELU",
+    "RIDGE_SOLVE_TARGET", "GAUSS_NEWTON_SOLVE_TARGET", "TANH", "RELU",
 ]
 
 #: Environment variable: ``0`` keeps the XLA loops.
@@ -91,6 +93,9 @@ BACKWARD_TARGET = "ctrnn_dyn_backward"
 #: Levenberg–Marquardt's exact step ``(A + ridge I)⁻¹ b`` for a batch of small systems
 #: (:func:`ctrnn_dyn.fixed_points.solvers._ridge_solve`).
 RIDGE_SOLVE_TARGET = "ctrnn_dyn_ridge_solve"
+#: The same step with a CT-RNN's Gauss–Newton matrix formed in the kernel from its parts
+#: (:func:`ctrnn_dyn.fixed_points.solvers._gauss_newton_solve`).
+GAUSS_NEWTON_SOLVE_TARGET = "ctrnn_dyn_gauss_newton_solve"
 #: The kernels' activation codes (their ``activation`` attribute).
 TANH, RELU = 0, 1
 
@@ -237,6 +242,8 @@ def _register(lib_path: Path) -> None:
                                 platform="cpu")
     jax.ffi.register_ffi_target(RIDGE_SOLVE_TARGET, jax.ffi.pycapsule(lib.CtrnnDynRidgeSolve),
                                 platform="cpu")
+    jax.ffi.register_ffi_target(GAUSS_NEWTON_SOLVE_TARGET,
+                                jax.ffi.pycapsule(lib.CtrnnDynGaussNewtonSolve), platform="cpu")
 
 
 def _off(why: str) -> bool:

@@ -13,7 +13,8 @@ import pytest
 
 from ctrnn_dyn import _checks, native
 from ctrnn_dyn.fixed_points import FixedPoints, find_fixed_points
-from ctrnn_dyn.fixed_points.solvers import _ridge_solve, linear_solve_path
+from ctrnn_dyn.dynamics import GaussNewton
+from ctrnn_dyn.fixed_points.solvers import _gauss_newton_solve, _ridge_solve, linear_solve_path
 
 pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CXX", "c++")) is None,
                                 reason="no C++ compiler on PATH")
@@ -104,6 +105,79 @@ def test_under_vmap_the_kernel_path_equals_lapack(normal):
             return np.asarray(jax.jit(jax.vmap(one))(*args))
 
         np.testing.assert_allclose(solve(True), solve(False), rtol=1e-9)
+
+
+def _gauss_newton_parts(d, seed, networks=None):
+    """A CT-RNN's Gauss–Newton parts ``M = K A² Kᵀ``, ``P = K A²``, ``a2 = α²`` (per neuron),
+    with a leading axis of ``networks`` if given, as NumPy float64."""
+    rng = np.random.default_rng(seed)
+    shape = () if networks is None else (networks,)
+    K = 1.5 / np.sqrt(d) * rng.normal(size=(*shape, d, d))
+    a2 = rng.uniform(0.05, 1.0, size=(*shape, d)) ** 2
+    P = K * a2[..., None, :]
+    return P @ np.swapaxes(K, -1, -2), P, a2
+
+
+def _gauss_newton_matrix(M, P, a2, s):
+    """``S M S − S P − (S P)ᵀ + diag(a2)`` in NumPy, batched over leading axes."""
+    SP = s[..., :, None] * P
+    return (s[..., :, None] * M * s[..., None, :] - SP - np.swapaxes(SP, -1, -2)
+            + a2[..., :, None] * np.eye(M.shape[-1]))
+
+
+def _gn_kernel(M, P, a2, s, b, ridge, spread=True):
+    call = jax.ffi.ffi_call(native.GAUSS_NEWTON_SOLVE_TARGET,
+                            jax.ShapeDtypeStruct(np.broadcast_shapes(b.shape, s.shape), b.dtype))
+    return np.asarray(call(*map(jnp.asarray, (M, P, a2, s, b, ridge)), spread=spread))
+
+
+# d = 16 and 100 in vector lanes (12 systems leave lanes empty), d = 257 one by one
+@pytest.mark.parametrize("d", [16, 100, 257])
+def test_the_gauss_newton_kernel_solves_the_ctrnn_step_as_numpy_does(d):
+    rng = np.random.default_rng(d)
+    M, P, a2 = _gauss_newton_parts(d, seed=d)
+    s = rng.uniform(0.0, 1.0, size=(12, d))  # tanh's slopes, some near 0
+    b = rng.normal(size=(12, d))
+    ridge = 10.0 ** rng.uniform(-8, -1, size=12)
+    with _checks.precision_context(np.float64):
+        # the network's parts shared by every state (how vmap passes them), and the call
+        # outside any vmap (no batch axes at all)
+        x = _gn_kernel(M[None], P[None], a2[None], s, b, ridge)
+        one = _gn_kernel(M, P, a2, s[3], b[3], ridge[3])
+    K = _gauss_newton_matrix(M, P, a2, s) + ridge[:, None, None] * np.eye(d)
+    expected = np.linalg.solve(K, b[..., None])[..., 0]
+    err = np.linalg.norm(x - expected, axis=1) / np.linalg.norm(expected, axis=1)
+    assert np.all(err <= 1e3 * d * np.finfo(float).eps * np.linalg.cond(K)), err.max()
+    np.testing.assert_allclose(one, x[3], rtol=1e-12, atol=0)
+
+
+def test_the_gauss_newton_kernel_under_vmap_over_networks_and_states_equals_xla():
+    """Parts batched over networks, slopes over networks and states: the kernel reads each
+    network's parts for its states, as XLA's matrix and LAPACK solve do."""
+    d, E, B = 12, 3, 10
+    M, P, a2 = _gauss_newton_parts(d, seed=7, networks=E)
+    rng = np.random.default_rng(8)
+    xs = rng.normal(size=(E, B, d))
+    b = rng.normal(size=(E, B, d))
+    ridge = 10.0 ** rng.uniform(-6, 0, size=(E, B))
+    slopes = jax.vmap(jax.grad(jnp.tanh))
+
+    def solve(kernels):
+        def one(M, P, a2, x, v, r):
+            return _gauss_newton_solve(GaussNewton(M, P, a2, slopes), x, v, r, kernels=kernels)
+
+        per_state = jax.vmap(one, in_axes=(None, None, None, 0, 0, 0))
+        return np.asarray(jax.jit(jax.vmap(per_state))(*map(jnp.asarray,
+                                                            (M, P, a2, xs, b, ridge))))
+
+    with _checks.precision_context(np.float64):
+        np.testing.assert_allclose(solve(True), solve(False), rtol=1e-9)
+
+
+def test_the_gauss_newton_kernel_rejects_parts_of_another_batch():
+    M, P, a2 = _gauss_newton_parts(4, seed=1, networks=3)
+    with _checks.precision_context(np.float64), pytest.raises(Exception, match="leading"):
+        _gn_kernel(M, P, a2, np.ones((2, 4)), np.ones((2, 4)), np.ones(2))
 
 
 def _gain_two_ctrnn(d=16, seed=0):

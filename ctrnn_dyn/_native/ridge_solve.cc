@@ -1,21 +1,25 @@
-// Levenberg-Marquardt's exact step for a batch of small systems, as an XLA FFI handler for the CPU:
+// Levenberg-Marquardt's exact step for a batch of small systems, as XLA FFI handlers for the CPU:
 //
-//   x = (A + ridge I)^-1 b,   A (..., d, d) symmetric positive semi-definite (J^T J), b (..., d),
-//   ridge (...),  by Cholesky A + ridge I = U^T U and two triangular solves;
+//   x = (A + ridge I)^-1 b,   A (d x d) symmetric positive semi-definite (J^T J), by Cholesky
+//   A + ridge I = G G^T and two triangular solves, A given
 //
-// with normal = true the input is a Jacobian M (..., d, d) and A = M^T M is formed here (no
-// product of small matrices per start in XLA, no (d, d) intermediate in memory).
+//   * as itself (CtrnnDynRidgeSolve, normal = false; only its upper triangle is read),
+//   * as a Jacobian M, A = M^T M (CtrnnDynRidgeSolve, normal = true), or
+//   * as a CT-RNN's Gauss-Newton parts (CtrnnDynGaussNewtonSolve): A = S M S - S P - (S P)^T +
+//     diag(a2), S = diag(s), with M, P, a2 shared by a network's states and s (the activation's
+//     slopes) per state.
+//
+// The last two form A here: no (d, d) matrix per state is written by XLA and read back (at
+// d = 100, 80 kB a state, more than the caches hold for a batch).
 //
 // Under vmap XLA calls LAPACK once per matrix (potrf, then two trsv): at d = 16 the calls' fixed
 // cost is most of the time, at d = 100 the triangular solves take nearly as long as the
 // factorisation. Here, for d <= kLanesMaxD, kLanes systems are solved together, each scalar of
-// the algorithm a vector across the systems (every loop's trip count of a small d is too short to
-// vectorise along a row); above it each matrix is factored right-looking in upper form, in panels
-// of four rows, every update a contiguous row update the compiler vectorises. The batch is spread
-// over XLA's thread pool (spread = true) or solved on the calling thread (programs of several
-// host devices running at once).
-// Only the upper triangle of A is read. A matrix that is not numerically positive definite (a
-// pivot <= 0 or not finite) gives a NaN solution, as XLA's Cholesky does.
+// the algorithm a vector across the systems; above it each matrix is factored right-looking in
+// upper form, in panels of four rows, every update a contiguous row update the compiler
+// vectorises. The batch is spread over XLA's thread pool (spread = true) or solved on the calling
+// thread (programs of several host devices running at once). A matrix that is not numerically
+// positive definite (a pivot <= 0 or not finite) gives a NaN solution, as XLA's Cholesky does.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -44,29 +48,49 @@ constexpr int64_t kLanesMaxD = 256;
 template <typename T>
 constexpr int kLanes = 32 / sizeof(T) * 2;  // two AVX registers
 
-// The upper triangle of A (normal: of M^T M, one rank-1 row update per row of M) into U (d x d).
+// Where a system's matrix comes from (see the top of the file).
+enum class Source { kMatrix, kJacobian, kGaussNewton };
+
 template <typename T>
-void LoadUpper(int64_t d, const T* __restrict A, bool normal, T* __restrict U) {
-  if (!normal) {
-    std::memcpy(U, A, sizeof(T) * d * d);
-    return;
-  }
-  std::fill(U, U + d * d, T(0));
-  for (int64_t m = 0; m < d; ++m) {
-    const T* __restrict Mm = A + m * d;
+struct System {
+  const T* a;             // A, M (kJacobian) or the Gauss-Newton M
+  const T* p = nullptr;   // kGaussNewton: P (d x d), a2 and s (d)
+  const T* a2 = nullptr;
+  const T* s = nullptr;
+};
+
+// The upper triangle of A into U (d x d): kJacobian by one rank-1 row update per row of M.
+template <typename T>
+void LoadUpper(int64_t d, Source src, const System<T>& sys, T* __restrict U) {
+  if (src == Source::kMatrix) {
+    std::memcpy(U, sys.a, sizeof(T) * d * d);
+  } else if (src == Source::kJacobian) {
+    std::fill(U, U + d * d, T(0));
+    for (int64_t m = 0; m < d; ++m) {
+      const T* __restrict Mm = sys.a + m * d;
+      for (int64_t i = 0; i < d; ++i) {
+        T* __restrict Ui = U + i * d;
+        const T s = Mm[i];
+        for (int64_t k = i; k < d; ++k) Ui[k] += s * Mm[k];
+      }
+    }
+  } else {
+    const T* __restrict s = sys.s;
     for (int64_t i = 0; i < d; ++i) {
+      const T* __restrict Mi = sys.a + i * d;
+      const T* __restrict Pi = sys.p + i * d;
       T* __restrict Ui = U + i * d;
-      const T s = Mm[i];
-      for (int64_t k = i; k < d; ++k) Ui[k] += s * Mm[k];
+      for (int64_t k = i; k < d; ++k) Ui[k] = s[i] * (s[k] * Mi[k] - Pi[k]) - s[k] * sys.p[k * d + i];
+      Ui[i] += sys.a2[i];
     }
   }
 }
 
 // One system: U (d x d scratch) = Cholesky factor of A + ridge I in upper form, x = solution.
 template <typename T>
-void RidgeSolveOne(int64_t d, const T* __restrict A, bool normal, const T* __restrict b, T ridge,
+void RidgeSolveOne(int64_t d, Source src, const System<T>& sys, const T* __restrict b, T ridge,
                    T* __restrict x, T* __restrict U) {
-  LoadUpper(d, A, normal, U);
+  LoadUpper(d, src, sys, U);
   for (int64_t j = 0; j < d; ++j) U[j * d + j] += ridge;
   // U[i, k] -= U[j, i] U[j, k] for the rows i of [i0, i1), k >= i
   auto rank1 = [&](int64_t j, int64_t i0, int64_t i1) {
@@ -128,19 +152,44 @@ void RidgeSolveOne(int64_t d, const T* __restrict A, bool normal, const T* __res
 // stride by d kLanes elements and thrash the cache's sets at d = 32), accumulated in registers and
 // stored once.
 template <typename T>
-void RidgeSolveLanes(int64_t d, int64_t n, const T* __restrict A, bool normal,
-                     const T* __restrict b, const T* __restrict ridge, T* __restrict x,
-                     T* __restrict G, T* __restrict Mt) {
+void RidgeSolveLanes(int64_t d, int64_t n, Source src, const System<T>* sys,
+                     const T* const* b, const T* ridge, T* const* x, T* __restrict G,
+                     T* __restrict Mt) {
   constexpr int L = kLanes<T>;
   auto at = [=](T* base, int64_t i, int64_t k) { return base + (i * d + k) * L; };
+  const bool normal = src == Source::kJacobian;
   if (normal) {  // M^T: row i of Mt is column i of M
     for (int64_t m = 0; m < d; ++m)
       for (int64_t i = 0; i < d; ++i)
-        for (int l = 0; l < L; ++l) at(Mt, i, m)[l] = l < n ? A[(l * d + m) * d + i] : T(m == i);
-  } else {  // the upper triangle of A, read as the lower one
+        for (int l = 0; l < L; ++l) at(Mt, i, m)[l] = l < n ? sys[l].a[m * d + i] : T(m == i);
+  } else if (src == Source::kMatrix) {  // the upper triangle of A, read as the lower one
     for (int64_t i = 0; i < d; ++i)
       for (int64_t k = i; k < d; ++k)
-        for (int l = 0; l < L; ++l) at(G, k, i)[l] = l < n ? A[(l * d + i) * d + k] : T(i == k);
+        for (int l = 0; l < L; ++l) at(G, k, i)[l] = l < n ? sys[l].a[i * d + k] : T(i == k);
+  } else {  // G[k, i] = s_k (s_i M[k, i] - P[k, i]) - s_i P[i, k] + a2_k [k = i], k >= i
+    T* s = Mt;  // the slopes interleaved; empty lanes: s = 0, a2 = 1 (A = I)
+    for (int64_t k = 0; k < d; ++k)
+      for (int l = 0; l < L; ++l) s[k * L + l] = l < n ? sys[l].s[k] : T(0);
+    bool shared = true;  // one network's M, P, a2 for every lane (as under vmap over its states)
+    for (int l = 1; l < n; ++l)
+      shared &= sys[l].a == sys[0].a && sys[l].p == sys[0].p && sys[l].a2 == sys[0].a2;
+    for (int64_t k = 0; k < d; ++k)
+      for (int64_t i = 0; i <= k; ++i) {
+        T* __restrict g = at(G, k, i);
+        const T* __restrict sk = s + k * L;
+        const T* __restrict si = s + i * L;
+        if (shared) {
+          const T m = sys[0].a[k * d + i], pki = sys[0].p[k * d + i], pik = sys[0].p[i * d + k];
+          for (int l = 0; l < L; ++l) g[l] = sk[l] * (si[l] * m - pki) - si[l] * pik;
+        } else {
+          for (int l = 0; l < L; ++l) {
+            const System<T>& y = sys[l < n ? l : 0];
+            g[l] = sk[l] * (si[l] * y.a[k * d + i] - y.p[k * d + i]) - si[l] * y.p[i * d + k];
+          }
+        }
+        if (i == k)
+          for (int l = 0; l < L; ++l) g[l] += l < n ? sys[l].a2[k] : T(1);
+      }
   }
   // out[q] = sum_{j < len} s_q[j] r[j] per lane for the R rows s_q: r is loaded once for all of
   // them, and the R accumulators are independent chains of FMAs (one row alone is bound by its
@@ -208,7 +257,7 @@ void RidgeSolveLanes(int64_t d, int64_t n, const T* __restrict A, bool normal,
   T* y = Mt;
   for (int64_t i = 0; i < d; ++i) {
     T acc[L];
-    for (int l = 0; l < L; ++l) acc[l] = l < n ? b[l * d + i] : T(0);
+    for (int l = 0; l < L; ++l) acc[l] = l < n ? b[l][i] : T(0);
     const T* __restrict g = at(G, i, 0);
     for (int64_t j = 0; j < i; ++j)
       for (int l = 0; l < L; ++l) acc[l] -= g[j * L + l] * y[j * L + l];
@@ -223,7 +272,7 @@ void RidgeSolveLanes(int64_t d, int64_t n, const T* __restrict A, bool normal,
   }
   for (int l = 0; l < n; ++l)
     for (int64_t i = 0; i < d; ++i)
-      x[l * d + i] = bad[l] ? std::numeric_limits<T>::quiet_NaN() : y[i * L + l];
+      x[l][i] = bad[l] ? std::numeric_limits<T>::quiet_NaN() : y[i * L + l];
 }
 
 // Workers for a batch: one per ~2e5 multiply-adds of factorisation (less work does not pay for
@@ -234,12 +283,14 @@ int64_t Workers(int64_t batch, int64_t d, int64_t threads) {
   return std::max<int64_t>(1, std::min({wanted, threads, batch}));
 }
 
-template <typename T>
-void RidgeSolveBatch(ffi::ThreadPool& pool, bool spread, int64_t batch, int64_t d, const T* A,
-                     bool normal, const T* b, const T* ridge, T* x) {
+// The batch's systems: e -> its System, right-hand side and ridge; x is (batch, d).
+template <typename T, typename SystemOf, typename RhsOf, typename RidgeOf>
+void SolveBatch(ffi::ThreadPool& pool, bool spread, int64_t batch, int64_t d, Source src,
+                SystemOf system, RhsOf rhs, RidgeOf ridge, T* x) {
   const bool lanes = d <= kLanesMaxD;
   // a chunk of the batch per worker, a whole number of lane groups where the lanes run
-  const int64_t unit = lanes ? kLanes<T> : 1;
+  constexpr int64_t L = kLanes<T>;
+  const int64_t unit = lanes ? L : 1;
   const int64_t units = (batch + unit - 1) / unit;
   const int64_t workers = spread ? Workers(batch, d, std::max<int64_t>(1, pool.num_threads())) : 1;
   const int64_t per = (std::min(units, (units + workers - 1) / workers)) * unit;
@@ -248,14 +299,70 @@ void RidgeSolveBatch(ffi::ThreadPool& pool, bool spread, int64_t batch, int64_t 
     const int64_t end = std::min(batch, (chunk + 1) * per);
     for (int64_t e = chunk * per; e < end; e += unit) {
       const int64_t n = std::min(unit, end - e);
-      if (lanes && 2 * n >= unit)
-        RidgeSolveLanes<T>(d, n, A + e * d * d, normal, b + e * d, ridge + e, x + e * d,
-                           U.data(), M.data());
-      else
+      if (lanes && 2 * n >= unit) {
+        System<T> sys[L];
+        const T* b[L];
+        T r[L], *out[L];
+        for (int64_t l = 0; l < n; ++l) {
+          sys[l] = system(e + l);
+          b[l] = rhs(e + l);
+          r[l] = ridge(e + l);
+          out[l] = x + (e + l) * d;
+        }
+        RidgeSolveLanes<T>(d, n, src, sys, b, r, out, U.data(), M.data());
+      } else {
         for (int64_t f = e; f < e + n; ++f)
-          RidgeSolveOne<T>(d, A + f * d * d, normal, b + f * d, ridge[f], x + f * d, U.data());
+          RidgeSolveOne<T>(d, src, system(f), rhs(f), ridge(f), x + f * d, U.data());
+      }
     }
   });
+}
+
+// The element of an input's batch for each element of the output's batch (row-major): the
+// input's batch dimensions are each the output's or 1 (broadcast, as vmap's "expand_dims" passes
+// an input it does not batch), or it has none (shared by all).
+class BatchIndex {
+ public:
+  // core: the input's trailing dimensions that are not batch dimensions
+  static bool Make(ffi::Span<const int64_t> in, int64_t core, ffi::Span<const int64_t> out,
+                   BatchIndex* index) {
+    const int64_t rank = static_cast<int64_t>(in.size()) - core;
+    if (rank < 0) return false;
+    index->sizes_.assign(out.begin(), out.end());
+    index->strides_.assign(out.size(), 0);
+    if (rank == 0) return true;
+    if (rank != static_cast<int64_t>(out.size())) return false;
+    int64_t stride = 1;
+    for (int64_t j = rank - 1; j >= 0; --j) {
+      if (in[j] != out[j] && in[j] != 1) return false;
+      index->strides_[j] = in[j] == 1 ? 0 : stride;
+      stride *= in[j];
+    }
+    return true;
+  }
+  int64_t operator()(int64_t e) const {
+    int64_t at = 0;
+    for (int64_t j = static_cast<int64_t>(sizes_.size()) - 1; j >= 0; --j) {
+      at += (e % sizes_[j]) * strides_[j];
+      e /= sizes_[j];
+    }
+    return at;
+  }
+
+ private:
+  std::vector<int64_t> sizes_, strides_;
+};
+
+template <typename Run>
+ffi::Error ByType(ffi::DataType type, Run run) {
+  switch (type) {
+    case ffi::DataType::F32:
+      return run(float{});
+    case ffi::DataType::F64:
+      return run(double{});
+    default:
+      return ffi::Error::InvalidArgument("dtype must be float32 or float64");
+  }
 }
 
 ffi::Error RidgeSolveImpl(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer b,
@@ -273,22 +380,59 @@ ffi::Error RidgeSolveImpl(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer
       x->element_type() != b.element_type())
     return ffi::Error::InvalidArgument("A, b, ridge and x must share one dtype");
   if (batch == 0) return ffi::Error::Success();
-  auto run = [&](auto zero) {
+  return ByType(b.element_type(), [&](auto zero) {
     using T = decltype(zero);
-    RidgeSolveBatch<T>(pool, spread, batch, d, static_cast<const T*>(a.untyped_data()), normal,
-                       static_cast<const T*>(b.untyped_data()),
-                       static_cast<const T*>(ridge.untyped_data()),
-                       static_cast<T*>(x->untyped_data()));
+    const T* A = static_cast<const T*>(a.untyped_data());
+    const T* B = static_cast<const T*>(b.untyped_data());
+    const T* R = static_cast<const T*>(ridge.untyped_data());
+    SolveBatch<T>(
+        pool, spread, batch, d, normal ? Source::kJacobian : Source::kMatrix,
+        [=](int64_t e) { return System<T>{A + e * d * d}; }, [=](int64_t e) { return B + e * d; },
+        [=](int64_t e) { return R[e]; }, static_cast<T*>(x->untyped_data()));
     return ffi::Error::Success();
-  };
-  switch (b.element_type()) {
-    case ffi::DataType::F32:
-      return run(float{});
-    case ffi::DataType::F64:
-      return run(double{});
-    default:
-      return ffi::Error::InvalidArgument("dtype must be float32 or float64");
-  }
+  });
+}
+
+ffi::Error GaussNewtonSolveImpl(ffi::ThreadPool pool, ffi::AnyBuffer m, ffi::AnyBuffer p,
+                                ffi::AnyBuffer a2, ffi::AnyBuffer s, ffi::AnyBuffer b,
+                                ffi::AnyBuffer ridge, ffi::Result<ffi::AnyBuffer> x, bool spread) {
+  auto xd = x->dimensions();
+  if (xd.size() < 1) return ffi::Error::InvalidArgument("x must be (..., d)");
+  const int64_t d = xd.back();
+  ffi::Span<const int64_t> out(xd.begin(), xd.size() - 1);
+  BatchIndex im, ip, ia, is, ib, ir;
+  if (m.dimensions().size() < 2 || m.dimensions().back() != d ||
+      p.dimensions().size() < 2 || p.dimensions().back() != d || a2.dimensions().back() != d ||
+      s.dimensions().back() != d || b.dimensions().back() != d ||
+      !BatchIndex::Make(m.dimensions(), 2, out, &im) ||
+      !BatchIndex::Make(p.dimensions(), 2, out, &ip) ||
+      !BatchIndex::Make(a2.dimensions(), 1, out, &ia) ||
+      !BatchIndex::Make(s.dimensions(), 1, out, &is) ||
+      !BatchIndex::Make(b.dimensions(), 1, out, &ib) ||
+      !BatchIndex::Make(ridge.dimensions(), 0, out, &ir))
+    return ffi::Error::InvalidArgument(
+        "M and P must be (..., d, d), a2, s, b and x (..., d), ridge (...), their leading "
+        "dimensions x's or 1");
+  for (auto t : {m.element_type(), p.element_type(), a2.element_type(), s.element_type(),
+                 b.element_type(), ridge.element_type()})
+    if (t != x->element_type())
+      return ffi::Error::InvalidArgument("M, P, a2, s, b, ridge and x must share one dtype");
+  const int64_t batch = d > 0 ? static_cast<int64_t>(x->element_count()) / d : 0;
+  if (batch == 0) return ffi::Error::Success();
+  return ByType(x->element_type(), [&](auto zero) {
+    using T = decltype(zero);
+    auto data = [](ffi::AnyBuffer buffer) { return static_cast<const T*>(buffer.untyped_data()); };
+    const T *M = data(m), *P = data(p), *A2 = data(a2), *S = data(s), *B = data(b),
+            *R = data(ridge);
+    SolveBatch<T>(
+        pool, spread, batch, d, Source::kGaussNewton,
+        [=](int64_t e) {
+          return System<T>{M + im(e) * d * d, P + ip(e) * d * d, A2 + ia(e) * d, S + is(e) * d};
+        },
+        [=](int64_t e) { return B + ib(e) * d; }, [=](int64_t e) { return R[ir(e)]; },
+        static_cast<T*>(x->untyped_data()));
+    return ffi::Error::Success();
+  });
 }
 
 }  // namespace
@@ -302,3 +446,15 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(CtrnnDynRidgeSolve, RidgeSolveImpl,
                                   .Ret<ffi::AnyBuffer>()
                                   .Attr<bool>("spread")
                                   .Attr<bool>("normal"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(CtrnnDynGaussNewtonSolve, GaussNewtonSolveImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<bool>("spread"));

@@ -47,12 +47,12 @@ class _LevenbergMarquardt(jaxopt.LevenbergMarquardt):
     - Matrix-free (``materialize_jac=False``), jaxopt sets the initial damping from the exact
       diagonal of ``JᵀJ``, which costs ``d`` Jacobian-vector products per start; we estimate
       it with one probe, ``|v ⊙ JᵀJ v|`` with ``v = 1`` (only its maximum scales the damping).
-    - ``exact_step``: ``solver`` (:func:`_ridge_solve`) gets a matrix in place of the product
-      ``v -> JᵀJ v``: ``gram_fun(x, u) -> JᵀJ`` (a map's
-      :meth:`~ctrnn_dyn.dynamics.OneStepMap.gauss_newton`) where given, else the residual's
-      Jacobian ``J`` (``d`` Jacobian-vector products, which ``vmap`` turns into one matrix
-      product), ``JᵀJ`` formed by the solver: half the products of building ``JᵀJ`` column
-      by column from ``v -> Jᵀ(Jv)``.
+    - ``exact_step``: ``solver`` gets the system's matrix in place of the product
+      ``v -> JᵀJ v``: :func:`_gauss_newton_solve` the map's Gauss–Newton parts ``gram_fun`` (a
+      :class:`~ctrnn_dyn.dynamics.GaussNewton`) and the state where given, else
+      :func:`_ridge_solve` the residual's Jacobian ``J`` (``d`` Jacobian-vector products,
+      which ``vmap`` turns into one matrix product), ``JᵀJ`` formed by the solve: half the
+      products of building ``JᵀJ`` column by column from ``v -> Jᵀ(Jv)``.
     - After an accepted step that took ``q`` to ``q'`` the damping ``μ`` is capped at
       ``max(‖r'‖², μ q'/q)``: near a root ``μ`` falls with the residual (Yamashita and
       Fukushima's ``μ = ‖r‖²`` keeps LM's local convergence quadratic), where jaxopt divides it
@@ -81,13 +81,13 @@ class _LevenbergMarquardt(jaxopt.LevenbergMarquardt):
     def _solve_linear_eqs(self, matvec, state, params, *args, **kwargs):
         if not self.exact_step:
             return super()._solve_linear_eqs(matvec, state, params, *args, **kwargs)
-        if self.gram_fun is not None:
-            matrix, normal = self.gram_fun(params, *args, **kwargs), False
-        else:
-            matrix = jax.jacfwd(lambda p: self._fun(p, *args, **kwargs))(params)
-            normal = True
-        velocity = self.solver_fn(matrix, state.gradient, ridge=state.damping_factor,
-                                  normal=normal)
+        if self.gram_fun is not None:  # solver: _gauss_newton_solve
+            velocity = self.solver_fn(self.gram_fun, params, state.gradient,
+                                      ridge=state.damping_factor)
+        else:  # solver: _ridge_solve
+            jacobian = jax.jacfwd(lambda p: self._fun(p, *args, **kwargs))(params)
+            velocity = self.solver_fn(jacobian, state.gradient, ridge=state.damping_factor,
+                                      normal=True)
         return velocity, jnp.zeros_like(velocity), velocity
 
     def _jtj_diag_op(self, params, *args, **kwargs):
@@ -174,6 +174,21 @@ def _ridge_solve(A, b, ridge, init=None, *, normal=False, serial=False, kernels=
                                                                                  b)
 
 
+def _gauss_newton_solve(parts, x, b, ridge, init=None, *, serial=False, kernels=False):
+    """:func:`_ridge_solve` of a CT-RNN's Gauss–Newton matrix at the state ``x`` from its
+    ``parts`` (:class:`~ctrnn_dyn.dynamics.GaussNewton`). ``kernels``: the compiled kernel forms
+    the matrix itself from the network's ``M``, ``P``, ``a2`` (passed once under ``vmap``, not
+    once per start) and the state's slopes, so that no ``(d, d)`` matrix per start is written
+    and read back; else XLA forms it."""
+    del init
+    if kernels:
+        call = jax.ffi.ffi_call(native.GAUSS_NEWTON_SOLVE_TARGET,
+                                jax.ShapeDtypeStruct(b.shape, b.dtype), vmap_method="expand_dims")
+        return call(parts.M, parts.P, parts.a2, parts.slopes(x), b,
+                    jnp.asarray(ridge, b.dtype), spread=not serial)
+    return _ridge_solve(parts(x), b, ridge, serial=serial)
+
+
 def _make_solver(
     F,
     method: str,
@@ -197,7 +212,8 @@ def _make_solver(
             return _LevenbergMarquardt(
                 residual_fun=partial(_residual, F),
                 materialize_jac=False,
-                solver=partial(_ridge_solve, serial=serial, kernels=kernels),
+                solver=partial(_ridge_solve if gram is None else _gauss_newton_solve,
+                               serial=serial, kernels=kernels),
                 maxiter=max_iters,
                 implicit_diff=False,
                 exact_step=True,
