@@ -43,13 +43,14 @@ Solvers (``method``), all from JAXopt and ``vmap``-ped over starts:
 
   - ``"dense"``: exactly, with :math:`J_r^\top J_r` factorised per start (Cholesky), the
     solver's state holding no matrix. A map with a ``gauss_newton`` method (CT-RNN
-    ``OneStepMap`` s: :meth:`~ctrnn_dyn.dynamics.OneStepMap.gauss_newton`) builds the matrix in
-    :math:`O(d^2)` per start from ``K A² Kᵀ`` computed once per network; otherwise the
+    ``OneStepMap`` s: :meth:`~ctrnn_dyn.dynamics.OneStepMap.gauss_newton`) has the matrix
+    built in :math:`O(d^2)` per start from ``K A² Kᵀ`` computed once per network (by the
+    compiled step kernel itself where it runs, :mod:`ctrnn_dyn.native`); otherwise the
     residual's Jacobian :math:`J_r` is built from ``d`` Jacobian-vector products (``vmap``
     makes them one matrix product) and :math:`J_r^\top J_r` is formed by the solve itself
-    (:math:`O(d^3)` per start). On 100-unit networks (256 starts) the map's matrix halves a
-    step: 25 against 50 ms, of which the Cholesky factorisation and its triangular solves take
-    20 ms. Exact steps converge in 5–10 iterations.
+    (:math:`O(d^3)` per start). On 100-unit networks (256 starts, XLA's LAPACK calls) the
+    map's matrix halved a step: 25 against 50 ms, of which the Cholesky factorisation and its
+    triangular solves took 20 ms. Exact steps converge in 5–10 iterations.
   - ``"cg"``: matrix-free, up to ``cg_iters`` conjugate-gradient iterations (default 20,
     stopping at relative residual ``cg_tol = 1e-2``), each one ``jvp`` and one ``vjp`` of ``F``,
     which ``vmap`` turns into matrix-matrix products shared by all starts; with
