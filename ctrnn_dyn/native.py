@@ -21,15 +21,15 @@ in the step itself (vectorised Philox and libmvec's ``logf``), so that no noise 
 written or read.
 
 ``_native/ridge_solve.cc`` solves LM's step :math:`(J^\top J + \mu I)\,v = J^\top r` for a
-whole batch of starts in one call, given :math:`J^\top J` or :math:`J` itself (then forming
-:math:`J^\top J`), or for a CT-RNN the parts its Gauss–Newton matrix is made of
-(:meth:`ctrnn_dyn.dynamics.OneStepMap.gauss_newton`; formed in the kernel, so that no matrix per
-start passes through memory): Cholesky and two triangular solves, up to 256 units eight systems at a time
-(sixteen in float32), each step of the algorithm one vector operation across them,
-above it one system at a time in panels of four rows. Under ``vmap`` XLA makes one LAPACK call
-per start, whose fixed cost dominates at 16 units, and its triangular solves cost nearly as
-much as the factorisation at 100. The finder
-uses it where :func:`ctrnn_dyn.fixed_points.solvers.linear_solve_path` says so, and each
+whole batch of starts in one call, given :math:`J^\top J`, :math:`J` itself (then forming
+:math:`J^\top J`) or, for a CT-RNN, the parts its Gauss–Newton matrix is made of
+(:meth:`ctrnn_dyn.dynamics.OneStepMap.gauss_newton`; formed in the kernel, so that no matrix
+per start passes through memory): Cholesky and two triangular solves, up to 256 units eight
+systems at a time (sixteen in float32), each step of the algorithm one vector operation across
+them, above it one system at a time in panels of four rows. Under ``vmap`` XLA makes one LAPACK
+call per start, whose fixed cost dominates at 16 units, and its triangular solves cost nearly
+as much as the factorisation at 100. The finder uses it where
+:func:`ctrnn_dyn.fixed_points.solvers.linear_solve_path` says so, and each
 :class:`~ctrnn_dyn.fixed_points.FixedPoints` records it (``solver_path``).
 
 **When.** :func:`prepare` builds (once per machine) and loads the kernels. It is called by

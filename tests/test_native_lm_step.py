@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from ctrnn_dyn import _checks, native
-from ctrnn_dyn.fixed_points import FixedPoints, find_fixed_points
 from ctrnn_dyn.dynamics import GaussNewton
+from ctrnn_dyn.fixed_points import FixedPoints, find_fixed_points
 from ctrnn_dyn.fixed_points.solvers import _gauss_newton_solve, _ridge_solve, linear_solve_path
 
 pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CXX", "c++")) is None,
