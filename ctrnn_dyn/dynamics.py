@@ -30,6 +30,7 @@ from ctrnn_dyn.model import CTRNNCell, RateCTRNNCell
 
 __all__ = [
     "OneStepMap",
+    "GaussNewton",
     "one_step_map",
     "vector_field",
     "simulate",

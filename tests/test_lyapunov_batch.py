@@ -115,3 +115,31 @@ def test_leading_exponents_by_gram_schmidt_equal_those_by_householder():
     hh = lyapunov_spectrum(F, x0, n_exponents=10, **kw)
     assert gs.exponents[:, 0].min() > 0.01  # chaotic: the basis is rotated hard every step
     np.testing.assert_allclose(gs.exponents, hh.exponents[:, :8], atol=1e-9)
+
+
+@pytest.mark.parametrize(("n_transient", "n_steps", "n_blocks"), [(7, 33, 3), (10, 40, 4)])
+def test_grouped_steps_give_the_exponents_of_one_qr_per_step(n_transient, n_steps, n_blocks):
+    """The basis is re-orthonormalised every second step: a NumPy loop with one Householder QR
+    per step (odd transients and blocks leave a single step at their ends) gives the same
+    exponents and block sums."""
+    rng = np.random.default_rng(5)
+    W = 2.5 / np.sqrt(6) * rng.normal(size=(6, 6))
+    x0 = rng.normal(size=6)
+
+    def F(x, u=None):
+        return jnp.tanh(x @ W)
+
+    x, Q = x0.copy(), np.eye(6)[:, :3]
+    block = n_steps // n_blocks
+    sums = np.zeros((n_blocks, 3))
+    for t in range(n_transient + block * n_blocks):
+        J = (1.0 - np.tanh(x @ W) ** 2)[:, None] * W.T  # d tanh(x W) / dx
+        Q, R = np.linalg.qr(J @ Q)
+        x = np.tanh(x @ W)
+        if t >= n_transient:
+            sums[(t - n_transient) // block] += np.log(np.abs(np.diag(R)))
+    expected = np.sort(sums.sum(0) / (block * n_blocks))[::-1]
+    spec = lyapunov_spectrum(F, x0, n_steps=n_steps, n_transient=n_transient,
+                             n_blocks=n_blocks, n_exponents=3)
+    np.testing.assert_allclose(spec.exponents, expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(spec.final_state, x, rtol=0, atol=1e-12)

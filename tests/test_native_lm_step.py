@@ -171,7 +171,13 @@ def test_the_gauss_newton_kernel_under_vmap_over_networks_and_states_equals_xla(
                                                             (M, P, a2, xs, b, ridge))))
 
     with _checks.precision_context(np.float64):
-        np.testing.assert_allclose(solve(True), solve(False), rtol=1e-9)
+        on, off = solve(True), solve(False)
+    np.testing.assert_allclose(on, off, rtol=1e-9)
+    K = (_gauss_newton_matrix(M[:, None], P[:, None], a2[:, None], 1.0 - np.tanh(xs) ** 2)
+         + ridge[..., None, None] * np.eye(d))
+    expected = np.linalg.solve(K, b[..., None])[..., 0]
+    err = np.linalg.norm(on - expected, axis=-1) / np.linalg.norm(expected, axis=-1)
+    assert np.all(err <= 1e3 * d * np.finfo(float).eps * np.linalg.cond(K)), err.max()
 
 
 def test_the_gauss_newton_kernel_rejects_parts_of_another_batch():

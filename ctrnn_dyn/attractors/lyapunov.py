@@ -103,7 +103,8 @@ def _orthonormalise(a, serial: bool = False):
 
     For ``k <=`` :data:`_GRAM_SCHMIDT_MAX_K`: classical Gram–Schmidt with every vector projected
     twice ("twice is enough": orthogonal to rounding while the vectors are not numerically
-    dependent, as Benettin's basis, re-orthonormalised every step, is not),
+    dependent, as Benettin's basis, re-orthonormalised every :data:`_STEPS_PER_QR` steps, is
+    not),
 
     .. math::
 
@@ -218,7 +219,9 @@ def lyapunov_spectrum(
         Q_{t+1} R_{t+1} = DF(x_t)\,Q_t,\qquad
         \lambda_i = \frac{1}{N\,\Delta t}\sum_{t=1}^{N} \log |(R_t)_{ii}|,
 
-    after ``n_transient`` steps to settle on the attractor. For a map sampled from a flow with
+    after ``n_transient`` steps to settle on the attractor (computed with one QR every second
+    step: the QR of a product of two tangent maps, whose ``R``'s diagonal is the product of the
+    two steps'). For a map sampled from a flow with
     step ``dt`` these are the flow's exponents (up to the discretisation error of the map);
     a limit cycle or chaotic flow has one exponent ≈ 0 along the flow direction.
 

@@ -11,22 +11,18 @@ def _greedy_leaders(pts: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray
     leader positions and, for every point, the position of its leader."""
     from scipy.spatial import cKDTree
 
-    n = pts.shape[0]
-    owner = np.full(n, -1, np.int64)
+    owner = np.full(pts.shape[0], -1, np.int64)
     leaders: list[int] = []
-    if n == 0:
+    if pts.shape[0] == 0:
         return np.zeros(0, np.int64), owner
     tree = cKDTree(pts)
-    free = np.ones(n, bool)
-    j = 0
-    while j < n:  # j: the first point no leader owns
+    for j in range(pts.shape[0]):
+        if owner[j] >= 0:
+            continue
         leaders.append(j)
         near = np.asarray(tree.query_ball_point(pts[j], tol), dtype=np.int64)
-        near = near[free[near]]
+        near = near[owner[near] < 0]
         owner[near] = j
-        free[near] = False
-        free[j] = False  # its own ball holds it unless its coordinates are not finite
-        j += 1 + int(np.argmax(free[j + 1:])) if free[j + 1:].any() else n
     return np.asarray(leaders, np.int64), owner
 
 
