@@ -216,6 +216,9 @@ def _build(cxx: str, key_dir: Path, key: str) -> Path:
     raise RuntimeError(f"{cxx} failed: {errors}")
 
 
+_TEMPORARY = "built in a temporary directory, removed once loaded (cache not private)"
+
+
 def _resolve(cxx: str) -> tuple[Path, str, str]:
     """A verified library for this machine: ``(path, key, where)``, building it if needed."""
     key = _key(cxx)
@@ -229,7 +232,7 @@ def _resolve(cxx: str) -> tuple[Path, str, str]:
         _log.warning("ctrnn_dyn: the kernel cache is not private (%s): nothing is loaded from "
                      "it; building in a private temporary directory for this process", why)
     tmp = Path(tempfile.mkdtemp(prefix="ctrnn_dyn-kernels-"))  # mode 0700, this user's
-    return _build(cxx, tmp, key), key, "built in a temporary directory (cache not private)"
+    return _build(cxx, tmp, key), key, _TEMPORARY
 
 
 def _register(lib_path: Path) -> None:
@@ -266,7 +269,11 @@ def _prepare() -> bool:
         return _off("no C++ compiler on PATH (set CXX)")
     try:
         lib_path, key, where = _resolve(cxx)
-        _register(lib_path)
+        try:
+            _register(lib_path)
+        finally:  # a loaded library stays mapped once unlinked: leave nothing behind in /tmp
+            if where == _TEMPORARY:
+                shutil.rmtree(lib_path.parent, ignore_errors=True)
     except (OSError, RuntimeError, AttributeError, subprocess.SubprocessError) as err:
         return _off(f"build or load failed: {err}")
     _state.update(loaded=True, key=key[:16], status=f"loaded from {lib_path} ({where})")
