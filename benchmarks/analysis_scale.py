@@ -21,7 +21,9 @@ and ``classify_dynamics`` from 8 of the starts (500 transient + 2000 steps).
 
 Each measurement starts from empty compilation caches (``jax.clear_caches()``). The share of
 time spent compiling is the sum of JAX's compile-time events (tracing, lowering,
-XLA compilation) over the wall time.
+XLA compilation) over the wall time. With ``--repeats R`` the loop and every size are measured
+``R`` times, interleaved (loop, sizes, loop, sizes, ...), and the medians are printed: this shared
+machine's run times vary by 5–10 % from run to run.
 
 With ``--host-devices N`` (N > 1) the CPU's cores are exposed as ``N`` JAX devices
 (``XLA_FLAGS=--xla_force_host_platform_device_count=N``, set before JAX starts): the batched
@@ -31,6 +33,7 @@ timed with ``devices=None`` (one device) in the same run.
 Usage::
 
     python benchmarks/analysis_scale.py [--sizes 1,32,256] [--loop-max 4] [--host-devices 2]
+                                        [--repeats 3]
 """
 
 from __future__ import annotations
@@ -140,36 +143,54 @@ def main(argv: list[str] | None = None) -> None:
                     help="networks the per-network loop is timed on (its cost is per network)")
     ap.add_argument("--host-devices", type=int, default=1,
                     help="CPU cores exposed as JAX devices (read before JAX starts)")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="measurements of the loop and of each size, interleaved; medians")
     ap.add_argument("--compile-breakdown", action="store_true",
                     help="then time the largest size's compilations program by program")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"jax {jax.__version__}; {HIDDEN} units, {STARTS} starts, classify {CLASSIFY_STARTS} "
-          f"starts x {CLASSIFY}; {len(jax.devices())} device(s): {jax.devices()[0].device_kind}")
+          f"starts x {CLASSIFY}; {len(jax.devices())} device(s): {jax.devices()[0].device_kind}; "
+          f"medians of {args.repeats}")
     key = jax.random.key(0)
     cell, params, starts, picks = ensemble(max(sizes), key)
     n_loop = min(args.loop_max, max(sizes))
-    jax.clear_caches()
-    loop_s, loop_c, loop_out = loop(cell, params, starts, picks, n_loop)
+    several = len(jax.devices()) > 1
+    loops, runs, ones = [], {E: [] for E in sizes}, {E: [] for E in sizes}
+    for _ in range(args.repeats):
+        jax.clear_caches()
+        loops.append(loop(cell, params, starts, picks, n_loop))
+        for E in sizes:
+            sub = jax.tree_util.tree_map(lambda a, E=E: a[:E], params)
+            jax.clear_caches()  # each size pays its own compilation
+            runs[E].append(batched(cell, sub, starts[:E], picks[:E]))
+            if several:  # the same on one device, in the same run
+                jax.clear_caches()
+                ones[E].append(batched(cell, sub, starts[:E], picks[:E], devices=None))
+
+    def median(measured):
+        """The measurement of median wall time, and the spread of the walls."""
+        walls = [m[0] for m in measured]
+        return measured[int(np.argsort(walls)[len(walls) // 2])], min(walls), max(walls)
+
+    (loop_s, loop_c, loop_out), lo, hi = median(loops)
     loop_rate = 3600 * n_loop / loop_s
-    print(f"per-network loop: {n_loop} networks in {loop_s:.1f} s ({loop_rate:.0f} networks/h), "
-          f"compiling {100 * loop_c / loop_s:.0f} % of the time")
+    print(f"per-network loop: {n_loop} networks in {loop_s:.1f} s ({loop_rate:.0f} networks/h; "
+          f"{lo:.1f}-{hi:.1f} s), compiling {100 * loop_c / loop_s:.0f} % of the time")
     rows = []
     for E in sizes:
-        sub = jax.tree_util.tree_map(lambda a, E=E: a[:E], params)
-        jax.clear_caches()  # each size pays its own compilation
-        wall, comp, out = batched(cell, sub, starts[:E], picks[:E])
+        (wall, comp, out), lo, hi = median(runs[E])
         rate = 3600 * E / wall
         rows.append((E, wall, comp, rate))
-        same = out[:n_loop] == loop_out[:min(E, n_loop)]
-        print(f"E = {E:4d}: {wall:8.1f} s, {rate:9.0f} networks/h = x{rate / loop_rate:.1f} the "
-              f"loop; compiling {100 * comp / wall:.1f} % of the time; {wall / E:.3f} s per "
-              f"network; same results as the loop on its networks: {same}", flush=True)
-        if len(jax.devices()) > 1:  # the same on one device, in the same run
-            jax.clear_caches()
-            wall1, comp1, out1 = batched(cell, sub, starts[:E], picks[:E], devices=None)
-            print(f"  one device: {wall1:8.1f} s ({3600 * E / wall1:.0f} networks/h, x"
-                  f"{3600 * E / wall1 / loop_rate:.1f} the loop; compiling "
+        same = all(o[:n_loop] == loop_out[:min(E, n_loop)] for _, _, o in runs[E])
+        print(f"E = {E:4d}: {wall:8.1f} s ({lo:.1f}-{hi:.1f}), {rate:9.0f} networks/h = "
+              f"x{rate / loop_rate:.1f} the loop; compiling {100 * comp / wall:.1f} % of the "
+              f"time; {wall / E:.3f} s per network; same results as the loop on its networks: "
+              f"{same}", flush=True)
+        if several:
+            (wall1, comp1, out1), lo, hi = median(ones[E])
+            print(f"  one device: {wall1:8.1f} s ({lo:.1f}-{hi:.1f}; {3600 * E / wall1:.0f} "
+                  f"networks/h, x{3600 * E / wall1 / loop_rate:.1f} the loop; compiling "
                   f"{100 * comp1 / wall1:.1f} %); {len(jax.devices())} devices are "
                   f"{wall1 / wall:.2f}x faster; same results: {out1 == out}", flush=True)
     if len(rows) > 1:

@@ -1,6 +1,6 @@
 r"""Compiled CPU kernels, built and loaded only from a private, verified cache: the two
-recurrences of :mod:`ctrnn_dyn.fast_path`, and Levenberg–Marquardt's exact step for the
-fixed-point finder.
+recurrences of :mod:`ctrnn_dyn.fast_path`, Levenberg–Marquardt's exact step for the
+fixed-point finder, and the Gram–Schmidt step of Lyapunov spectra.
 
 XLA runs the forward and adjoint loops of a CT-RNN as one small matmul plus a few elementwise
 kernels per time step, each kernel paying a fixed launch cost, and every matmul on one core: at
@@ -31,6 +31,14 @@ call per start, whose fixed cost dominates at 16 units, and its triangular solve
 as much as the factorisation at 100. The finder uses it where
 :func:`ctrnn_dyn.fixed_points.solvers.linear_solve_path` says so, and each
 :class:`~ctrnn_dyn.fixed_points.FixedPoints` records it (``solver_path``).
+
+``_native/gram_schmidt.cc`` re-orthonormalises Benettin's tangent basis (``k`` rows of ``n``)
+for a whole batch of starts and networks in one call: Gram–Schmidt with every vector projected
+twice, each basis finished while it sits in L1. XLA runs the same algorithm as dozens of small
+loops per step, each a pass over the whole batch (several MB for a sharded ensemble): a fifth of
+a classification's time on 100-unit networks. :func:`ctrnn_dyn.attractors.lyapunov.qr_path`
+says where it runs; :class:`~ctrnn_dyn.attractors.LyapunovSpectrum` and
+:class:`~ctrnn_dyn.attractors.DynamicsClassification` record it (``qr_path``).
 
 **When.** :func:`prepare` builds (once per machine) and loads the kernels. It is called by
 :func:`ctrnn_dyn.train.train`, :func:`~ctrnn_dyn.train.make_train_step`, the ensembles, an
@@ -78,7 +86,7 @@ from ctrnn_dyn._private import CACHE_ENV, Untrusted, cache_root, check_private, 
 __all__ = [
     "prepare", "available", "suspended", "status", "kernel_key", "ENV_SWITCH", "CACHE_ENV",
     "BUILD_TIMEOUT_ENV", "FORWARD_TARGET", "FORWARD_NOISE_TARGET", "BACKWARD_TARGET",
-    "RIDGE_SOLVE_TARGET", "GAUSS_NEWTON_SOLVE_TARGET", "TANH", "RELU",
+    "RIDGE_SOLVE_TARGET", "GAUSS_NEWTON_SOLVE_TARGET", "GRAM_SCHMIDT_TARGET", "TANH", "RELU",
 ]
 
 #: Environment variable: ``0`` keeps the XLA loops.
@@ -96,13 +104,16 @@ RIDGE_SOLVE_TARGET = "ctrnn_dyn_ridge_solve"
 #: The same step with a CT-RNN's Gauss–Newton matrix formed in the kernel from its parts
 #: (:func:`ctrnn_dyn.fixed_points.solvers._gauss_newton_solve`).
 GAUSS_NEWTON_SOLVE_TARGET = "ctrnn_dyn_gauss_newton_solve"
+#: The thin QR (``Q``, ``|diag R|``) of a batch of small bases by Gram–Schmidt
+#: (:func:`ctrnn_dyn.attractors.lyapunov._orthonormalise`).
+GRAM_SCHMIDT_TARGET = "ctrnn_dyn_gram_schmidt"
 #: The kernels' activation codes (their ``activation`` attribute).
 TANH, RELU = 0, 1
 
 _NATIVE = Path(__file__).with_name("_native")
 #: The kernels' sources, compiled into one library, and the header they share.
-SOURCES = (_NATIVE / "recurrence.cc", _NATIVE / "ridge_solve.cc")
-HEADERS = (_NATIVE / "parallel.h",)
+SOURCES = (_NATIVE / "recurrence.cc", _NATIVE / "ridge_solve.cc", _NATIVE / "gram_schmidt.cc")
+HEADERS = (_NATIVE / "parallel.h", _NATIVE / "floats.h")
 MANIFEST = "manifest.json"
 _log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -247,6 +258,8 @@ def _register(lib_path: Path) -> None:
                                 platform="cpu")
     jax.ffi.register_ffi_target(GAUSS_NEWTON_SOLVE_TARGET,
                                 jax.ffi.pycapsule(lib.CtrnnDynGaussNewtonSolve), platform="cpu")
+    jax.ffi.register_ffi_target(GRAM_SCHMIDT_TARGET, jax.ffi.pycapsule(lib.CtrnnDynGramSchmidt),
+                                platform="cpu")
 
 
 def _off(why: str) -> bool:

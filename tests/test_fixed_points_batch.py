@@ -65,6 +65,51 @@ def test_batch_equals_one_by_one_and_finds_every_scipy_root(monkeypatch, ladder)
     assert len(set(counts)) > 1 and max(counts) >= 3  # the networks differ, some have several
 
 
+def test_the_networks_are_linearised_on_threads_and_blas_is_given_back(monkeypatch):
+    """The results (unique points, Jacobians, eigenvectors) are those of one thread, and BLAS's
+    thread count is back where it was, also when two callers' limits overlap."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from ctrnn_dyn.fixed_points.linearise import one_blas_thread
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    maps = [F for F, _ in _networks(2)]
+    starts = _starts(2, len(maps))
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        threaded = find_fixed_points_batch(maps, starts, U)
+        assert blas_threads() == before
+        first, second = one_blas_thread(), one_blas_thread()
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)  # the first caller out: the second still holds one
+        assert set(blas_threads()) == {1}
+        second.__exit__(None, None, None)
+        assert blas_threads() == before
+    monkeypatch.setattr(find.os, "sched_getaffinity", lambda pid: {0})  # one core: no threads
+    alone = find_fixed_points_batch(maps, starts, U)
+    for a, b in zip(threaded, alone, strict=True):
+        np.testing.assert_array_equal(a.x, b.x)
+        np.testing.assert_array_equal(a.eigvals, b.eigvals)
+        np.testing.assert_array_equal(a.eigvecs, b.eigvecs)
+        np.testing.assert_array_equal(a.n_starts, b.n_starts)
+
+
+def test_eigendecompositions_split_over_threads_are_the_same_bits():
+    from ctrnn_dyn.fixed_points.linearise import _eig_host
+
+    J = np.random.default_rng(0).normal(size=(7, 30, 30))
+    alone = _eig_host(J, left=True)
+    for workers in (2, 3, 8):
+        split = _eig_host(J, left=True, workers=workers)
+        for a, b in zip(alone, split, strict=True):
+            np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(J @ alone.eigvecs, alone.eigvecs * alone.eigvals[:, None, :],
+                               atol=1e-12)
+
+
 def test_the_solver_runs_the_networks_together(monkeypatch):
     """One call of the solver for the whole batch (stacked maps, starts (E, n, d))."""
     calls = []

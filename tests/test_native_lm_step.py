@@ -93,6 +93,26 @@ def test_a_matrix_that_is_not_positive_definite_gives_nans_only_for_itself():
     np.testing.assert_allclose(x[[0, 3]], xla[[0, 3]], rtol=1e-10)
 
 
+@pytest.mark.parametrize("d", [16, 300])  # in lanes, and one by one
+def test_a_system_with_a_negative_ridge_is_skipped_and_the_others_solved_as_alone(d):
+    """Rows a loop has stopped pass ridge -1: their solution is zero, and the live systems get
+    the bits they get without them (the live ones regrouped into lanes)."""
+    with _checks.precision_context(np.float64):
+        A, b, ridge = _systems((20,), d, np.float64, seed=9)
+        stopped = np.zeros(20, bool)
+        stopped[[0, 3, 4, 5, 11, 19]] = True
+        x = _kernel(jnp.asarray(A), jnp.asarray(b), jnp.asarray(np.where(stopped, -1.0, ridge)))
+        live = _kernel(jnp.asarray(A[~stopped]), jnp.asarray(b[~stopped]),
+                       jnp.asarray(ridge[~stopped]))
+        none = _kernel(jnp.asarray(A[:2]), jnp.asarray(b[:2]), -jnp.ones(2))
+    np.testing.assert_array_equal(x[stopped], 0.0)
+    np.testing.assert_array_equal(x[~stopped], live)
+    np.testing.assert_array_equal(none, 0.0)
+    K = A[~stopped] + ridge[~stopped, None, None] * np.eye(d)
+    np.testing.assert_allclose(live, np.linalg.solve(K, b[~stopped][..., None])[..., 0],
+                               rtol=1e-6)
+
+
 @pytest.mark.parametrize("normal", [False, True], ids=["JtJ", "J"])
 def test_under_vmap_the_kernel_path_equals_lapack(normal):
     with _checks.precision_context(np.float64):

@@ -28,6 +28,7 @@
 #include <immintrin.h>
 #endif
 
+#include "floats.h"
 #include "parallel.h"
 #include "xla/ffi/api/ffi.h"
 
@@ -433,16 +434,10 @@ template <typename Run>
 ffi::Error Dispatch(const ffi::AnyBuffer& x, int32_t activation, Run run) {
   if (activation != kTanh && activation != kRelu)
     return ffi::Error::InvalidArgument("activation must be 0 (tanh) or 1 (relu)");
-  switch (x.element_type()) {
-    case ffi::DataType::F32:
-      run(float{});
-      return ffi::Error::Success();
-    case ffi::DataType::F64:
-      run(double{});
-      return ffi::Error::Success();
-    default:
-      return ffi::Error::InvalidArgument("dtype must be float32 or float64");
-  }
+  return ctrnn_dyn::ByType(x.element_type(), [&](auto zero) {
+    run(zero);
+    return ffi::Error::Success();
+  });
 }
 
 ffi::Error CheckForward(const ffi::AnyBuffer& x, const ffi::AnyBuffer& x0,

@@ -18,7 +18,8 @@
 // the algorithm a vector across the systems; above it each matrix is factored right-looking in
 // upper form, in panels of four rows, every update a contiguous row update the compiler
 // vectorises. The batch is spread over XLA's thread pool (spread = true) or solved on the calling
-// thread (programs of several host devices running at once). A matrix that is not numerically
+// thread (programs of several host devices running at once). A system with a negative ridge is
+// skipped (its solution zero; see SolveBatch). A matrix that is not numerically
 // positive definite (a pivot <= 0 or not finite) gives a NaN solution, as XLA's Cholesky does.
 #include <algorithm>
 #include <cmath>
@@ -28,10 +29,12 @@
 #include <type_traits>
 #include <vector>
 
+#include "floats.h"
 #include "parallel.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
+using ctrnn_dyn::ByType;
 using ctrnn_dyn::ParallelChunks;
 
 namespace {
@@ -283,36 +286,53 @@ int64_t Workers(int64_t batch, int64_t d, int64_t threads) {
   return std::max<int64_t>(1, std::min({wanted, threads, batch}));
 }
 
-// The batch's systems: e -> its System, right-hand side and ridge; x is (batch, d).
+// The batch's systems: e -> its System, right-hand side and ridge; x is (batch, d). A system
+// with a negative ridge is skipped, its solution zero: under vmap of a while loop every row runs
+// the loop's body until the last row stops, and the solver marks the rows that have stopped
+// (whose results the loop discards) so that they cost nothing here.
 template <typename T, typename SystemOf, typename RhsOf, typename RidgeOf>
 void SolveBatch(ffi::ThreadPool& pool, bool spread, int64_t batch, int64_t d, Source src,
                 SystemOf system, RhsOf rhs, RidgeOf ridge, T* x) {
+  std::vector<int64_t> live;
+  live.reserve(batch);
+  for (int64_t e = 0; e < batch; ++e) {
+    if (ridge(e) < T(0))
+      std::fill(x + e * d, x + (e + 1) * d, T(0));
+    else
+      live.push_back(e);  // NaN too: it gives a NaN solution, as XLA's Cholesky does
+  }
+  const int64_t count = static_cast<int64_t>(live.size());
+  if (count == 0) return;
   const bool lanes = d <= kLanesMaxD;
-  // a chunk of the batch per worker, a whole number of lane groups where the lanes run
+  // a chunk of the live systems per worker, a whole number of lane groups where the lanes run
   constexpr int64_t L = kLanes<T>;
   const int64_t unit = lanes ? L : 1;
-  const int64_t units = (batch + unit - 1) / unit;
-  const int64_t workers = spread ? Workers(batch, d, std::max<int64_t>(1, pool.num_threads())) : 1;
+  const int64_t units = (count + unit - 1) / unit;
+  const int64_t workers = spread ? Workers(count, d, std::max<int64_t>(1, pool.num_threads())) : 1;
   const int64_t per = (std::min(units, (units + workers - 1) / workers)) * unit;
-  ParallelChunks(pool, (batch + per - 1) / per, workers, [=](int64_t chunk) {
+  const int64_t* index = live.data();
+  ParallelChunks(pool, (count + per - 1) / per, workers, [=](int64_t chunk) {
     std::vector<T> U(d * d * unit), M(lanes ? d * d * unit : 0);
-    const int64_t end = std::min(batch, (chunk + 1) * per);
-    for (int64_t e = chunk * per; e < end; e += unit) {
-      const int64_t n = std::min(unit, end - e);
+    const int64_t end = std::min(count, (chunk + 1) * per);
+    for (int64_t i = chunk * per; i < end; i += unit) {
+      const int64_t n = std::min(unit, end - i);
       if (lanes && 2 * n >= unit) {
         System<T> sys[L];
         const T* b[L];
         T r[L], *out[L];
         for (int64_t l = 0; l < n; ++l) {
-          sys[l] = system(e + l);
-          b[l] = rhs(e + l);
-          r[l] = ridge(e + l);
-          out[l] = x + (e + l) * d;
+          const int64_t e = index[i + l];
+          sys[l] = system(e);
+          b[l] = rhs(e);
+          r[l] = ridge(e);
+          out[l] = x + e * d;
         }
         RidgeSolveLanes<T>(d, n, src, sys, b, r, out, U.data(), M.data());
       } else {
-        for (int64_t f = e; f < e + n; ++f)
-          RidgeSolveOne<T>(d, src, system(f), rhs(f), ridge(f), x + f * d, U.data());
+        for (int64_t j = i; j < i + n; ++j) {
+          const int64_t e = index[j];
+          RidgeSolveOne<T>(d, src, system(e), rhs(e), ridge(e), x + e * d, U.data());
+        }
       }
     }
   });
@@ -352,18 +372,6 @@ class BatchIndex {
  private:
   std::vector<int64_t> sizes_, strides_;
 };
-
-template <typename Run>
-ffi::Error ByType(ffi::DataType type, Run run) {
-  switch (type) {
-    case ffi::DataType::F32:
-      return run(float{});
-    case ffi::DataType::F64:
-      return run(double{});
-    default:
-      return ffi::Error::InvalidArgument("dtype must be float32 or float64");
-  }
-}
 
 ffi::Error RidgeSolveImpl(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer b,
                           ffi::AnyBuffer ridge, ffi::Result<ffi::AnyBuffer> x, bool spread,

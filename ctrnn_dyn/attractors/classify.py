@@ -29,7 +29,7 @@ from ctrnn_dyn.attractors._common import (
     _run_batch,
     _same_shape,
 )
-from ctrnn_dyn.attractors.lyapunov import _lyap_core_batch, _summarise_lyap
+from ctrnn_dyn.attractors.lyapunov import _lyap_core_batch, _summarise_lyap, qr_path
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,8 @@ class DynamicsClassification(NamedTuple):
         period: ``(B,)`` exact integer return time of the map (0 if none within the window).
         max_abs: ``(B,)`` largest :math:`|x_i|` seen.
         final_state: ``(B, n)``.
+        qr_path: the code that re-orthonormalised the Lyapunov tangent basis
+            (:func:`~ctrnn_dyn.attractors.lyapunov.qr_path`).
     """
 
     labels: tuple[str, ...]
@@ -63,13 +65,17 @@ class DynamicsClassification(NamedTuple):
     period: np.ndarray
     max_abs: np.ndarray
     final_state: np.ndarray
+    qr_path: str = "xla"
 
 
-def _measure(F, xs, u, *, n_transient, n_blocks, block, k, n_recur, serial=False):
+def _measure(F, xs, u, *, n_transient, n_blocks, block, k, n_recur, serial=False,
+             kernels=False):
     """Device part of a verdict for starts ``xs (B, n)``: final states, the Lyapunov block sums,
     the largest ``|x|`` per block, the final step and the distances of the next ``n_recur``
-    states from the final one."""
-    x_end, sums, maxabs = _lyap_core_batch(F, xs, u, n_transient, n_blocks, block, k, serial)
+    states from the final one (``serial``, ``kernels``: see
+    :func:`~ctrnn_dyn.attractors.lyapunov._orthonormalise`)."""
+    x_end, sums, maxabs = _lyap_core_batch(F, xs, u, n_transient, n_blocks, block, k, serial,
+                                           kernels)
 
     def recurrence(x):
         dist = jnp.linalg.norm(_orbit(F, x, u, n_recur)[1:] - x, axis=1)
@@ -79,18 +85,18 @@ def _measure(F, xs, u, *, n_transient, n_blocks, block, k, n_recur, serial=False
     return x_end, sums, maxabs, step_norm, dist
 
 
-_STATIC = ("n_transient", "n_blocks", "block", "k", "n_recur")
+_STATIC = ("n_transient", "n_blocks", "block", "k", "n_recur", "kernels")
 _measure_one = jit_map(_measure, static_argnames=(*_STATIC, "serial"))
 
 
 @jit_map(static_argnames=(*_STATIC, "mesh"))
-def _measure_stacked(F, xs, u, *, n_transient, n_blocks, block, k, n_recur, mesh):
+def _measure_stacked(F, xs, u, *, n_transient, n_blocks, block, k, n_recur, kernels, mesh):
     """:func:`_measure` for a stacked map (array leaves ``(E, ...)``), ``xs (E, B, n)`` and
     ``u (E, m)`` (or ``None``): every network in one program, split over ``mesh``'s devices
     (``None``: one device; ``E`` a multiple of their number)."""
     return vmap_over_maps(partial(_measure, n_transient=n_transient, n_blocks=n_blocks,
                                   block=block, k=k, n_recur=n_recur,
-                                  serial=serial_lapack(mesh)), mesh)(F, xs, u)
+                                  serial=serial_lapack(mesh), kernels=kernels), mesh)(F, xs, u)
 
 
 @renamed(starts="initial_states", u="inputs", precision="dtype")
@@ -163,11 +169,13 @@ def classify_dynamics(
     arr, settings, verdict = _settings(initial_states, dt, n_transient, n_steps, n_exponents,
                                        n_blocks, zero_tol, speed_tol, recurrence_tol, n_recur,
                                        divergence_bound)
+    path = qr_path(settings["k"])
     context, dtype = _precision(dtype)
     with context:
-        raw = _measure_one(F, jnp.asarray(arr, dtype), _as_u(inputs, dtype), **settings)
+        raw = _measure_one(F, jnp.asarray(arr, dtype), _as_u(inputs, dtype), **settings,
+                           kernels=path != "xla")
         raw = [np.asarray(a, np.float64) for a in raw]
-    return _verdicts(*raw, **verdict)
+    return _verdicts(*raw, **verdict, qr_path=path)
 
 
 def classify_dynamics_batch(
@@ -213,9 +221,11 @@ def classify_dynamics_batch(
         arr, settings, verdict = _settings(x, **{**_DEFAULTS, **options})
         arrs.append(arr)
     _same_shape(arrs, "initial_states")
+    path = qr_path(settings["k"])
     raw = _run_batch(maps, arrs, us, dtype, devices, lambda F, xs, u, mesh: _measure_stacked(
-        F, xs, u, mesh=mesh, **settings))
-    return [_verdicts(*(np.asarray(a, np.float64) for a in r), **verdict) for r in raw]
+        F, xs, u, mesh=mesh, **settings, kernels=path != "xla"))
+    return [_verdicts(*(np.asarray(a, np.float64) for a in r), **verdict, qr_path=path)
+            for r in raw]
 
 
 _DEFAULTS = dict(dt=1.0, n_transient=2000, n_steps=20000, n_exponents=None, n_blocks=20,
@@ -253,7 +263,7 @@ def _settings(initial_states, dt, n_transient, n_steps, n_exponents, n_blocks, z
 
 
 def _verdicts(x_end, sums, maxabs, step_norm, dist, *, block, n_blocks, dt, zero_tol,
-              speed_tol, recurrence_tol, divergence_bound) -> DynamicsClassification:
+              speed_tol, recurrence_tol, divergence_bound, qr_path) -> DynamicsClassification:
     """The verdicts from :func:`_measure`'s arrays (host NumPy, float64)."""
     maxabs = maxabs.max(axis=1)
     exponents, stderr, _ = _summarise_lyap(sums, block, dt)
@@ -288,4 +298,5 @@ def _verdicts(x_end, sums, maxabs, step_norm, dist, *, block, n_blocks, dt, zero
         period=period,
         max_abs=maxabs,
         final_state=x_end,
+        qr_path=qr_path,
     )

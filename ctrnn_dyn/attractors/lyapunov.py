@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ctrnn_dyn import native
 from ctrnn_dyn._base import jit_map
 from ctrnn_dyn._batch import serial_lapack, serial_when, vmap_over_maps
 from ctrnn_dyn._checks import per_item, renamed
@@ -45,6 +46,7 @@ class LyapunovSpectrum(NamedTuple):
         final_state: ``([B,] n)`` state at the end of the run.
         n_steps: steps averaged over (after ``n_transient``).
         dt: time per step.
+        qr_path: the code that re-orthonormalised the tangent basis (:func:`qr_path`).
     """
 
     exponents: np.ndarray
@@ -53,6 +55,7 @@ class LyapunovSpectrum(NamedTuple):
     final_state: np.ndarray
     n_steps: int
     dt: float
+    qr_path: str = "xla"
 
     @property
     def largest(self) -> np.ndarray:
@@ -98,7 +101,18 @@ _GRAM_SCHMIDT_MAX_K = 8
 _STEPS_PER_QR = 2
 
 
-def _orthonormalise(a, serial: bool = False):
+def qr_path(k: int) -> str:
+    """Which code re-orthonormalises Benettin's basis of ``k`` vectors: ``"kernels:<key>"``
+    where Gram–Schmidt runs on the compiled kernel of :mod:`ctrnn_dyn.native` (``k <=``
+    :data:`_GRAM_SCHMIDT_MAX_K`, on the CPU, once :func:`~ctrnn_dyn.native.prepare` — called
+    here, on the host, before anything is traced — has built and loaded it; not inside
+    :func:`~ctrnn_dyn.native.suspended`), else ``"xla"``."""
+    if k <= _GRAM_SCHMIDT_MAX_K and native.prepare() and native.available():
+        return f"kernels:{native.kernel_key()}"
+    return "xla"
+
+
+def _orthonormalise(a, serial: bool = False, kernels: bool = False):
     r"""``(Q, |diag R|)`` of the thin QR of the ``k`` vectors ``a (k, n)`` (rows), ``Q (k, n)``.
 
     For ``k <=`` :data:`_GRAM_SCHMIDT_MAX_K`: classical Gram–Schmidt with every vector projected
@@ -112,12 +126,20 @@ def _orthonormalise(a, serial: bool = False):
         |R_{jj}| = \lVert v \rVert,\qquad q_j = v / \lVert v \rVert,
 
     starting from :math:`v = a_j`; a vector with nothing left stays zero
-    (:math:`|R_{jj}| = 0`). Above it LAPACK's QR, ``serial``: one call per matrix under ``vmap``
-    (:func:`ctrnn_dyn._batch.serial_lapack`)."""
+    (:math:`|R_{jj}| = 0`); ``kernels``: by the compiled kernel of :mod:`ctrnn_dyn.native`
+    (the batch of a ``vmap`` in one call, each basis finished in cache; spread over XLA's thread
+    pool, or with ``serial`` on the calling thread). Above it LAPACK's QR, ``serial``: one call
+    per matrix under ``vmap`` (:func:`ctrnn_dyn._batch.serial_lapack`)."""
     k = a.shape[0]
     if k > _GRAM_SCHMIDT_MAX_K:
         Q, R = serial_when(serial, lambda m: tuple(jnp.linalg.qr(m)))(a.T)
         return Q.T, jnp.abs(jnp.diagonal(R))
+    if kernels:
+        call = jax.ffi.ffi_call(native.GRAM_SCHMIDT_TARGET,
+                                (jax.ShapeDtypeStruct(a.shape, a.dtype),
+                                 jax.ShapeDtypeStruct(a.shape[:1], a.dtype)),
+                                vmap_method="broadcast_all")
+        return tuple(call(a, spread=not serial))
     rows, norms = [], []
     for j in range(k):
         v = a[j]
@@ -131,9 +153,9 @@ def _orthonormalise(a, serial: bool = False):
 
 
 def _lyap_core(F, x0, u, n_transient: int, n_blocks: int, block: int, k: int,
-               serial: bool = False):
+               serial: bool = False, kernels: bool = False):
     """Benettin's QR iteration from ``x0``, the tangent basis held as rows ``(k, n)``;
-    ``serial``: see :func:`_orthonormalise`."""
+    ``serial``, ``kernels``: see :func:`_orthonormalise`."""
 
     def advance(carry, n_steps):
         """``n_steps`` steps of the state and of the tangent rows, then one re-orthonormalisation:
@@ -144,7 +166,7 @@ def _lyap_core(F, x0, u, n_transient: int, n_blocks: int, block: int, k: int,
             # step (under vmap over starts and networks it would not stay in cache)
             x, tangent = jax.linearize(lambda y: F(y, u), x)
             Q = jax.vmap(tangent)(Q)
-        Q, r = _orthonormalise(Q, serial)
+        Q, r = _orthonormalise(Q, serial, kernels)
         return (x, Q), jnp.log(r)
 
     def run(carry, n_steps):
@@ -171,13 +193,14 @@ def _lyap_core(F, x0, u, n_transient: int, n_blocks: int, block: int, k: int,
 
 
 def _lyap_core_batch(F, x0s, u, n_transient: int, n_blocks: int, block: int, k: int,
-                     serial: bool = False):
-    return jax.vmap(lambda x: _lyap_core(F, x, u, n_transient, n_blocks, block, k, serial))(x0s)
+                     serial: bool = False, kernels: bool = False):
+    return jax.vmap(lambda x: _lyap_core(F, x, u, n_transient, n_blocks, block, k, serial,
+                                         kernels))(x0s)
 
 
-@jit_map(static_argnames=("n_transient", "n_blocks", "block", "k"))
-def _lyap_batch(F, x0s, u, *, n_transient, n_blocks, block, k):
-    return _lyap_core_batch(F, x0s, u, n_transient, n_blocks, block, k)
+@jit_map(static_argnames=("n_transient", "n_blocks", "block", "k", "kernels"))
+def _lyap_batch(F, x0s, u, *, n_transient, n_blocks, block, k, kernels):
+    return _lyap_core_batch(F, x0s, u, n_transient, n_blocks, block, k, kernels=kernels)
 
 
 def _summarise_lyap(sums: np.ndarray, block: int, dt: float):
@@ -252,12 +275,14 @@ def lyapunov_spectrum(
     """
     _check_F(F)
     arr, settings = _lyap_settings(x0, n_steps, dt, n_transient, n_exponents, n_blocks)
+    path = qr_path(settings["k"])
     context, dtype = _precision(dtype)
     with context:
         xs = jnp.asarray(arr.reshape(-1, arr.shape[-1]), dtype)
-        x_end, sums, _ = _lyap_batch(F, xs, _as_u(inputs, dtype), **settings)
+        x_end, sums, _ = _lyap_batch(F, xs, _as_u(inputs, dtype), **settings,
+                                     kernels=path != "xla")
         sums, x_end = np.asarray(sums, np.float64), np.asarray(x_end)
-    return _spectrum(sums, x_end, arr.ndim == 1, settings, float(dt))
+    return _spectrum(sums, x_end, arr.ndim == 1, settings, float(dt), path)
 
 
 def lyapunov_spectrum_batch(
@@ -311,20 +336,24 @@ def lyapunov_spectrum_batch(
         arr, settings = _lyap_settings(x, options["n_steps"], dt, **kw)
         arrs.append(arr)
     _same_shape(arrs, "x0")
+    path = qr_path(settings["k"])
     raw = _run_batch(maps, [a.reshape(-1, a.shape[-1]) for a in arrs],
                      per_item(inputs, E, "inputs", ndim=1, item="map"),
                      options.get("dtype", np.float64), devices,
-                     lambda F, xs, u, mesh: _lyap_stacked(F, xs, u, mesh=mesh, **settings)[:2])
-    return [_spectrum(np.asarray(sums, np.float64), x_end, a.ndim == 1, settings, float(dt))
+                     lambda F, xs, u, mesh: _lyap_stacked(F, xs, u, mesh=mesh, **settings,
+                                                          kernels=path != "xla")[:2])
+    return [_spectrum(np.asarray(sums, np.float64), x_end, a.ndim == 1, settings, float(dt),
+                      path)
             for (x_end, sums), a in zip(raw, arrs, strict=True)]
 
 
-@jit_map(static_argnames=("n_transient", "n_blocks", "block", "k", "mesh"))
-def _lyap_stacked(F, xs, u, *, n_transient, n_blocks, block, k, mesh):
+@jit_map(static_argnames=("n_transient", "n_blocks", "block", "k", "mesh", "kernels"))
+def _lyap_stacked(F, xs, u, *, n_transient, n_blocks, block, k, mesh, kernels):
     """:func:`_lyap_core_batch` for a stacked map, ``xs (E, B, n)``, ``u (E, m)`` or ``None``,
     split over ``mesh`` (``None``: one device)."""
     return vmap_over_maps(partial(_lyap_core_batch, n_transient=n_transient, n_blocks=n_blocks,
-                                  block=block, k=k, serial=serial_lapack(mesh)), mesh)(F, xs, u)
+                                  block=block, k=k, serial=serial_lapack(mesh), kernels=kernels),
+                          mesh)(F, xs, u)
 
 
 def _lyap_settings(x0, n_steps, dt, n_transient, n_exponents, n_blocks):
@@ -343,10 +372,10 @@ def _lyap_settings(x0, n_steps, dt, n_transient, n_exponents, n_blocks):
     return arr, dict(n_transient=n_transient, n_blocks=n_blocks, block=n_steps // n_blocks, k=k)
 
 
-def _spectrum(sums, x_end, single, settings, dt) -> LyapunovSpectrum:
+def _spectrum(sums, x_end, single, settings, dt, path) -> LyapunovSpectrum:
     """The :class:`LyapunovSpectrum` of block sums ``(B, n_blocks, k)`` and end states."""
     block, n_blocks = settings["block"], settings["n_blocks"]
     exponents, stderr, history = _summarise_lyap(sums, block, dt)
     if single:
         exponents, stderr, history, x_end = exponents[0], stderr[0], history[0], x_end[0]
-    return LyapunovSpectrum(exponents, stderr, history, x_end, block * n_blocks, dt)
+    return LyapunovSpectrum(exponents, stderr, history, x_end, block * n_blocks, dt, path)

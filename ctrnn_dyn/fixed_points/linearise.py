@@ -3,12 +3,17 @@ traced), their eigendecomposition on the host (NumPy's LAPACK) and the stability
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
 import jax
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ctrnn_dyn import linear
 from ctrnn_dyn._base import jit_map
@@ -22,10 +27,43 @@ def _jacobians(x, u, *, F):
     return jax.vmap(partial(linear.jacobian, F))(x, u)
 
 
-def _eig_host(J: np.ndarray, left: bool) -> linear.EigenDecomposition:
+_blas_lock = threading.Lock()
+_blas_users: list = []  # the callers inside one_blas_thread(), and the limiter they share
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS (NumPy's and SciPy's) held to one thread inside the block, the limit set by the
+    first caller in and restored by the last one out: concurrent callers (threaded sweeps) never
+    leave it behind."""
+    with _blas_lock:
+        if not _blas_users:
+            _blas_users.append(threadpool_limits(limits=1, user_api="blas"))
+        _blas_users.append(None)
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users.pop()
+            if len(_blas_users) == 1:
+                _blas_users.pop().restore_original_limits()
+
+
+def _eig_host(J: np.ndarray, left: bool, workers: int = 1) -> linear.EigenDecomposition:
     """:func:`ctrnn_dyn.linear.eig`'s conventions with NumPy's LAPACK on the host (no compile per
-    number of points, no padding)."""
-    mu, R = np.linalg.eig(J)
+    number of points, no padding), the matrices split over ``workers`` threads. BLAS is held to
+    one thread (:func:`one_blas_thread`): LAPACK's eigensolver gains nothing from more at these
+    sizes, threads of their own oversubscribe the cores, and the bits do not depend on
+    ``workers``."""
+    with one_blas_thread():
+        if workers > 1 and len(J) > 1:
+            parts = np.array_split(J, min(workers, len(J)))
+            with ThreadPoolExecutor(len(parts)) as pool:
+                done = list(pool.map(np.linalg.eig, parts))
+            mu = np.concatenate([m.astype(complex) for m, _ in done])
+            R = np.concatenate([v.astype(complex) for _, v in done])
+        else:
+            mu, R = np.linalg.eig(J)
     mu, R = mu.astype(complex), R.astype(complex)
     order = np.argsort(-np.abs(mu), axis=-1, kind="stable")
     mu = np.take_along_axis(mu, order, axis=-1)
@@ -41,7 +79,10 @@ def _eig_host(J: np.ndarray, left: bool) -> linear.EigenDecomposition:
 
 
 
-def add_linearisation(F, fps, no_input, decompose, left, marginal_tol) -> FixedPoints:
+def add_linearisation(F, fps, no_input, decompose, left, marginal_tol,
+                      workers: int = 1) -> FixedPoints:
+    """``fps`` with the Jacobians at its finite points and, with ``decompose``, their
+    eigendecompositions (on ``workers`` threads, :func:`_eig_host`) and stability classes."""
     ok = np.all(np.isfinite(fps.x), axis=1)
     n, d = fps.x.shape
     jac = np.full((n, d, d), np.nan, fps.x.dtype)
@@ -59,7 +100,7 @@ def add_linearisation(F, fps, no_input, decompose, left, marginal_tol) -> FixedP
             lv = np.full((n, d, d), np.nan + 0j)
             good = idx[np.all(np.isfinite(jac[idx]), axis=(1, 2))]
             if good.size:
-                dec = _eig_host(jac[good], left)
+                dec = _eig_host(jac[good], left, workers)
                 eigvals[good], eigvecs[good] = dec.eigvals, dec.eigvecs
                 if left:
                     lv[good] = dec.left_eigvecs

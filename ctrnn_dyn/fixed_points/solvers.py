@@ -372,14 +372,23 @@ def _run_rows(F, x, state, u, iters, *, method, n_iter, tol_q, tol_grad, grad_rt
         small_grad = (st.error <= tol_grad) | (st.error <= grad_rtol * jnp.sqrt(2.0 * q))
         return (q <= tol_q) | small_grad | (it >= max_iters) | ~jnp.isfinite(q)
 
+    # under vmap every row runs the loop's body until the last row stops (the others' results
+    # discarded): the step kernel skips a system with a negative ridge, so a row that has
+    # stopped passes LM's damping as -1 and costs no factorisation
+    skip_stopped = kernels and method == "lm" and linear_solver == "dense"
+
     def one(x, st, u, it):
         def cond(carry):
             _, _, _, k, stop = carry
             return (k < n_iter) & ~stop
 
         def body(carry):
-            x, st, it, k, _ = carry
-            x_new, st_new = solver.update(x, st, u)
+            x, st, it, k, stop = carry
+            step_st = st
+            if skip_stopped:
+                step_st = st._replace(damping_factor=jnp.where(
+                    (k < n_iter) & ~stop, st.damping_factor, -jnp.ones_like(st.damping_factor)))
+            x_new, st_new = solver.update(x, step_st, u)
             it = it + 1
             bad = ~jnp.all(jnp.isfinite(x_new))  # a failed step: keep the last good x, stop
             x, st = jax.tree_util.tree_map(

@@ -1,0 +1,122 @@
+// The thin QR of Benettin's tangent basis, re-orthonormalised during a Lyapunov spectrum, for a
+// batch of small bases, as an XLA FFI handler for the CPU (CtrnnDynGramSchmidt):
+//
+//   a (k x n, rows a_j) -> q (k x n, orthonormal rows), r (k) = |diag R|,
+//   v = a_j,  v <- v - sum_{i<j} (q_i . v) q_i  (twice),  r_j = |v|,  q_j = v / r_j
+//
+// (classical Gram-Schmidt, every vector projected twice: orthogonal to rounding while the rows are
+// not numerically dependent; a row with nothing left, r_j = 0, stays zero). XLA runs the same
+// algorithm as dozens of small fused loops per step, each a pass over the whole batch of bases
+// (for a sharded ensemble several MB, out of cache); here each basis, a few kB, is finished while
+// it is in L1. The batch is spread over XLA's thread pool (spread = true) or done on the calling
+// thread (programs of several host devices running at once).
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "floats.h"
+#include "parallel.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+using ctrnn_dyn::ByType;
+using ctrnn_dyn::ParallelChunks;
+
+namespace {
+
+// c[i] = q_i . v for the m rows q_i, in one pass over v: every row's sum in its own vector
+// accumulators (the products of one row are independent chains, not one chain of n additions).
+template <typename T>
+void Dots(int64_t n, const T* __restrict q, int64_t m, const T* __restrict v, T* __restrict c) {
+  constexpr int64_t W = 64 / sizeof(T);  // one AVX-512 register, or two AVX2 ones
+  typedef T V __attribute__((vector_size(sizeof(T) * W)));
+  auto load = [](const T* p) {
+    V x;
+    std::memcpy(&x, p, sizeof(V));
+    return x;
+  };
+  for (int64_t i = 0; i < m; ++i) {
+    const T* __restrict qi = q + i * n;
+    V acc0{}, acc1{};
+    int64_t t = 0;
+    for (; t + 2 * W <= n; t += 2 * W) {
+      acc0 += load(qi + t) * load(v + t);
+      acc1 += load(qi + t + W) * load(v + t + W);
+    }
+    acc0 += acc1;
+    T s = 0;
+    for (int64_t l = 0; l < W; ++l) s += acc0[l];
+    for (; t < n; ++t) s += qi[t] * v[t];
+    c[i] = s;
+  }
+}
+
+template <typename T>
+void OrthonormaliseOne(int64_t k, int64_t n, const T* __restrict a, T* __restrict q,
+                       T* __restrict r, T* __restrict c) {
+  for (int64_t j = 0; j < k; ++j) {
+    T* __restrict v = q + j * n;
+    std::memcpy(v, a + j * n, sizeof(T) * n);
+    for (int pass = 0; pass < 2 && j > 0; ++pass) {
+      Dots<T>(n, q, j, v, c);
+      for (int64_t i = 0; i < j; ++i) {
+        const T* __restrict qi = q + i * n;
+        const T ci = c[i];
+        for (int64_t t = 0; t < n; ++t) v[t] -= ci * qi[t];
+      }
+    }
+    T norm2;
+    Dots<T>(n, v, 1, v, &norm2);
+    const T norm = std::sqrt(norm2);
+    const T scale = T(1) / (norm > T(0) ? norm : T(1));
+    for (int64_t t = 0; t < n; ++t) v[t] *= scale;
+    r[j] = norm;
+  }
+}
+
+ffi::Error GramSchmidtImpl(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::Result<ffi::AnyBuffer> q,
+                           ffi::Result<ffi::AnyBuffer> r, bool spread) {
+  auto dims = a.dimensions();
+  if (dims.size() < 2) return ffi::Error::InvalidArgument("a must be (..., k, n)");
+  const int64_t n = dims.back(), k = dims[dims.size() - 2];
+  const int64_t batch = k * n > 0 ? static_cast<int64_t>(a.element_count()) / (k * n) : 0;
+  if (static_cast<int64_t>(q->element_count()) != batch * k * n ||
+      static_cast<int64_t>(r->element_count()) != batch * k)
+    return ffi::Error::InvalidArgument("q must be (..., k, n) as a, and r (..., k)");
+  if (q->element_type() != a.element_type() || r->element_type() != a.element_type())
+    return ffi::Error::InvalidArgument("a, q and r must share one dtype");
+  if (batch == 0) return ffi::Error::Success();
+  return ByType(a.element_type(), [&](auto zero) {
+    using T = decltype(zero);
+    const T* A = static_cast<const T*>(a.untyped_data());
+    T* Q = static_cast<T*>(q->untyped_data());
+    T* R = static_cast<T*>(r->untyped_data());
+    // about 2 k^2 n flops a basis; a worker for every 2e5 of them
+    const double work = 2.0 * static_cast<double>(batch) * k * k * n;
+    const int64_t threads = std::max<int64_t>(1, pool.num_threads());
+    const int64_t workers =
+        spread ? std::max<int64_t>(1, std::min<int64_t>({static_cast<int64_t>(work / 2e5) + 1,
+                                                         threads, batch}))
+               : 1;
+    const int64_t per = (batch + workers - 1) / workers;
+    ParallelChunks(pool, (batch + per - 1) / per, workers, [=](int64_t chunk) {
+      std::vector<T> c(k);
+      const int64_t end = std::min(batch, (chunk + 1) * per);
+      for (int64_t e = chunk * per; e < end; ++e)
+        OrthonormaliseOne<T>(k, n, A + e * k * n, Q + e * k * n, R + e * k, c.data());
+    });
+    return ffi::Error::Success();
+  });
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(CtrnnDynGramSchmidt, GramSchmidtImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<bool>("spread"));
