@@ -98,9 +98,9 @@ def test_the_networks_are_linearised_on_threads_and_blas_is_given_back(monkeypat
 
 
 def test_eigendecompositions_split_over_threads_are_the_same_bits():
-    from ctrnn_dyn.fixed_points.linearise import _eig_host
+    from ctrnn_dyn.fixed_points.linearise import _EIG_THREADS_MIN_D, _eig_host
 
-    J = np.random.default_rng(0).normal(size=(7, 30, 30))
+    J = np.random.default_rng(0).normal(size=(7, _EIG_THREADS_MIN_D, _EIG_THREADS_MIN_D))
     alone = _eig_host(J, left=True)
     for workers in (2, 3, 8):
         split = _eig_host(J, left=True, workers=workers)

@@ -13,7 +13,7 @@ from typing import Any
 
 import jax
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ctrnn_dyn import linear
 from ctrnn_dyn._base import jit_map
@@ -28,35 +28,43 @@ def _jacobians(x, u, *, F):
 
 
 _blas_lock = threading.Lock()
-_blas_users: list = []  # the callers inside one_blas_thread(), and the limiter they share
+_blas: dict = {"users": 0}  # callers inside one_blas_thread(), their limiter, the controller
 
 
 @contextlib.contextmanager
 def one_blas_thread() -> Iterator[None]:
     """BLAS (NumPy's and SciPy's) held to one thread inside the block, the limit set by the
     first caller in and restored by the last one out: concurrent callers (threaded sweeps) never
-    leave it behind."""
+    leave it behind. The libraries are looked up once, at the first call (a few ms; a limit then
+    costs 20 µs)."""
     with _blas_lock:
-        if not _blas_users:
-            _blas_users.append(threadpool_limits(limits=1, user_api="blas"))
-        _blas_users.append(None)
+        if _blas["users"] == 0:
+            if "controller" not in _blas:
+                _blas["controller"] = ThreadpoolController()
+            _blas["limiter"] = _blas["controller"].limit(limits=1, user_api="blas")
+        _blas["users"] += 1
     try:
         yield
     finally:
         with _blas_lock:
-            _blas_users.pop()
-            if len(_blas_users) == 1:
-                _blas_users.pop().restore_original_limits()
+            _blas["users"] -= 1
+            if _blas["users"] == 0:
+                _blas.pop("limiter").restore_original_limits()
+
+
+#: Smaller matrices are decomposed on the calling thread: 8 of 48 units took 4.6 ms there and
+#: 5.3 ms on two threads, of 64 units 9.6 and 5.8 ms, of 128 units 61 and 33 ms.
+_EIG_THREADS_MIN_D = 64
 
 
 def _eig_host(J: np.ndarray, left: bool, workers: int = 1) -> linear.EigenDecomposition:
     """:func:`ctrnn_dyn.linear.eig`'s conventions with NumPy's LAPACK on the host (no compile per
-    number of points, no padding), the matrices split over ``workers`` threads. BLAS is held to
-    one thread (:func:`one_blas_thread`): LAPACK's eigensolver gains nothing from more at these
-    sizes, threads of their own oversubscribe the cores, and the bits do not depend on
-    ``workers``."""
+    number of points, no padding), the matrices split over ``workers`` threads (from
+    :data:`_EIG_THREADS_MIN_D` units). BLAS is held to one thread (:func:`one_blas_thread`):
+    LAPACK's eigensolver gains nothing from more at these sizes, threads of their own
+    oversubscribe the cores, and the bits do not depend on ``workers``."""
     with one_blas_thread():
-        if workers > 1 and len(J) > 1:
+        if workers > 1 and len(J) > 1 and J.shape[-1] >= _EIG_THREADS_MIN_D:
             parts = np.array_split(J, min(workers, len(J)))
             with ThreadPoolExecutor(len(parts)) as pool:
                 done = list(pool.map(np.linalg.eig, parts))
