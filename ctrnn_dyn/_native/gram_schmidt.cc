@@ -23,6 +23,7 @@
 namespace ffi = xla::ffi;
 using ctrnn_dyn::ByType;
 using ctrnn_dyn::ParallelChunks;
+using ctrnn_dyn::Workers;
 
 namespace {
 
@@ -93,13 +94,9 @@ ffi::Error GramSchmidtImpl(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::Result<f
     const T* A = static_cast<const T*>(a.untyped_data());
     T* Q = static_cast<T*>(q->untyped_data());
     T* R = static_cast<T*>(r->untyped_data());
-    // about 2 k^2 n flops a basis; a worker for every 2e5 of them
+    // about 2 k^2 n multiply-adds a basis (two projections of each row on those before it)
     const double work = 2.0 * static_cast<double>(batch) * k * k * n;
-    const int64_t threads = std::max<int64_t>(1, pool.num_threads());
-    const int64_t workers =
-        spread ? std::max<int64_t>(1, std::min<int64_t>({static_cast<int64_t>(work / 2e5) + 1,
-                                                         threads, batch}))
-               : 1;
+    const int64_t workers = Workers(pool, spread, work, batch);
     const int64_t per = (batch + workers - 1) / workers;
     ParallelChunks(pool, (batch + per - 1) / per, workers, [=](int64_t chunk) {
       std::vector<T> c(k);

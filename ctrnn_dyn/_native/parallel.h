@@ -1,6 +1,7 @@
 // Work spread over XLA's CPU thread pool, shared by the kernels of ctrnn_dyn.native.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -8,6 +9,16 @@
 #include "xla/ffi/api/ffi.h"
 
 namespace ctrnn_dyn {
+
+// Workers for `items` independent items of `work` multiply-adds in all: one per ~2e5 (less work
+// does not pay for scheduling a pool task), at most the pool's threads and the items; 1 unless
+// `spread` (programs of several host devices running at once keep to their calling thread).
+inline int64_t Workers(xla::ffi::ThreadPool& pool, bool spread, double work, int64_t items) {
+  if (!spread) return 1;
+  const int64_t wanted = static_cast<int64_t>(work / 2e5) + 1;
+  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
+  return std::max<int64_t>(1, std::min({wanted, threads, items}));
+}
 
 // Runs fn(0..n_chunks-1) on the calling thread and up to (pool threads - 1) pool tasks. Chunks
 // are claimed from a shared counter, so the caller never waits for a chunk nobody started.

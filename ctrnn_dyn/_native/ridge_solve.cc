@@ -36,6 +36,7 @@
 namespace ffi = xla::ffi;
 using ctrnn_dyn::ByType;
 using ctrnn_dyn::ParallelChunks;
+using ctrnn_dyn::Workers;
 
 namespace {
 
@@ -278,14 +279,6 @@ void RidgeSolveLanes(int64_t d, int64_t n, Source src, const System<T>* sys,
       x[l][i] = bad[l] ? std::numeric_limits<T>::quiet_NaN() : y[i * L + l];
 }
 
-// Workers for a batch: one per ~2e5 multiply-adds of factorisation (less work does not pay for
-// scheduling a pool task), at most the pool's threads and the batch.
-int64_t Workers(int64_t batch, int64_t d, int64_t threads) {
-  const double work = static_cast<double>(batch) * d * d * d / 3.0;
-  const int64_t wanted = static_cast<int64_t>(work / 2e5) + 1;
-  return std::max<int64_t>(1, std::min({wanted, threads, batch}));
-}
-
 // The batch's systems: e -> its System, right-hand side and ridge; x is (batch, d). A system
 // with a negative ridge is skipped, its solution zero: under vmap of a while loop every row runs
 // the loop's body until the last row stops, and the solver marks the rows that have stopped
@@ -308,7 +301,9 @@ void SolveBatch(ffi::ThreadPool& pool, bool spread, int64_t batch, int64_t d, So
   constexpr int64_t L = kLanes<T>;
   const int64_t unit = lanes ? L : 1;
   const int64_t units = (count + unit - 1) / unit;
-  const int64_t workers = spread ? Workers(count, d, std::max<int64_t>(1, pool.num_threads())) : 1;
+  // the factorisations' multiply-adds, d^3 / 3 a system
+  const double work = static_cast<double>(count) * d * d * d / 3.0;
+  const int64_t workers = Workers(pool, spread, work, count);
   const int64_t per = (std::min(units, (units + workers - 1) / workers)) * unit;
   const int64_t* index = live.data();
   ParallelChunks(pool, (count + per - 1) / per, workers, [=](int64_t chunk) {

@@ -52,7 +52,7 @@ class DynamicsClassification(NamedTuple):
         max_abs: ``(B,)`` largest :math:`|x_i|` seen.
         final_state: ``(B, n)``.
         qr_path: the code that re-orthonormalised the Lyapunov tangent basis
-            (:func:`~ctrnn_dyn.attractors.lyapunov.qr_path`).
+            (:func:`~ctrnn_dyn.attractors.lyapunov.qr_path`; ``""`` where not recorded).
     """
 
     labels: tuple[str, ...]
@@ -65,7 +65,7 @@ class DynamicsClassification(NamedTuple):
     period: np.ndarray
     max_abs: np.ndarray
     final_state: np.ndarray
-    qr_path: str = "xla"
+    qr_path: str = ""
 
 
 def _measure(F, xs, u, *, n_transient, n_blocks, block, k, n_recur, serial=False,

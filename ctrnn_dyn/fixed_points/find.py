@@ -148,6 +148,8 @@ def find_fixed_points(
             Jacobian per distinct point, not per start).
         decompose: eigen-decompose the Jacobians and classify stability (needs Jacobians;
             default: ``compute_jacobians``, so ``compute_jacobians=False`` alone skips both).
+            They run on a thread per core, BLAS held to one thread process-wide meanwhile
+            (:func:`~ctrnn_dyn.fixed_points.linearise.one_blas_thread`; restored after).
         left_eigvecs: also return left eigenvectors.
         marginal_tol: band ``| |μ| − 1 | <= marginal_tol`` classed as marginal.
         dtype: ``float64`` (default; enabled locally) or ``float32``.
@@ -286,12 +288,10 @@ def _find(maps, starts, inputs, o, devices=None) -> list[FixedPoints]:
 
 def _results(problems: list[_Problem], firsts: list[FixedPoints],
              more: list[FixedPoints | None], o, path: str) -> list[FixedPoints]:
-    """:func:`_result` of each network, on a thread per core: most of the time is LAPACK's
-    eigendecomposition of the unique points, which releases the GIL (one network: its points
-    split over the threads). At 100 units on two cores, 2.4 ms a matrix on two threads, 4.0 ms
-    one at a time."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = cores or 1
+    """:func:`_result` of each network on a thread per core (one network: its points split over
+    them): LAPACK's eigensolver releases the GIL (100 units: 2.4 ms a matrix, 4.0 on one)."""
+    # the cores this process may use (all of them where the OS cannot say)
+    cores = len(getattr(os, "sched_getaffinity", lambda _: range(os.cpu_count() or 1))(0))
 
     def one(j: int, workers: int) -> FixedPoints:
         with _checks.precision_context(o.dt):  # JAX's precision is per thread
