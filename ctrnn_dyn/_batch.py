@@ -17,7 +17,7 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ctrnn_dyn._base import _Static, merge_map, split_map
 
@@ -45,9 +45,11 @@ def map_groups(maps: Any) -> list[list[int]]:
     return list(groups.values())
 
 
-def stack_maps(maps: Any) -> list[tuple[list[int], Any]]:
+def stack_maps(maps: Any, mesh: Mesh | None = None) -> list[tuple[list[int], Any]]:
     """Group ``maps`` by static part (:func:`map_groups`) and stack each group's array leaves on
-    a new leading axis.
+    a new leading axis, split over ``mesh``'s devices along it where given (as the programs of
+    :func:`vmap_over_maps` take them: put on one device, every call would move them, and each
+    leaf shape would compile a program that slices it).
 
     Returns ``[(indices, stacked map), ...]``: ``indices`` into ``maps`` (ascending), and one map
     of the group's structure whose array leaves are ``(len(indices), ...)`` (a function of it
@@ -58,15 +60,22 @@ def stack_maps(maps: Any) -> list[tuple[list[int], Any]]:
         ValueError: maps of one static part whose leaves differ in shape.
     """
     out = []
+    where = network_sharding(mesh)
     for idx in map_groups(maps):
         splits = [split_map(maps[i]) for i in idx]
         # stacked on the host and put on the device: an eager jnp.stack (or jnp.asarray)
         # compiles a small program per leaf shape, which a first call pays for in latency
         arrays = [None if leaf is None else
-                  jax.device_put(np.stack([np.asarray(sp[0][j]) for sp in splits]))
+                  jax.device_put(np.stack([np.asarray(sp[0][j]) for sp in splits]), where)
                   for j, leaf in enumerate(splits[0][0])]
         out.append((idx, merge_map(arrays, splits[0][1])))
     return out
+
+
+def network_sharding(mesh: Mesh | None) -> NamedSharding | None:
+    """Arrays with a leading network axis split over ``mesh``'s devices (``None``: one device),
+    as :func:`vmap_over_maps`'s programs take them."""
+    return None if mesh is None else NamedSharding(mesh, PartitionSpec(NETWORK_AXIS))
 
 
 def take_networks(F: Any, nets: Any) -> Any:
@@ -192,6 +201,6 @@ def stacked_groups(maps: Any, devices: Any) -> list[tuple[list[int], list[int], 
         for c in range(0, len(idx), size):
             chunk = idx[c: c + size]
             padded = chunk + [chunk[0]] * (size - len(chunk))
-            ((_, F),) = stack_maps([maps[i] for i in padded])
+            ((_, F),) = stack_maps([maps[i] for i in padded], mesh)
             out.append((chunk, padded, F, mesh))
     return out

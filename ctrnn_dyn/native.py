@@ -1,6 +1,7 @@
 r"""Compiled CPU kernels, built and loaded only from a private, verified cache: the two
 recurrences of :mod:`ctrnn_dyn.fast_path`, Levenberg–Marquardt's exact step for the
-fixed-point finder, and the Gram–Schmidt step of Lyapunov spectra.
+fixed-point finder, and Benettin's iteration of Lyapunov spectra (its Gram–Schmidt step, and
+for a CT-RNN the whole iteration).
 
 XLA runs the forward and adjoint loops of a CT-RNN as one small matmul plus a few elementwise
 kernels per time step, each kernel paying a fixed launch cost, and every matmul on one core: at
@@ -39,6 +40,20 @@ loops per step, each a pass over the whole batch (several MB for a sharded ensem
 a classification's time on 100-unit networks. :func:`ctrnn_dyn.attractors.lyapunov.qr_path`
 says where it runs; :class:`~ctrnn_dyn.attractors.LyapunovSpectrum` and
 :class:`~ctrnn_dyn.attractors.DynamicsClassification` record it (``qr_path``).
+
+``_native/benettin.cc`` runs the whole of Benettin's iteration for a CT-RNN map: a start's
+state and its ``k`` tangent vectors are rows of one register-tiled product with ``W = K α``
+(the tiles of ``recurrence.cc``, shared in ``tiles.h``),
+
+.. math::
+
+    x' = c\,x + f(x)\,W + d,\qquad q' = c\,q + (f'(x)\,q)\,W,
+
+the basis re-orthonormalised in cache (``gram_schmidt.h``), then the orbit a classification
+tests for an exact return. XLA steps the state and the basis as separate products of a few rows
+each, at about a third of the kernel's rate.
+:func:`ctrnn_dyn.attractors.lyapunov.tangent_path` says where it runs; the spectra and
+classifications record it (``tangent_path``).
 
 **When.** :func:`prepare` builds (once per machine) and loads the kernels. It is called by
 :func:`ctrnn_dyn.train.train`, :func:`~ctrnn_dyn.train.make_train_step`, the ensembles, an
@@ -86,7 +101,8 @@ from ctrnn_dyn._private import CACHE_ENV, Untrusted, cache_root, check_private, 
 __all__ = [
     "prepare", "available", "suspended", "status", "kernel_key", "ENV_SWITCH", "CACHE_ENV",
     "BUILD_TIMEOUT_ENV", "FORWARD_TARGET", "FORWARD_NOISE_TARGET", "BACKWARD_TARGET",
-    "RIDGE_SOLVE_TARGET", "GAUSS_NEWTON_SOLVE_TARGET", "GRAM_SCHMIDT_TARGET", "TANH", "RELU",
+    "RIDGE_SOLVE_TARGET", "GAUSS_NEWTON_SOLVE_TARGET", "GRAM_SCHMIDT_TARGET", "BENETTIN_TARGET",
+    "TANH", "RELU",
 ]
 
 #: Environment variable: ``0`` keeps the XLA loops.
@@ -107,13 +123,18 @@ GAUSS_NEWTON_SOLVE_TARGET = "ctrnn_dyn_gauss_newton_solve"
 #: The thin QR (``Q``, ``|diag R|``) of a batch of small bases by Gram–Schmidt
 #: (:func:`ctrnn_dyn.attractors.lyapunov._orthonormalise`).
 GRAM_SCHMIDT_TARGET = "ctrnn_dyn_gram_schmidt"
+#: Benettin's QR iteration of a CT-RNN map, the state and its tangent basis stepped together
+#: (:mod:`ctrnn_dyn.attractors._benettin`).
+BENETTIN_TARGET = "ctrnn_dyn_benettin"
 #: The kernels' activation codes (their ``activation`` attribute).
 TANH, RELU = 0, 1
 
 _NATIVE = Path(__file__).with_name("_native")
-#: The kernels' sources, compiled into one library, and the header they share.
-SOURCES = (_NATIVE / "recurrence.cc", _NATIVE / "ridge_solve.cc", _NATIVE / "gram_schmidt.cc")
-HEADERS = (_NATIVE / "parallel.h", _NATIVE / "floats.h")
+#: The kernels' sources, compiled into one library, and the headers they share.
+SOURCES = (_NATIVE / "recurrence.cc", _NATIVE / "ridge_solve.cc", _NATIVE / "gram_schmidt.cc",
+           _NATIVE / "benettin.cc")
+HEADERS = (_NATIVE / "parallel.h", _NATIVE / "floats.h", _NATIVE / "tiles.h",
+           _NATIVE / "gram_schmidt.h")
 MANIFEST = "manifest.json"
 _log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -259,6 +280,8 @@ def _register(lib_path: Path) -> None:
     jax.ffi.register_ffi_target(GAUSS_NEWTON_SOLVE_TARGET,
                                 jax.ffi.pycapsule(lib.CtrnnDynGaussNewtonSolve), platform="cpu")
     jax.ffi.register_ffi_target(GRAM_SCHMIDT_TARGET, jax.ffi.pycapsule(lib.CtrnnDynGramSchmidt),
+                                platform="cpu")
+    jax.ffi.register_ffi_target(BENETTIN_TARGET, jax.ffi.pycapsule(lib.CtrnnDynBenettin),
                                 platform="cpu")
 
 

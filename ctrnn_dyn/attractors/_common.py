@@ -14,7 +14,7 @@ from jax import lax
 
 from ctrnn_dyn import _checks
 from ctrnn_dyn._base import jit_map
-from ctrnn_dyn._batch import stacked_groups, vmap_over_maps
+from ctrnn_dyn._batch import network_sharding, stacked_groups, vmap_over_maps
 
 Map = Callable[[jax.Array, Any], jax.Array]
 
@@ -157,8 +157,11 @@ def _stacked_batches(maps: list, starts: list[np.ndarray], inputs: list, dt: Any
     if len({None if u is None else u.shape for u in u_list}) != 1:
         raise ValueError("inputs must be all None or all of one shape (m,)")
     for idx, padded, F, mesh in stacked_groups(maps, devices):
-        xs = jax.device_put(np.stack([starts[i] for i in padded]).astype(dt))
-        u = None if u_list[0] is None else jnp.stack([u_list[i] for i in padded])
+        # stacked on the host and put where the program takes them (no program per shape)
+        where = network_sharding(mesh)
+        xs = jax.device_put(np.stack([starts[i] for i in padded]).astype(dt), where)
+        u = None if u_list[0] is None else jax.device_put(
+            np.stack([np.asarray(u_list[i]) for i in padded]), where)
         yield idx, F, xs, u, mesh
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from ctrnn_dyn._base import jit_map
 from ctrnn_dyn._batch import serial_lapack, vmap_over_maps
 from ctrnn_dyn._checks import per_item, renamed
+from ctrnn_dyn.attractors._benettin import benettin
 from ctrnn_dyn.attractors._common import (
     Map,
     _as_u,
@@ -29,7 +30,12 @@ from ctrnn_dyn.attractors._common import (
     _run_batch,
     _same_shape,
 )
-from ctrnn_dyn.attractors.lyapunov import _lyap_core_batch, _summarise_lyap, qr_path
+from ctrnn_dyn.attractors.lyapunov import (
+    _STEPS_PER_QR,
+    _lyap_core_batch,
+    _paths,
+    _summarise_lyap,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +59,8 @@ class DynamicsClassification(NamedTuple):
         final_state: ``(B, n)``.
         qr_path: the code that re-orthonormalised the Lyapunov tangent basis
             (:func:`~ctrnn_dyn.attractors.lyapunov.qr_path`; ``""`` where not recorded).
+        tangent_path: the code that stepped the state and the tangent basis
+            (:func:`~ctrnn_dyn.attractors.lyapunov.tangent_path`; ``""`` where not recorded).
     """
 
     labels: tuple[str, ...]
@@ -66,14 +74,20 @@ class DynamicsClassification(NamedTuple):
     max_abs: np.ndarray
     final_state: np.ndarray
     qr_path: str = ""
+    tangent_path: str = ""
 
 
 def _measure(F, xs, u, *, n_transient, n_blocks, block, k, n_recur, serial=False,
-             kernels=False):
+             kernels=False, tangents=False):
     """Device part of a verdict for starts ``xs (B, n)``: final states, the Lyapunov block sums,
     the largest ``|x|`` per block, the final step and the distances of the next ``n_recur``
     states from the final one (``serial``, ``kernels``: see
     :func:`~ctrnn_dyn.attractors.lyapunov._orthonormalise`)."""
+    if tangents:  # the orbit that follows on the kernel too
+        x_end, sums, maxabs, dist = benettin(
+            F, xs, u, n_transient=n_transient, n_blocks=n_blocks, block=block, k=k,
+            steps_per_qr=_STEPS_PER_QR, serial=serial, n_recur=n_recur)
+        return x_end, sums, maxabs, dist[:, 0], dist
     x_end, sums, maxabs = _lyap_core_batch(F, xs, u, n_transient, n_blocks, block, k, serial,
                                            kernels)
 
@@ -85,18 +99,20 @@ def _measure(F, xs, u, *, n_transient, n_blocks, block, k, n_recur, serial=False
     return x_end, sums, maxabs, step_norm, dist
 
 
-_STATIC = ("n_transient", "n_blocks", "block", "k", "n_recur", "kernels")
+_STATIC = ("n_transient", "n_blocks", "block", "k", "n_recur", "kernels", "tangents")
 _measure_one = jit_map(_measure, static_argnames=(*_STATIC, "serial"))
 
 
 @jit_map(static_argnames=(*_STATIC, "mesh"))
-def _measure_stacked(F, xs, u, *, n_transient, n_blocks, block, k, n_recur, kernels, mesh):
+def _measure_stacked(F, xs, u, *, n_transient, n_blocks, block, k, n_recur, kernels, tangents,
+                     mesh):
     """:func:`_measure` for a stacked map (array leaves ``(E, ...)``), ``xs (E, B, n)`` and
     ``u (E, m)`` (or ``None``): every network in one program, split over ``mesh``'s devices
     (``None``: one device; ``E`` a multiple of their number)."""
     return vmap_over_maps(partial(_measure, n_transient=n_transient, n_blocks=n_blocks,
                                   block=block, k=k, n_recur=n_recur,
-                                  serial=serial_lapack(mesh), kernels=kernels), mesh)(F, xs, u)
+                                  serial=serial_lapack(mesh), kernels=kernels,
+                                  tangents=tangents), mesh)(F, xs, u)
 
 
 @renamed(starts="initial_states", u="inputs", precision="dtype")
@@ -169,13 +185,13 @@ def classify_dynamics(
     arr, settings, verdict = _settings(initial_states, dt, n_transient, n_steps, n_exponents,
                                        n_blocks, zero_tol, speed_tol, recurrence_tol, n_recur,
                                        divergence_bound)
-    path = qr_path(settings["k"])
+    paths = _paths(F, settings["k"])
     context, dtype = _precision(dtype)
     with context:
         raw = _measure_one(F, jnp.asarray(arr, dtype), _as_u(inputs, dtype), **settings,
-                           kernels=path != "xla")
+                           kernels=paths[0] != "xla", tangents=paths[1] != "xla")
         raw = [np.asarray(a, np.float64) for a in raw]
-    return _verdicts(*raw, **verdict, qr_path=path)
+    return _verdicts(*raw, **verdict, paths=paths)
 
 
 def classify_dynamics_batch(
@@ -221,11 +237,16 @@ def classify_dynamics_batch(
         arr, settings, verdict = _settings(x, **{**_DEFAULTS, **options})
         arrs.append(arr)
     _same_shape(arrs, "initial_states")
-    path = qr_path(settings["k"])
-    raw = _run_batch(maps, arrs, us, dtype, devices, lambda F, xs, u, mesh: _measure_stacked(
-        F, xs, u, mesh=mesh, **settings, kernels=path != "xla"))
-    return [_verdicts(*(np.asarray(a, np.float64) for a in r), **verdict, qr_path=path)
-            for r in raw]
+    k = settings["k"]
+
+    def run(F, xs, u, mesh):
+        qr, tangents = _paths(F, k)  # the group's (its maps' static parts are the same)
+        return _measure_stacked(F, xs, u, mesh=mesh, **settings, kernels=qr != "xla",
+                                tangents=tangents != "xla")
+
+    raw = _run_batch(maps, arrs, us, dtype, devices, run)
+    return [_verdicts(*(np.asarray(a, np.float64) for a in r), **verdict, paths=_paths(F, k))
+            for r, F in zip(raw, maps, strict=True)]
 
 
 _DEFAULTS = dict(dt=1.0, n_transient=2000, n_steps=20000, n_exponents=None, n_blocks=20,
@@ -263,7 +284,7 @@ def _settings(initial_states, dt, n_transient, n_steps, n_exponents, n_blocks, z
 
 
 def _verdicts(x_end, sums, maxabs, step_norm, dist, *, block, n_blocks, dt, zero_tol,
-              speed_tol, recurrence_tol, divergence_bound, qr_path) -> DynamicsClassification:
+              speed_tol, recurrence_tol, divergence_bound, paths) -> DynamicsClassification:
     """The verdicts from :func:`_measure`'s arrays (host NumPy, float64)."""
     maxabs = maxabs.max(axis=1)
     exponents, stderr, _ = _summarise_lyap(sums, block, dt)
@@ -298,5 +319,6 @@ def _verdicts(x_end, sums, maxabs, step_norm, dist, *, block, n_blocks, dt, zero
         period=period,
         max_abs=maxabs,
         final_state=x_end,
-        qr_path=qr_path,
+        qr_path=paths[0],
+        tangent_path=paths[1],
     )

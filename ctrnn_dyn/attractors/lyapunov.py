@@ -16,6 +16,7 @@ from ctrnn_dyn import native
 from ctrnn_dyn._base import jit_map
 from ctrnn_dyn._batch import serial_lapack, serial_when, vmap_over_maps
 from ctrnn_dyn._checks import per_item, renamed
+from ctrnn_dyn.attractors._benettin import benettin, on_kernel
 from ctrnn_dyn.attractors._common import (
     Map,
     _as_u,
@@ -48,6 +49,8 @@ class LyapunovSpectrum(NamedTuple):
         dt: time per step.
         qr_path: the code that re-orthonormalised the tangent basis (:func:`qr_path`; ``""``
             where not recorded).
+        tangent_path: the code that stepped the state and the tangent basis
+            (:func:`tangent_path`; ``""`` where not recorded).
     """
 
     exponents: np.ndarray
@@ -57,6 +60,7 @@ class LyapunovSpectrum(NamedTuple):
     n_steps: int
     dt: float
     qr_path: str = ""
+    tangent_path: str = ""
 
     @property
     def largest(self) -> np.ndarray:
@@ -111,6 +115,25 @@ def qr_path(k: int) -> str:
     if k <= _GRAM_SCHMIDT_MAX_K and native.prepare() and native.available():
         return f"kernels:{native.kernel_key()}"
     return "xla"
+
+
+def tangent_path(F: Map, k: int) -> str:
+    """Which code steps the state and the tangent basis of ``k`` vectors of Benettin's iteration
+    for the map ``F``: ``"kernels:<key>"`` where the whole iteration (steps, tangents and their
+    Gram–Schmidt) runs on the compiled kernel of :mod:`ctrnn_dyn.native`
+    (:mod:`~ctrnn_dyn.attractors._benettin`: a :class:`~ctrnn_dyn.model.CTRNNCell` map with
+    ``tanh`` or ``relu``, ``k <=`` :data:`_GRAM_SCHMIDT_MAX_K`, on the CPU, the kernels loaded and
+    not :func:`~ctrnn_dyn.native.suspended`; decided on the host before tracing), else ``"xla"``
+    (:func:`_lyap_core`). On the kernel :func:`qr_path` says the same."""
+    if k <= _GRAM_SCHMIDT_MAX_K and on_kernel(F):
+        return f"kernels:{native.kernel_key()}"
+    return "xla"
+
+
+def _paths(F: Map, k: int) -> tuple[str, str]:
+    """``(qr_path, tangent_path)`` of Benettin's iteration of ``F`` with ``k`` vectors."""
+    tangents = tangent_path(F, k)
+    return (tangents if tangents != "xla" else qr_path(k)), tangents
 
 
 def _orthonormalise(a, serial: bool = False, kernels: bool = False):
@@ -194,14 +217,20 @@ def _lyap_core(F, x0, u, n_transient: int, n_blocks: int, block: int, k: int,
 
 
 def _lyap_core_batch(F, x0s, u, n_transient: int, n_blocks: int, block: int, k: int,
-                     serial: bool = False, kernels: bool = False):
+                     serial: bool = False, kernels: bool = False, tangents: bool = False):
+    """:func:`_lyap_core` from the starts ``x0s (B, n)``; ``tangents``: all of it on the compiled
+    kernel (where :func:`tangent_path` said so)."""
+    if tangents:
+        return benettin(F, x0s, u, n_transient=n_transient, n_blocks=n_blocks, block=block, k=k,
+                        steps_per_qr=_STEPS_PER_QR, serial=serial)[:3]
     return jax.vmap(lambda x: _lyap_core(F, x, u, n_transient, n_blocks, block, k, serial,
                                          kernels))(x0s)
 
 
-@jit_map(static_argnames=("n_transient", "n_blocks", "block", "k", "kernels"))
-def _lyap_batch(F, x0s, u, *, n_transient, n_blocks, block, k, kernels):
-    return _lyap_core_batch(F, x0s, u, n_transient, n_blocks, block, k, kernels=kernels)
+@jit_map(static_argnames=("n_transient", "n_blocks", "block", "k", "kernels", "tangents"))
+def _lyap_batch(F, x0s, u, *, n_transient, n_blocks, block, k, kernels, tangents):
+    return _lyap_core_batch(F, x0s, u, n_transient, n_blocks, block, k, kernels=kernels,
+                            tangents=tangents)
 
 
 def _summarise_lyap(sums: np.ndarray, block: int, dt: float):
@@ -276,14 +305,14 @@ def lyapunov_spectrum(
     """
     _check_F(F)
     arr, settings = _lyap_settings(x0, n_steps, dt, n_transient, n_exponents, n_blocks)
-    path = qr_path(settings["k"])
+    paths = _paths(F, settings["k"])
     context, dtype = _precision(dtype)
     with context:
         xs = jnp.asarray(arr.reshape(-1, arr.shape[-1]), dtype)
         x_end, sums, _ = _lyap_batch(F, xs, _as_u(inputs, dtype), **settings,
-                                     kernels=path != "xla")
+                                     kernels=paths[0] != "xla", tangents=paths[1] != "xla")
         sums, x_end = np.asarray(sums, np.float64), np.asarray(x_end)
-    return _spectrum(sums, x_end, arr.ndim == 1, settings, float(dt), path)
+    return _spectrum(sums, x_end, arr.ndim == 1, settings, float(dt), paths)
 
 
 def lyapunov_spectrum_batch(
@@ -337,23 +366,29 @@ def lyapunov_spectrum_batch(
         arr, settings = _lyap_settings(x, options["n_steps"], dt, **kw)
         arrs.append(arr)
     _same_shape(arrs, "x0")
-    path = qr_path(settings["k"])
+    k = settings["k"]
+
+    def run(F, xs, u, mesh):
+        qr, tangents = _paths(F, k)  # the group's (its maps' static parts are the same)
+        return _lyap_stacked(F, xs, u, mesh=mesh, **settings, kernels=qr != "xla",
+                             tangents=tangents != "xla")[:2]
+
     raw = _run_batch(maps, [a.reshape(-1, a.shape[-1]) for a in arrs],
                      per_item(inputs, E, "inputs", ndim=1, item="map"),
-                     options.get("dtype", np.float64), devices,
-                     lambda F, xs, u, mesh: _lyap_stacked(F, xs, u, mesh=mesh, **settings,
-                                                          kernels=path != "xla")[:2])
+                     options.get("dtype", np.float64), devices, run)
     return [_spectrum(np.asarray(sums, np.float64), x_end, a.ndim == 1, settings, float(dt),
-                      path)
-            for (x_end, sums), a in zip(raw, arrs, strict=True)]
+                      _paths(F, k))
+            for (x_end, sums), a, F in zip(raw, arrs, maps, strict=True)]
 
 
-@jit_map(static_argnames=("n_transient", "n_blocks", "block", "k", "mesh", "kernels"))
-def _lyap_stacked(F, xs, u, *, n_transient, n_blocks, block, k, mesh, kernels):
+@jit_map(static_argnames=("n_transient", "n_blocks", "block", "k", "mesh", "kernels",
+                          "tangents"))
+def _lyap_stacked(F, xs, u, *, n_transient, n_blocks, block, k, mesh, kernels, tangents):
     """:func:`_lyap_core_batch` for a stacked map, ``xs (E, B, n)``, ``u (E, m)`` or ``None``,
     split over ``mesh`` (``None``: one device)."""
     return vmap_over_maps(partial(_lyap_core_batch, n_transient=n_transient, n_blocks=n_blocks,
-                                  block=block, k=k, serial=serial_lapack(mesh), kernels=kernels),
+                                  block=block, k=k, serial=serial_lapack(mesh), kernels=kernels,
+                                  tangents=tangents),
                           mesh)(F, xs, u)
 
 
@@ -373,10 +408,11 @@ def _lyap_settings(x0, n_steps, dt, n_transient, n_exponents, n_blocks):
     return arr, dict(n_transient=n_transient, n_blocks=n_blocks, block=n_steps // n_blocks, k=k)
 
 
-def _spectrum(sums, x_end, single, settings, dt, path) -> LyapunovSpectrum:
-    """The :class:`LyapunovSpectrum` of block sums ``(B, n_blocks, k)`` and end states."""
+def _spectrum(sums, x_end, single, settings, dt, paths) -> LyapunovSpectrum:
+    """The :class:`LyapunovSpectrum` of block sums ``(B, n_blocks, k)`` and end states;
+    ``paths``: :func:`_paths`."""
     block, n_blocks = settings["block"], settings["n_blocks"]
     exponents, stderr, history = _summarise_lyap(sums, block, dt)
     if single:
         exponents, stderr, history, x_end = exponents[0], stderr[0], history[0], x_end[0]
-    return LyapunovSpectrum(exponents, stderr, history, x_end, block * n_blocks, dt, path)
+    return LyapunovSpectrum(exponents, stderr, history, x_end, block * n_blocks, dt, *paths)

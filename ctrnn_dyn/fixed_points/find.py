@@ -259,10 +259,10 @@ def _find(maps, starts, inputs, o, devices=None) -> list[FixedPoints]:
                 group = [members[j] for j in idx]
                 n, d = problems[group[0]].x_start.shape
                 mesh = network_mesh(devices, len(group))
-                # decided once per group, on the host before anything is traced: what runs is
-                # what each result records
+                # decided once per group, on the host before tracing: what runs is recorded
                 path = _solve_path(o, d)
-                held = n * d * (d if o.solve_kw["linear_solver"] == "cholesky" else 1)
+                cholesky = o.solve_kw["linear_solver"] == "cholesky"  # jaxopt's: one device
+                held = n * d * (d if cholesky else 1)
                 cap = max(1, _NETWORK_CHUNK_WORK // held)
                 size = -(-len(group) // -(-len(group) // cap))  # equal chunks of <= cap
                 if mesh is not None:  # a multiple of the devices
@@ -274,7 +274,7 @@ def _find(maps, starts, inputs, o, devices=None) -> list[FixedPoints]:
                     padded = [problems[i] for i in chunk]
                     padded += [padded[0]._replace(finite=np.zeros_like(padded[0].finite))
                                ] * (size - len(chunk))
-                    ((_, F),) = stack_maps([p.Fm for p in padded])
+                    ((_, F),) = stack_maps([p.Fm for p in padded], None if cholesky else mesh)
                     x_fin, iters = _solve_stacked(F, padded, np.stack([p.finite for p in padded]),
                                                   o, mesh, o.damping, path)
                     firsts = [_first_points(problems[i], x_fin[j], iters[j], o)
