@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -47,6 +48,8 @@ def fake(tmp_path, monkeypatch):
     count.write_text("")
     monkeypatch.setenv("FAKE_COUNT", str(count))
     monkeypatch.setenv(native.CACHE_ENV, str(tmp_path / "cache"))
+    # the builds _resolve makes outside an untrusted cache go here, not into the system's /tmp
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
     def builds() -> int:
         return len(count.read_text().split())
