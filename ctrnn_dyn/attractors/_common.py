@@ -62,9 +62,9 @@ def _check_nonneg_int(value: Any, name: str) -> None:
     _checks.check_int(name, value, 0)
 
 
-def _as_u(inputs: Any, dtype) -> jax.Array | None:
-    """The constant input ``inputs`` ``(m,)`` (or ``None``) as a JAX array of ``dtype`` (put on
-    the device: ``jnp.asarray`` of a host array compiles a small program per shape)."""
+def _host_u(inputs: Any, dtype) -> np.ndarray | None:
+    """The constant input ``inputs`` ``(m,)`` (or ``None``), checked, as a host array of
+    ``dtype``."""
     if inputs is None:
         return None
     arr = np.asarray(inputs)
@@ -72,7 +72,14 @@ def _as_u(inputs: Any, dtype) -> jax.Array | None:
         raise ValueError(f"inputs must have shape (m,) (held constant), got {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise ValueError("inputs contains non-finite values (nan or inf)")
-    return jax.device_put(arr.astype(dtype))
+    return arr.astype(dtype)
+
+
+def _as_u(inputs: Any, dtype) -> jax.Array | None:
+    """:func:`_host_u` put on the device (``jnp.asarray`` of a host array compiles a small
+    program per shape)."""
+    arr = _host_u(inputs, dtype)
+    return None if arr is None else jax.device_put(arr)
 
 
 def _jacobian(F: Map, x: jax.Array, u: Any) -> jax.Array:
@@ -153,7 +160,7 @@ def _stacked_batches(maps: list, starts: list[np.ndarray], inputs: list, dt: Any
     """Per group of stackable maps (:func:`ctrnn_dyn._batch.stacked_groups`): ``(indices,
     stacked map, starts (E, ...), inputs (E, m) or None, mesh)``, the starts and inputs cast
     to ``dt`` and on the device (call it inside ``dt``'s precision context)."""
-    u_list = [_as_u(u, dt) for u in inputs]
+    u_list = [_host_u(u, dt) for u in inputs]  # stacked on the host, put on the devices once
     if len({None if u is None else u.shape for u in u_list}) != 1:
         raise ValueError("inputs must be all None or all of one shape (m,)")
     for idx, padded, F, mesh in stacked_groups(maps, devices):
@@ -161,7 +168,7 @@ def _stacked_batches(maps: list, starts: list[np.ndarray], inputs: list, dt: Any
         where = network_sharding(mesh)
         xs = jax.device_put(np.stack([starts[i] for i in padded]).astype(dt), where)
         u = None if u_list[0] is None else jax.device_put(
-            np.stack([np.asarray(u_list[i]) for i in padded]), where)
+            np.stack([u_list[i] for i in padded]), where)
         yield idx, F, xs, u, mesh
 
 

@@ -82,7 +82,9 @@ def _measure(F, xs, u, *, n_transient, n_blocks, block, k, n_recur, serial=False
     """Device part of a verdict for starts ``xs (B, n)``: final states, the Lyapunov block sums,
     the largest ``|x|`` per block, the final step and the distances of the next ``n_recur``
     states from the final one (``serial``, ``kernels``: see
-    :func:`~ctrnn_dyn.attractors.lyapunov._orthonormalise`)."""
+    :func:`~ctrnn_dyn.attractors.lyapunov._orthonormalise`; ``tangents``: all of it, the orbit
+    included, on the compiled kernel of :mod:`~ctrnn_dyn.attractors._benettin`, where
+    :func:`~ctrnn_dyn.attractors.lyapunov.tangent_path` said so)."""
     if tangents:  # the orbit that follows on the kernel too
         x_end, sums, maxabs, dist = benettin(
             F, xs, u, n_transient=n_transient, n_blocks=n_blocks, block=block, k=k,
