@@ -27,14 +27,24 @@ needs_compiler = pytest.mark.skipif(shutil.which(os.environ.get("CXX", "c++")) i
                                     reason="no C++ compiler on PATH")
 
 # A stand-in compiler: answers --version, writes its "library" (the text in $FAKE_LIB_TEXT) to
-# the -o path and counts its builds in $FAKE_COUNT; sleeps $FAKE_SLEEP seconds first.
+# the -o path (an object, with -c) and counts its builds (links: calls without -c) in
+# $FAKE_COUNT; sleeps $FAKE_SLEEP seconds first.
+# With $FAKE_LOG set it appends each call's arguments there; a call with the argument
+# $FAKE_FAIL fails.
 FAKE_CXX = """#!/bin/sh
 if [ "$1" = --version ]; then echo fake-c++ 1.0; exit 0; fi
 sleep "${FAKE_SLEEP:-0}"
+[ -n "$FAKE_LOG" ] && echo "$*" >> "$FAKE_LOG"
 out=""
-while [ $# -gt 0 ]; do [ "$1" = -o ] && out="$2"; shift; done
+object=""
+while [ $# -gt 0 ]; do
+  [ "$1" = -o ] && out="$2"; [ "$1" = -c ] && object=1
+  [ -n "$FAKE_FAIL" ] && [ "$1" = "$FAKE_FAIL" ] && { echo "fake: $1 refused" >&2; exit 1; }
+  shift
+done
 printf '%s' "${FAKE_LIB_TEXT:-library v1}" > "$out"
-echo x >> "$FAKE_COUNT"
+[ -z "$object" ] && echo x >> "$FAKE_COUNT"
+exit 0
 """
 
 
@@ -163,6 +173,35 @@ def test_nothing_is_taken_from_a_cache_owned_by_someone_else(fake, monkeypatch, 
         lib, _, how = native._resolve(cxx)
     assert lib != planted and how.startswith("built in a temporary directory")
     assert "owned by uid 12345" in caplog.text
+
+
+def test_each_source_compiles_on_its_own_and_a_failed_link_falls_back(fake, monkeypatch,
+                                                                        tmp_path):
+    cxx, _, builds = fake
+    log = tmp_path / "calls"
+    monkeypatch.setenv("FAKE_LOG", str(log))
+    monkeypatch.setenv("FAKE_FAIL", "-lmvec")  # no libmvec: the first attempt's link fails
+    native._resolve(cxx)
+    calls = [line.split() for line in log.read_text().splitlines()]
+    compiles = [c for c in calls if "-c" in c]
+    links = [c for c in calls if "-c" not in c]
+    n = len(native.SOURCES)
+    assert len(compiles) == 2 * n and len(links) == 2 and builds() == 1
+    for attempt, macro in ((compiles[:n], True), (compiles[n:], False)):
+        assert sorted(c[c.index("-c") + 1] for c in attempt) == sorted(map(str, native.SOURCES))
+        assert all(("-DCTRNN_DYN_LIBMVEC" in c) == macro and "-lmvec" not in c for c in attempt)
+    assert "-lmvec" in links[0] and "-shared" in links[0]
+    assert "-lmvec" not in links[1] and "-march=native" in compiles[-1]
+    objects = {c[c.index("-o") + 1] for c in compiles[n:]}  # the link takes its attempt's
+    assert objects <= set(links[1]) and len(objects) == n
+
+
+def test_a_compiler_that_fails_every_attempt_says_why(fake, monkeypatch):
+    cxx, _, builds = fake
+    monkeypatch.setenv("FAKE_FAIL", "-c")
+    with pytest.raises(RuntimeError, match="fake: -c refused"):
+        native._resolve(cxx)
+    assert builds() == 0
 
 
 def test_a_hanging_compiler_times_out(fake, monkeypatch):
