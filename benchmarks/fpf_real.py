@@ -37,7 +37,11 @@ untimed run of each, interleaved (FixedPointFinder at each ``--threads`` setting
 ``torch.set_num_threads``, then ours) so that load from other processes hits both alike; JAX
 runs at XLA's default thread pool (all cores). Cold = the first call in a fresh Python process
 (compilation and first-call overheads included; imports, network and starts excluded; the
-import times are printed too).
+import times are printed too). Ours is also timed with ``decompose=False`` in the same
+interleaving: the difference is what the eigendecompositions of its unique points cost, which
+FixedPointFinder's run pays too, so FixedPointFinder's time over it bounds the ratio any faster
+solve could reach (printed). Each start's Levenberg–Marquardt iterations in the first solver run
+(one untimed call without deduplication) are summarised as well.
 
 Points: every entry either finder returns, and every end point of a scipy ``root(method="hybr")``
 multistart from the same starts (the reference), is checked with a float64 NumPy Newton solve
@@ -310,11 +314,11 @@ def run_fpf(FPF, net: Network):
     return seconds, unique, all_fps, fpf.t_opt
 
 
-def run_ours(net: Network):
+def run_ours(net: Network, **options: Any):
     from ctrnn_dyn.fixed_points import find_fixed_points
 
     t0 = time.perf_counter()
-    fps = find_fixed_points(net.F, net.starts)
+    fps = find_fixed_points(net.F, net.starts, **options)
     return time.perf_counter() - t0, fps
 
 
@@ -479,10 +483,12 @@ def bench_network(args, FPF, net: Network, seed: int, extra: dict, out: Report) 
     torch.set_num_threads(threads[0])
     run_fpf(FPF, net)
     run_ours(net)
+    run_ours(net, decompose=False)
     t_fpf: dict[int, list[float]] = {t: [] for t in threads}
     t_opt: dict[int, list[float]] = {t: [] for t in threads}
     fpf_res: dict[int, Any] = {}
     t_ours: list[float] = []
+    t_no_eig: list[float] = []  # ours without the eigendecompositions (what they cost)
     fps = None
     for _ in range(args.repeats):
         for t in threads:
@@ -493,7 +499,11 @@ def bench_network(args, FPF, net: Network, seed: int, extra: dict, out: Report) 
             fpf_res[t] = (unique, all_fps)
             s, fps = run_ours(net)
             t_ours.append(s)
+            t_no_eig.append(run_ours(net, decompose=False)[0])
     torch.set_num_threads(threads[0])
+    # each start's iterations in the first solver run (no deduplication: one entry per start)
+    per_start = run_ours(net, tol_unique=None, outlier_distance_scale=None,
+                         compute_jacobians=False)[1].n_iters
 
     cold_res = {}
     if args.cold:
@@ -568,6 +578,8 @@ def bench_network(args, FPF, net: Network, seed: int, extra: dict, out: Report) 
         t_fpf=t_fpf,
         t_opt=t_opt,
         t_ours=t_ours,
+        t_no_eig=t_no_eig,
+        per_start=per_start,
         cold=cold_res,
         found=found,
         stable=stable,
@@ -591,6 +603,17 @@ def details(args, res: dict, out: Report) -> None:
             f"{statistics.median(res['t_opt'][t]):.3f} s of {statistics.median(t_fpf[t]):.3f} s)"
         )
     out(f"  {net.name}: warm FixedPointFinder/ours " + ", ".join(parts))
+    # the eigendecompositions of the unique points, which both finders compute: a floor that no
+    # faster solve removes
+    eig = med_ours - statistics.median(res["t_no_eig"])
+    if eig > 0:
+        out(f"  ours without the eigendecompositions {statistics.median(res['t_no_eig']):.3f} s: "
+            f"they take {eig:.3f} s of {med_ours:.3f} s; with a solver taking no time at all "
+            "the ratio would be at most "
+            + ", ".join(f"{statistics.median(t_fpf[t]) / eig:.1f}x ({t} thr)" for t in threads))
+    its = res["per_start"]
+    out(f"  ours: Levenberg-Marquardt iterations per start in the first run: mean "
+        f"{its.mean():.1f}, median {np.median(its):.0f}, max {its.max()}")
     if res["cold"]:
         c = res["cold"]
         out(
