@@ -75,8 +75,8 @@ travel). Before anything is loaded:
   temporary directory for this process instead;
 - the library's SHA-256 must equal the one its manifest recorded when it was built, for the same
   key; a truncated, corrupt or swapped library is rebuilt, never loaded;
-- the compiler runs with a timeout (:data:`BUILD_TIMEOUT_ENV`, default 300 s); a failure or a
-  timeout leaves the XLA loops in use, with a warning.
+- the compiler runs with a timeout (:data:`BUILD_TIMEOUT_ENV`, default 300 s, for each source's
+  compile and for the link); a failure or a timeout leaves the XLA loops in use, with a warning.
 """
 
 from __future__ import annotations
