@@ -1,4 +1,5 @@
 import os
+import shutil
 
 import jax
 import matplotlib
@@ -17,3 +18,14 @@ def key() -> jax.Array:
 # setting; the command's tests run in this process and must not change JAX for the others
 # (tests/test_compile_cache.py runs it, on, in fresh processes).
 os.environ.setdefault("CTRNN_DYN_COMPILE_CACHE", "0")
+
+
+@pytest.fixture(scope="session")
+def native_kernels() -> None:
+    """The compiled kernels built and loaded (the test is skipped where no C++ compiler is on
+    ``PATH``; a failing build fails it, with the reason)."""
+    if shutil.which(os.environ.get("CXX", "c++")) is None:
+        pytest.skip("no C++ compiler on PATH")
+    from ctrnn_dyn import native
+
+    assert native.prepare(), native.status()

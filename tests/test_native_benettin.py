@@ -4,9 +4,6 @@ iteration; which path each result records."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,15 +21,9 @@ from ctrnn_dyn.attractors.lyapunov import _GRAM_SCHMIDT_MAX_K, tangent_path
 from ctrnn_dyn.dynamics import one_step_map
 from ctrnn_dyn.model import CTRNNCell, RateCTRNNCell
 
-pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CXX", "c++")) is None,
-                                reason="no C++ compiler on PATH")
+pytestmark = pytest.mark.usefixtures("native_kernels")
 
 N, M = 13, 2  # 13 units: rows of one whole vector register and a partial one
-
-
-@pytest.fixture(scope="module", autouse=True)
-def kernels():
-    assert native.prepare(), native.status()
 
 
 def _network(seed: int, gain: float, act=jnp.tanh, alpha=None):
@@ -116,6 +107,19 @@ def test_float32_runs_too():
     assert all(a.dtype == jnp.float32 for a in out)
     ref = _numpy_benettin(F, alpha, False, x0[0], np.zeros(M), **kw, per_qr=2, n_recur=0)
     np.testing.assert_allclose(np.asarray(out[1])[0], ref[1], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("setting, message", [
+    (dict(k=N + 1), "k must be in 1 .. n"),
+    (dict(block=0), "n_blocks, block and steps_per_qr must be >= 1"),
+    (dict(steps_per_qr=0), "n_blocks, block and steps_per_qr must be >= 1"),
+    (dict(n_transient=-1), "n_transient and n_recur must be >= 0"),
+])
+def test_the_kernel_names_a_bad_setting(setting, message):
+    F, _ = _network(0, 1.0)
+    kw = {**dict(n_transient=2, n_blocks=2, block=3, k=2, steps_per_qr=1), **setting}
+    with _checks.precision_context(np.float64), pytest.raises(Exception, match=message):
+        jax.block_until_ready(benettin(F, jnp.zeros((2, N)), None, serial=False, **kw))
 
 
 def test_the_calling_thread_and_the_pool_give_the_same_bits():

@@ -3,9 +3,6 @@ Lyapunov spectra and classifications on it against the same runs in XLA."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,13 +18,7 @@ from ctrnn_dyn.attractors import (
 )
 from ctrnn_dyn.attractors.lyapunov import _GRAM_SCHMIDT_MAX_K, _orthonormalise, qr_path
 
-pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CXX", "c++")) is None,
-                                reason="no C++ compiler on PATH")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def kernels():
-    assert native.prepare(), native.status()
+pytestmark = pytest.mark.usefixtures("native_kernels")
 
 
 def _kernel(a, spread=True):

@@ -3,9 +3,6 @@ finder on it against the finder on XLA's LAPACK calls."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,13 +13,7 @@ from ctrnn_dyn.dynamics import GaussNewton
 from ctrnn_dyn.fixed_points import FixedPoints, find_fixed_points
 from ctrnn_dyn.fixed_points.solvers import _gauss_newton_solve, _ridge_solve, linear_solve_path
 
-pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CXX", "c++")) is None,
-                                reason="no C++ compiler on PATH")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def kernels():
-    assert native.prepare(), native.status()
+pytestmark = pytest.mark.usefixtures("native_kernels")
 
 
 def _systems(batch, d, dtype, seed=0, rank=None, normal=False):

@@ -139,9 +139,14 @@ ffi::Error BenettinImpl(ffi::ThreadPool pool, ffi::AnyBuffer x0, ffi::AnyBuffer 
   auto dims = x0.dimensions();
   if (dims.size() < 2) return ffi::Error::InvalidArgument("x0 must be (..., B, n)");
   const int64_t n = dims.back(), B = dims[dims.size() - 2];
-  if (n < 1 || B < 1 || k < 1 || k > n || n_transient < 0 || n_blocks < 1 || block < 1 ||
-      steps_per_qr < 1 || n_recur < 0 || (activation != kTanh && activation != kRelu))
-    return ffi::Error::InvalidArgument("bad sizes or settings");
+  if (n < 1 || B < 1) return ffi::Error::InvalidArgument("x0 must be (..., B, n), B, n >= 1");
+  if (k < 1 || k > n) return ffi::Error::InvalidArgument("k must be in 1 .. n");
+  if (n_transient < 0 || n_recur < 0)
+    return ffi::Error::InvalidArgument("n_transient and n_recur must be >= 0");
+  if (n_blocks < 1 || block < 1 || steps_per_qr < 1)
+    return ffi::Error::InvalidArgument("n_blocks, block and steps_per_qr must be >= 1");
+  if (activation != kTanh && activation != kRelu)
+    return ffi::Error::InvalidArgument("activation must be 0 (tanh) or 1 (relu)");
   const int64_t nets = static_cast<int64_t>(x0.element_count()) / (B * n);
   if (static_cast<int64_t>(w.element_count()) != nets * n * n ||
       static_cast<int64_t>(c.element_count()) != nets * n ||
