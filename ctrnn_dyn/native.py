@@ -33,6 +33,11 @@ as much as the factorisation at 100. The finder uses it where
 :func:`ctrnn_dyn.fixed_points.solvers.linear_solve_path` says so, and each
 :class:`~ctrnn_dyn.fixed_points.FixedPoints` records it (``solver_path``).
 
+``_native/lm_tanh_rnn.cc`` runs the finder's whole Levenberg–Marquardt iteration for a one-layer
+tanh RNN (``x' = tanh(W x + c)``), each start to its end on one core (a rejected step refactors
+only :math:`J^\top J + \mu I`), with no XLA program per iteration:
+:mod:`ctrnn_dyn.fixed_points.native_lm`.
+
 ``_native/gram_schmidt.cc`` re-orthonormalises Benettin's tangent basis (``k`` rows of ``n``)
 for a whole batch of starts and networks in one call: Gram–Schmidt with every vector projected
 twice, each basis finished while it sits in L1. XLA runs the same algorithm as dozens of small
@@ -103,6 +108,7 @@ __all__ = [
     "prepare", "available", "suspended", "status", "kernel_key", "ENV_SWITCH", "CACHE_ENV",
     "BUILD_TIMEOUT_ENV", "FORWARD_TARGET", "FORWARD_NOISE_TARGET", "BACKWARD_TARGET",
     "RIDGE_SOLVE_TARGET", "GAUSS_NEWTON_SOLVE_TARGET", "GRAM_SCHMIDT_TARGET", "BENETTIN_TARGET",
+    "LM_TANH_RNN_TARGET",
     "TANH", "RELU",
 ]
 
@@ -127,13 +133,16 @@ GRAM_SCHMIDT_TARGET = "ctrnn_dyn_gram_schmidt"
 #: Benettin's QR iteration of a CT-RNN map, the state and its tangent basis stepped together
 #: (:mod:`ctrnn_dyn.attractors._benettin`).
 BENETTIN_TARGET = "ctrnn_dyn_benettin"
+#: Levenberg–Marquardt to the fixed points of a one-layer tanh RNN, every start's whole run
+#: (:mod:`ctrnn_dyn.fixed_points.native_lm`).
+LM_TANH_RNN_TARGET = "ctrnn_dyn_lm_tanh_rnn"
 #: The kernels' activation codes (their ``activation`` attribute).
 TANH, RELU = 0, 1
 
 _NATIVE = Path(__file__).with_name("_native")
 #: The kernels' sources, compiled into one library, and the headers they share.
 SOURCES = (_NATIVE / "recurrence.cc", _NATIVE / "ridge_solve.cc", _NATIVE / "gram_schmidt.cc",
-           _NATIVE / "benettin.cc")
+           _NATIVE / "benettin.cc", _NATIVE / "lm_tanh_rnn.cc")
 HEADERS = (_NATIVE / "parallel.h", _NATIVE / "floats.h", _NATIVE / "tiles.h",
            _NATIVE / "gram_schmidt.h")
 MANIFEST = "manifest.json"
@@ -144,8 +153,8 @@ _suspended = threading.local()
 
 #: Flags of every build, then the optional parts tried in order: libmvec's vector tanh and log
 #: (glibc on x86-64), then ``-march=native``, then neither. Each source compiles to an object
-#: on its own (``-l`` flags go to the link only): on a core each, a build takes the longest
-#: source's time, not their sum (22 s -> 11 s for the four on 2 cores).
+#: on its own (``-l`` flags go to the link only), on as many cores as there are: 22 s -> 11 s
+#: for the first four sources on 2 cores; the five take 20–22 s there (37 s one after another).
 _FLAGS = ["-O3", "-std=c++20", "-fPIC", "-w"]
 _ATTEMPTS = [["-march=native", "-DCTRNN_DYN_LIBMVEC", "-lmvec"], ["-march=native"], []]
 
@@ -310,6 +319,8 @@ def _register(lib_path: Path) -> None:
     jax.ffi.register_ffi_target(GRAM_SCHMIDT_TARGET, jax.ffi.pycapsule(lib.CtrnnDynGramSchmidt),
                                 platform="cpu")
     jax.ffi.register_ffi_target(BENETTIN_TARGET, jax.ffi.pycapsule(lib.CtrnnDynBenettin),
+                                platform="cpu")
+    jax.ffi.register_ffi_target(LM_TANH_RNN_TARGET, jax.ffi.pycapsule(lib.CtrnnDynLmTanhRnn),
                                 platform="cpu")
 
 

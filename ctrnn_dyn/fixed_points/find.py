@@ -17,12 +17,8 @@ import numpy as np
 
 from ctrnn_dyn import _checks
 from ctrnn_dyn._batch import map_groups, network_mesh, stack_maps
-from ctrnn_dyn.fixed_points._arguments import (
-    _alpha_of,
-    _checked_options,
-    _prepare,
-    _Problem,
-)
+from ctrnn_dyn.fixed_points import native_lm
+from ctrnn_dyn.fixed_points._arguments import _alpha_of, _checked_options, _prepare, _Problem
 from ctrnn_dyn.fixed_points.clustering import _outlier_mask
 from ctrnn_dyn.fixed_points.container import FixedPoints
 from ctrnn_dyn.fixed_points.fileformat import _CAP, _CONVERGED, _NONFINITE, _SLOW, STOP_REASONS
@@ -260,7 +256,7 @@ def _find(maps, starts, inputs, o, devices=None) -> list[FixedPoints]:
                 n, d = problems[group[0]].x_start.shape
                 mesh = network_mesh(devices, len(group))
                 # decided once per group, on the host before tracing: what runs is recorded
-                path = _solve_path(o, d)
+                path = _solve_path(o, d, problems[group[0]].Fm)
                 cholesky = o.solve_kw["linear_solver"] == "cholesky"  # jaxopt's: one device
                 held = n * d * (d if cholesky else 1)
                 cap = max(1, _NETWORK_CHUNK_WORK // held)
@@ -311,14 +307,15 @@ def _solve_stacked(F, problems: list[_Problem], active: np.ndarray, o, mesh, dam
     d = problems[0].x_start.shape[1]
     u = None if problems[0].u is None else np.stack([p.u for p in problems])
     kw = {**o.solve_kw, "linear_solver": resolve_linear_solver(o.solve_kw["linear_solver"], d),
-          "kernels": path != "xla"}
+          "kernels": path != "xla", "whole_run": path.endswith(native_lm.PATH_SUFFIX)}
     return _solve(F, np.stack([p.x_start for p in problems]), u, active, mesh=mesh,
                   damping=damping, **kw)
 
 
-def _solve_path(o, d: int) -> str:
-    """:func:`~.solvers.linear_solve_path` of the options ``o`` for states of size ``d``."""
-    return linear_solve_path(o.method, resolve_linear_solver(o.solve_kw["linear_solver"], d))
+def _solve_path(o, d: int, F) -> str:
+    """:func:`~.native_lm.solver_path` of the options ``o`` for ``F``'s states of size ``d``."""
+    solver = resolve_linear_solver(o.solve_kw["linear_solver"], d)
+    return native_lm.solver_path(linear_solve_path(o.method, solver), o.method, solver, F)
 
 
 def _first_points(p: _Problem, x_fin: np.ndarray, iters: np.ndarray, o) -> FixedPoints:
