@@ -17,17 +17,26 @@ import numpy as np
 import pytest
 import scipy.optimize
 
+from ctrnn_dyn import native
 from ctrnn_dyn.fixed_points import find_fixed_points
+from ctrnn_dyn.fixed_points.native_lm import PATH_SUFFIX
+from ctrnn_dyn.interop import TorchMap
 
 DATA = Path(__file__).with_name("data") / "fpf_flipflop16.npz"
 
 
-def _network(seed: int):
+def _network(seed: int, torch_map: bool = False):
+    """``torch_map``: the map as ``from_torch`` gives it for the ``nn.RNN`` (a
+    :class:`~ctrnn_dyn.interop.TorchMap`, whose solver runs on the compiled kernel of
+    :mod:`ctrnn_dyn.fixed_points.native_lm` where the kernels are built), else written in JAX."""
     data = np.load(DATA)
     W, W_in, b = (data[f"s{seed}/{k}"].astype(np.float64) for k in ("W_hh", "W_ih", "b"))
 
     def F(h, u):
         return jnp.tanh(h @ jnp.asarray(W.T) + u @ jnp.asarray(W_in.T) + jnp.asarray(b))
+
+    if torch_map:
+        F = TorchMap("rnn_tanh", ((W_in, W, b, np.zeros_like(b)),), W.shape[0], W_in.shape[1], 1)
 
     def F_np(h):
         return np.tanh(W @ h + b)
@@ -49,11 +58,16 @@ def _newton_root(F_np, J_np, x: np.ndarray) -> np.ndarray | None:
     return None
 
 
-@pytest.mark.parametrize(("seed", "linear_solver"), [(1, "auto"), (3, "auto"), (3, "cg")])
-def test_default_finds_all_27_fixed_points(seed, linear_solver):
-    """The default (``"auto"``: exact LM steps at 16 units) and the matrix-free CG steps."""
-    F, F_np, J_np, starts = _network(seed)
+@pytest.mark.parametrize(("seed", "linear_solver", "torch_map"),
+                         [(1, "auto", False), (3, "auto", False), (3, "cg", False),
+                          (1, "auto", True), (3, "auto", True)])
+def test_default_finds_all_27_fixed_points(seed, linear_solver, torch_map):
+    """The default (``"auto"``: exact LM steps at 16 units) and the matrix-free CG steps; the
+    map written in JAX, and as ``from_torch`` gives it (the whole run on the compiled kernel)."""
+    F, F_np, J_np, starts = _network(seed, torch_map)
     fps = find_fixed_points(F, starts, np.zeros(3), linear_solver=linear_solver)
+    if torch_map and native.prepare():
+        assert fps.solver_path.endswith(PATH_SUFFIX)
     fixed = fps.fixed
     for x in fixed.x:  # each is a root of the independent NumPy map, to float64 rounding
         assert _newton_root(F_np, J_np, x) is not None

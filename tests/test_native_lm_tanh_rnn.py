@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ctrnn_dyn import _checks, native
-from ctrnn_dyn.fixed_points import find_fixed_points
+from ctrnn_dyn.fixed_points import find_fixed_points, find_fixed_points_batch
 from ctrnn_dyn.fixed_points.native_lm import PATH_SUFFIX, _run, applies
 from ctrnn_dyn.interop import TorchMap
 
@@ -124,3 +124,16 @@ def test_float32_runs_on_the_kernel_and_finds_the_float64_roots():
     assert lo.solver_path.endswith(PATH_SUFFIX) and lo.x.dtype == np.float32
     dist = np.linalg.norm(lo.fixed.x[:, None].astype(np.float64) - hi.fixed.x[None], axis=-1)
     assert len(lo.fixed) and np.all(dist.min(1) < 1e-4)
+
+
+def test_networks_in_a_batch_get_what_each_gets_alone():
+    maps = [_network(9, seed=s, gain=2.0) for s in (7, 8, 9)]
+    rng = np.random.default_rng(10)
+    starts = rng.uniform(-1, 1, size=(3, 64, 9))
+    u = [rng.normal(size=(64, 2)) * 0.1 for _ in maps]
+    batch = find_fixed_points_batch(maps, starts, u)
+    for F, s, ui, got in zip(maps, starts, u, batch, strict=True):
+        alone = find_fixed_points(F, s, ui)
+        assert got.solver_path == alone.solver_path and got.solver_path.endswith(PATH_SUFFIX)
+        assert len(got) == len(alone) and np.allclose(got.x, alone.x, atol=1e-12)
+        assert np.array_equal(got.n_iters, alone.n_iters)
