@@ -41,7 +41,10 @@ import times are printed too). Ours is also timed with ``decompose=False`` in th
 interleaving: the difference is what the eigendecompositions of its unique points cost, which
 FixedPointFinder's run pays too, so FixedPointFinder's time over it bounds the ratio any faster
 solve could reach (printed). Each start's Levenberg–Marquardt iterations in the first solver run
-(one untimed call without deduplication) are summarised as well.
+(one untimed call without deduplication) are summarised as well, and the path our solver took
+(``solver_path``); where that is the whole run on a compiled kernel (the flip-flops' tanh RNNs,
+:mod:`ctrnn_dyn.fixed_points.native_lm`), ours is also timed on the XLA loop (kernels suspended),
+in the same interleaving.
 
 Points: every entry either finder returns, and every end point of a scipy ``root(method="hybr")``
 multistart from the same starts (the reference), is checked with a float64 NumPy Newton solve
@@ -478,12 +481,21 @@ class Report:
 def bench_network(args, FPF, net: Network, seed: int, extra: dict, out: Report) -> dict:
     import torch
 
+    from ctrnn_dyn import native
+    from ctrnn_dyn.fixed_points.native_lm import PATH_SUFFIX
+
     threads = args.threads
     # untimed first runs (ours: compilation), then interleaved timed repeats
     torch.set_num_threads(threads[0])
     run_fpf(FPF, net)
-    run_ours(net)
+    path = run_ours(net)[1].solver_path
     run_ours(net, decompose=False)
+    # where the whole solve runs on a kernel (native_lm), ours is timed on the XLA loop too
+    whole_run = path.endswith(PATH_SUFFIX)
+    if whole_run:
+        with native.suspended():
+            run_ours(net)
+    t_xla: list[float] = []
     t_fpf: dict[int, list[float]] = {t: [] for t in threads}
     t_opt: dict[int, list[float]] = {t: [] for t in threads}
     fpf_res: dict[int, Any] = {}
@@ -500,6 +512,9 @@ def bench_network(args, FPF, net: Network, seed: int, extra: dict, out: Report) 
             s, fps = run_ours(net)
             t_ours.append(s)
             t_no_eig.append(run_ours(net, decompose=False)[0])
+            if whole_run:
+                with native.suspended():
+                    t_xla.append(run_ours(net)[0])
     torch.set_num_threads(threads[0])
     # each start's iterations in the first solver run (no deduplication: one entry per start)
     per_start = run_ours(net, tol_unique=None, outlier_distance_scale=None,
@@ -579,6 +594,8 @@ def bench_network(args, FPF, net: Network, seed: int, extra: dict, out: Report) 
         t_opt=t_opt,
         t_ours=t_ours,
         t_no_eig=t_no_eig,
+        t_xla=t_xla,
+        path=path,
         per_start=per_start,
         cold=cold_res,
         found=found,
@@ -611,6 +628,12 @@ def details(args, res: dict, out: Report) -> None:
             f"they take {eig:.3f} s of {med_ours:.3f} s; with a solver taking no time at all "
             "the ratio would be at most "
             + ", ".join(f"{statistics.median(t_fpf[t]) / eig:.1f}x ({t} thr)" for t in threads))
+    line = f"  ours: solver path {res['path']}"
+    if res["t_xla"]:
+        xla = statistics.median(res["t_xla"])
+        line += (f"; on the XLA loop (kernels suspended) {xla:.3f} s, {xla / med_ours:.2f}x "
+                 "ours")
+    out(line)
     its = res["per_start"]
     out(f"  ours: Levenberg-Marquardt iterations per start in the first run: mean "
         f"{its.mean():.1f}, median {np.median(its):.0f}, max {its.max()}")

@@ -154,7 +154,7 @@ _suspended = threading.local()
 #: Flags of every build, then the optional parts tried in order: libmvec's vector tanh and log
 #: (glibc on x86-64), then ``-march=native``, then neither. Each source compiles to an object
 #: on its own (``-l`` flags go to the link only), on as many cores as there are: 22 s -> 11 s
-#: for the first four sources on 2 cores; the five take 20–22 s there (37 s one after another).
+#: for the first four sources on 2 cores; the five take about 20 s there.
 _FLAGS = ["-O3", "-std=c++20", "-fPIC", "-w"]
 _ATTEMPTS = [["-march=native", "-DCTRNN_DYN_LIBMVEC", "-lmvec"], ["-march=native"], []]
 
