@@ -4,6 +4,9 @@ in NumPy, and the finder on it against the finder on the XLA loop."""
 
 from __future__ import annotations
 
+import re
+
+import jax
 import numpy as np
 import pytest
 
@@ -71,7 +74,8 @@ def test_the_kernel_takes_the_steps_of_the_iteration_written_in_numpy(d, damping
     active = np.arange(n) % 7 != 3
     settings = dict(damping=damping, tol_q=1e-20, tol_grad=1e-14, grad_rtol=1e-8, max_iters=60)
     with _checks.precision_context(np.float64):
-        x, its = (np.asarray(a) for a in _run(w_hh, c, x0, active, **settings))
+        x, its = (np.asarray(a)[0] for a in _run(w_hh[None], c[None], x0[None], active[None],
+                                                  **settings))
     assert np.array_equal(x[~active], x0[~active]) and np.all(its[~active] == 0)
     ends = [_numpy_lm(w_hh, c[j], x0[j], **settings) for j in np.flatnonzero(active)]
     dist = np.linalg.norm(x[active] - np.array([e[0] for e in ends]), axis=1)
@@ -82,6 +86,21 @@ def test_the_kernel_takes_the_steps_of_the_iteration_written_in_numpy(d, damping
     assert np.all(dist < 1e-6)
     assert np.all(dist[same] < 1e-7) and same.mean() >= 0.6
     assert np.all(its[active] <= 60) and np.any(its[active] > 3)
+
+
+def test_the_kernel_names_what_is_wrong_with_its_arrays():
+    d, n = 4, 3
+    W, c, x0 = np.zeros((1, d, d)), np.zeros((1, n, d)), np.zeros((1, n, d))
+    on = np.ones((1, n), bool)
+    settings = dict(damping=1e-6, tol_q=1e-20, tol_grad=1e-14, grad_rtol=1e-8, max_iters=5)
+    with _checks.precision_context(np.float64):
+        for args, message in (((W[0], c, x0, on), "x0 must be (E, n, d) and W (E, d, d)"),
+                              ((np.zeros((2, d, d)), c, x0, on), "W must be (E, d, d)"),
+                              ((W, c[:, :2], x0, on), "c and x must be (E, n, d)"),
+                              ((W, c, x0, on[:, :2]), "active and iters (E, n)"),
+                              ((W.astype(np.float32), c, x0, on), "must share one dtype")):
+            with pytest.raises(Exception, match=re.escape(message)):
+                jax.block_until_ready(_run(*args, **settings))
 
 
 def test_only_one_layer_tanh_rnns_take_the_kernel():

@@ -1,6 +1,6 @@
-// Levenberg-Marquardt to the fixed points of a one-layer tanh RNN, x' = tanh(W x + c): every
-// active start's whole run in one call (ctrnn_dyn.fixed_points.native_lm), rows spread over XLA's CPU
-// thread pool.
+// Levenberg-Marquardt to the fixed points of one-layer tanh RNNs, x' = tanh(W x + c): every
+// active start of every network (W stacked on a leading axis) run to its end in one call
+// (ctrnn_dyn.fixed_points.native_lm), the starts spread over XLA's CPU thread pool.
 //
 // The iteration is the solver's (ctrnn_dyn.fixed_points.solvers._LevenbergMarquardt with the
 // exact step, and the stop rule of its rounds), so a start takes the same steps as there, to
@@ -37,16 +37,18 @@ struct Settings {
 template <typename T, int D>
 class Row {
  public:
-  Row(int64_t d, const T* W) : d_(D ? D : d), W_(W), buf_(8 * d + 4 * d * d) {
+  Row(int64_t d) : d_(D ? D : d), buf_(9 * d + 4 * d * d) {
     // not copyable: the pointers below are into buf_
     T* p = buf_.data();
-    for (T** v : {&h_, &r_, &g_, &v_, &xt_, &ht_, &y_, &inv_}) v[0] = p, p += d;
+    for (T** v : {&h_, &r_, &g_, &v_, &xt_, &ht_, &rt_, &y_, &inv_}) v[0] = p, p += d;
     J_ = p, A_ = p + d * d, U_ = p + 2 * d * d, Ut_ = p + 3 * d * d;
   }
 
-  // Runs start x (updated in place) with input term c; returns the iterations taken.
-  int32_t Solve(const T* c, T* x, const Settings& o) {
+  // Runs start x (updated in place) of the network W (d x d) with input term c; returns the
+  // iterations taken.
+  int32_t Solve(const T* W, const T* c, T* x, const Settings& o) {
     const int64_t d = D ? D : d_;
+    W_ = W;
     T q = Residual(c, x, h_, r_);
     Linearise();
     // the initial damping: damping * max |J^T J 1| (jaxopt's, with its 1e-6 factored as there)
@@ -71,8 +73,7 @@ class Row {
       bool finite = true;
       for (int64_t i = 0; i < d; ++i) finite &= std::isfinite(xt_[i]);
       if (!finite) break;
-      T* rt = U_;  // the factor is not needed again before the next Step
-      const T qt = Residual(c, xt_, ht_, rt);
+      const T qt = Residual(c, xt_, ht_, rt_);
       T denom = 0;
       for (int64_t i = 0; i < d; ++i) denom += v_[i] * (mu * v_[i] + g_[i]);
       const T gain = (q - qt) / (T(0.5) * denom);
@@ -84,7 +85,7 @@ class Row {
         mu = next, nu = 2;
         std::copy(xt_, xt_ + d, x);
         std::copy(ht_, ht_ + d, h_);
-        std::copy(rt, rt + d, r_);
+        std::copy(rt_, rt_ + d, r_);
         q = qt;
         Linearise();
         err = Norm(g_);
@@ -208,9 +209,9 @@ class Row {
 
   Row(const Row&) = delete;
   int64_t d_;
-  const T* W_;
+  const T* W_ = nullptr;
   std::vector<T> buf_;
-  T *h_, *r_, *g_, *v_, *xt_, *ht_, *y_, *inv_, *J_, *A_, *U_, *Ut_;
+  T *h_, *r_, *g_, *v_, *xt_, *ht_, *rt_, *y_, *inv_, *J_, *A_, *U_, *Ut_;
 };
 
 ffi::Error LmTanhRnnImpl(ffi::ThreadPool pool, ffi::AnyBuffer w, ffi::AnyBuffer c,
@@ -219,22 +220,25 @@ ffi::Error LmTanhRnnImpl(ffi::ThreadPool pool, ffi::AnyBuffer w, ffi::AnyBuffer 
                          ffi::Result<ffi::Buffer<ffi::S32>> iters, double damping, double tol_q,
                          double tol_grad, double grad_rtol, int64_t max_iters, bool spread) {
   auto xd = x0.dimensions();
-  if (xd.size() != 2 || w.dimensions().size() != 2)
-    return ffi::Error::InvalidArgument("x0 must be (n, d) and W (d, d)");
-  const int64_t n = xd[0], d = xd[1];
-  if (w.dimensions()[0] != d || w.dimensions()[1] != d ||
-      static_cast<int64_t>(c.element_count()) != n * d ||
-      static_cast<int64_t>(x->element_count()) != n * d ||
-      static_cast<int64_t>(iters->element_count()) != n ||
-      static_cast<int64_t>(active.element_count()) != n)
+  auto wd = w.dimensions();
+  if (xd.size() != 3 || wd.size() != 3)
+    return ffi::Error::InvalidArgument("x0 must be (E, n, d) and W (E, d, d)");
+  const int64_t E = xd[0], n = xd[1], d = xd[2];
+  if (wd[0] != E || wd[1] != d || wd[2] != d)
+    return ffi::Error::InvalidArgument("W must be (E, d, d) for x0 of (E, n, d)");
+  if (static_cast<int64_t>(c.element_count()) != E * n * d ||
+      static_cast<int64_t>(x->element_count()) != E * n * d ||
+      static_cast<int64_t>(iters->element_count()) != E * n ||
+      static_cast<int64_t>(active.element_count()) != E * n)
     return ffi::Error::InvalidArgument(
-        "W must be (d, d), c, x0 and x (n, d), active and iters (n,) for x0 of (n, d)");
+        "c and x must be (E, n, d), active and iters (E, n), for x0 of (E, n, d)");
   if (w.element_type() != x0.element_type() || c.element_type() != x0.element_type() ||
       x->element_type() != x0.element_type())
     return ffi::Error::InvalidArgument("W, c, x0 and x must share one dtype");
   if (max_iters < 0 || !(damping > 0))
     return ffi::Error::InvalidArgument("max_iters must be >= 0 and damping > 0");
-  if (n == 0) return ffi::Error::Success();
+  const int64_t rows = E * n;  // start s of network s / n
+  if (rows == 0 || d == 0) return ffi::Error::Success();
   const Settings o{damping, tol_q, tol_grad, grad_rtol, max_iters};
   return ByType(x0.element_type(), [&](auto zero) {
     using T = decltype(zero);
@@ -244,25 +248,25 @@ ffi::Error LmTanhRnnImpl(ffi::ThreadPool pool, ffi::AnyBuffer w, ffi::AnyBuffer 
     T* X = static_cast<T*>(x->untyped_data());
     int32_t* its = iters->typed_data();
     const bool* on = active.typed_data();
-    std::copy(X0, X0 + n * d, X);
+    std::copy(X0, X0 + rows * d, X);
     // a start's run: about 10 iterations of d^3 multiply-adds
-    const double work = 10.0 * static_cast<double>(n) * d * d * d;
-    const int64_t workers = Workers(pool, spread, work, n);
-    const int64_t per = (n + 4 * workers - 1) / (4 * workers);  // chunks to even out the runs
-    auto rows = [&](auto size) {
-      ParallelChunks(pool, (n + per - 1) / per, workers, [=](int64_t chunk) {
-        Row<T, decltype(size)::value> row(d, W);
-        for (int64_t e = chunk * per; e < std::min(n, (chunk + 1) * per); ++e)
-          its[e] = on[e] ? row.Solve(C + e * d, X + e * d, o) : 0;
+    const double work = 10.0 * static_cast<double>(rows) * d * d * d;
+    const int64_t workers = Workers(pool, spread, work, rows);
+    const int64_t per = (rows + 4 * workers - 1) / (4 * workers);  // chunks even out the runs
+    auto run = [&](auto size) {
+      ParallelChunks(pool, (rows + per - 1) / per, workers, [=](int64_t chunk) {
+        Row<T, decltype(size)::value> row(d);
+        for (int64_t s = chunk * per; s < std::min(rows, (chunk + 1) * per); ++s)
+          its[s] = on[s] ? row.Solve(W + (s / n) * d * d, C + s * d, X + s * d, o) : 0;
       });
     };
     // 16 and 32 units (FixedPointFinder's examples, many tasks' networks) with their loops
     // unrolled (16-fold): at 16 units seed 0 of benchmarks/fpf_real.py took 18 ms against 26 with
     // the general loops, before the row loops' unrolling took it to 15; the two sizes take this
     // source from 7 to 10 s to compile
-    if (d == 16) rows(std::integral_constant<int, 16>{});
-    else if (d == 32) rows(std::integral_constant<int, 32>{});
-    else rows(std::integral_constant<int, 0>{});
+    if (d == 16) run(std::integral_constant<int, 16>{});
+    else if (d == 32) run(std::integral_constant<int, 32>{});
+    else run(std::integral_constant<int, 0>{});
     return ffi::Error::Success();
   });
 }

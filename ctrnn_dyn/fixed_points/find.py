@@ -302,14 +302,17 @@ def _results(problems: list[_Problem], firsts: list[FixedPoints],
 def _solve_stacked(F, problems: list[_Problem], active: np.ndarray, o, mesh, damping: float,
                    path: str) -> tuple[np.ndarray, np.ndarray]:
     """The solver on the problems' stacked map ``F`` and their starts ``active (E, n)``, LM's
-    initial damping parameter ``damping``, its linear solves on ``path``
-    (:func:`_solve_path`): ``x (E, n, d)``, ``iters (E, n)``."""
+    initial damping parameter ``damping``, on ``path`` (:func:`_solve_path`; the whole run on
+    :mod:`~.native_lm`'s kernel where it says so): ``x (E, n, d)``, ``iters (E, n)``."""
     d = problems[0].x_start.shape[1]
     u = None if problems[0].u is None else np.stack([p.u for p in problems])
-    kw = {**o.solve_kw, "linear_solver": resolve_linear_solver(o.solve_kw["linear_solver"], d),
-          "kernels": path != "xla", "whole_run": path.endswith(native_lm.PATH_SUFFIX)}
-    return _solve(F, np.stack([p.x_start for p in problems]), u, active, mesh=mesh,
-                  damping=damping, **kw)
+    x0, kw = np.stack([p.x_start for p in problems]), o.solve_kw
+    if path.endswith(native_lm.PATH_SUFFIX):
+        stops = {k: kw[k] for k in ("tol_q", "tol_grad", "grad_rtol", "max_iters")}
+        return native_lm.solve(F, x0, u, np.asarray(active, bool), damping=damping, **stops)
+    kw = {**kw, "linear_solver": resolve_linear_solver(kw["linear_solver"], d),
+          "kernels": path != "xla"}
+    return _solve(F, x0, u, active, mesh=mesh, damping=damping, **kw)
 
 
 def _solve_path(o, d: int, F) -> str:

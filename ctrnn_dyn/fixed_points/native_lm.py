@@ -47,9 +47,11 @@ def solver_path(path: str, method: str, linear_solver: str, F: Any) -> str:
 
 @partial(jax.jit, static_argnames=("damping", "tol_q", "tol_grad", "grad_rtol", "max_iters"))
 def _run(W, c, x0, active, *, damping, tol_q, tol_grad, grad_rtol, max_iters):
+    """The kernel on networks ``W (E, d, d)``, input terms ``c (E, n, d)``, starts
+    ``x0 (E, n, d)`` and ``active (E, n)``: ``x (E, n, d)``, iterations ``(E, n)``."""
     call = jax.ffi.ffi_call(
         native.LM_TANH_RNN_TARGET,
-        (jax.ShapeDtypeStruct(x0.shape, x0.dtype), jax.ShapeDtypeStruct(x0.shape[:1], jnp.int32)))
+        (jax.ShapeDtypeStruct(x0.shape, x0.dtype), jax.ShapeDtypeStruct(x0.shape[:2], jnp.int32)))
     return call(W, c, x0, active, damping=float(damping), tol_q=float(tol_q),
                 tol_grad=float(tol_grad), grad_rtol=float(grad_rtol),
                 max_iters=np.int64(max_iters), spread=True)
@@ -58,21 +60,19 @@ def _run(W, c, x0, active, *, damping, tol_q, tol_grad, grad_rtol, max_iters):
 def solve(F: TorchMap, x0: np.ndarray, u: np.ndarray | None, active: np.ndarray, *,
           damping: float, tol_q: float, tol_grad: float, grad_rtol: float,
           max_iters: int) -> tuple[np.ndarray, np.ndarray]:
-    """The rounds' :func:`~.rounds._solve` on the kernel: ``F`` the maps stacked on a leading
-    axis ``E``, starts ``x0 (E, n, d)``, inputs ``u (E, n, m)`` or ``None`` (zero), the starts to
-    solve ``active (E, n)``; returns ``x (E, n, d)`` and iterations ``(E, n)`` (host arrays; an
-    inactive start keeps its ``x0`` with 0 iterations)."""
+    r"""The solver's run (as :func:`~.rounds._solve`) on the kernel, every start of every network
+    in one call: ``F`` the maps stacked on a leading axis ``E``, starts ``x0 (E, n, d)``, inputs
+    ``u (E, n, m)`` or ``None`` (zero), the starts to solve ``active (E, n)``; returns
+    ``x (E, n, d)`` and iterations ``(E, n)`` (host arrays; an inactive start keeps its ``x0``
+    with 0 iterations). The map of network ``e`` at start ``j`` is
+    :math:`x' = \tanh(W_{hh} x + c_{ej})`, :math:`c_{ej} = W_{ih} u_{ej} + b_{ih} + b_{hh}`."""
     dtype = x0.dtype
     w_ih, w_hh, b_ih, b_hh = (np.asarray(a, dtype) for a in F.weights[0])
-    c = (b_ih + b_hh)[:, None, :]  # (E, 1, d): W_ih u + b per start
+    c = (b_ih + b_hh)[:, None, :]  # (E, 1, d)
     if u is not None:
         c = np.einsum("ehm,enm->enh", w_ih, np.asarray(u, dtype)) + c
-    c = np.broadcast_to(c, x0.shape)
-    xs, its = [], []
-    for e in range(x0.shape[0]):
-        x, it = _run(w_hh[e], c[e], x0[e], np.asarray(active[e], bool), damping=float(damping),
-                     tol_q=float(tol_q), tol_grad=float(tol_grad), grad_rtol=float(grad_rtol),
-                     max_iters=int(max_iters))
-        xs.append(np.asarray(x))
-        its.append(np.asarray(it))
-    return np.stack(xs), np.stack(its)
+    x, iters = _run(w_hh, np.ascontiguousarray(np.broadcast_to(c, x0.shape)), x0,
+                    np.asarray(active, bool), damping=float(damping), tol_q=float(tol_q),
+                    tol_grad=float(tol_grad), grad_rtol=float(grad_rtol),
+                    max_iters=int(max_iters))
+    return np.array(x), np.array(iters)  # writable: the Newton finish updates rows in place

@@ -14,7 +14,6 @@ import jax.numpy as jnp
 import jaxopt
 import numpy as np
 
-from ctrnn_dyn.fixed_points import native_lm
 from ctrnn_dyn.fixed_points.solvers import _COMPILE, _init_states, _run_chunk, row_block
 
 logger = logging.getLogger(__name__)
@@ -82,14 +81,11 @@ def _solve(
     damping=None,
     mesh=None,
     kernels=False,
-    whole_run=False,
 ):
     """Run the solver with retirement + compaction for a stacked ``F`` (``E`` networks),
     starts ``x0 (E, n, d)``, inputs ``u (E, n, m)`` or ``None`` and the starts to solve
     ``active0 (E, n)``; returns the final ``x (E, n, d)`` and iteration counts ``(E, n)``
     (host arrays). ``damping``: LM's initial damping parameter (``None``: jaxopt's ``1e-6``).
-    ``whole_run``: every start's whole run on the kernel of :mod:`~.native_lm` (the same
-    iteration; :func:`~.native_lm.solver_path` said so).
     ``kernels``: LM's exact steps on the compiled kernel of :mod:`ctrnn_dyn.native` (static:
     :func:`~.solvers.linear_solve_path` said so, on the host, before tracing).
 
@@ -109,9 +105,6 @@ def _solve(
     active = np.array(active0, bool)
     if not active.any():
         return x_host, iters
-    if whole_run:
-        return native_lm.solve(F, x_host, u_host, active, damping=float(damping), tol_q=tol_q,
-                               tol_grad=tol_grad, grad_rtol=grad_rtol, max_iters=max_iters)
     kw = dict(
         method=method,
         max_iters=max_iters,
