@@ -233,6 +233,33 @@ print("PATH", res.forward_path)
 print("STATUS", native.status())
 """
 
+# A stand-in compiler for the end-to-end runs of the cache's decisions: a compile (-c) writes an
+# empty object, a link copies the real kernels ($REAL_LIB, this process's verified build) to its
+# -o path. The library it "builds" is a real one in a few milliseconds, where each real build
+# takes 20 s on 2 cores (the session's own build, tests/conftest.py's native_kernels, is the
+# real one: on a fresh machine, or after any kernel source changes, its key is new).
+COPYING_CXX = """#!/bin/sh
+if [ "$1" = --version ]; then echo copying-c++ 1.0; exit 0; fi
+out=""
+object=""
+while [ $# -gt 0 ]; do
+  [ "$1" = -o ] && out="$2"; [ "$1" = -c ] && object=1
+  shift
+done
+if [ -n "$object" ]; then : > "$out"; else cp "$REAL_LIB" "$out"; fi
+"""
+
+
+@pytest.fixture
+def copying_cxx(tmp_path, native_kernels) -> dict[str, str]:
+    """The environment of a fresh process whose compiler is :data:`COPYING_CXX`."""
+    cxx = tmp_path / "copying-c++"
+    cxx.write_text(COPYING_CXX)
+    cxx.chmod(0o755)
+    real, _, _ = native._resolve(native._compiler())  # verified, from the cache
+    return {"CXX": str(cxx), "REAL_LIB": str(real)}
+
+
 PLANT_REAL = r"""
 import hashlib, json, os, subprocess, pathlib
 from ctrnn_dyn import native
@@ -253,15 +280,14 @@ for p in (native.cache_root(), key_dir.parent, key_dir):
 """
 
 
-@needs_compiler
-def test_a_planted_library_never_runs_and_training_goes_on(tmp_path):
+def test_a_planted_library_never_runs_and_training_goes_on(tmp_path, copying_cxx):
     """A real library with a constructor, at the predictable path of a world-writable cache,
     with a manifest that matches it: its constructor never runs, and training still gets
-    freshly built kernels."""
+    freshly built kernels (built in a private temporary directory, by :data:`COPYING_CXX`)."""
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     env = {native.CACHE_ENV: str(tmp_path / "cache"), "MARKER": str(tmp_path / "marker"),
-           "TMPDIR": str(scratch)}
+           "TMPDIR": str(scratch), **copying_cxx}
     _fresh_python(PLANT_REAL, env)
     out = _fresh_python(TRAIN_TINY, env)
     assert not (tmp_path / "marker").exists()
@@ -272,9 +298,9 @@ def test_a_planted_library_never_runs_and_training_goes_on(tmp_path):
     assert not list(scratch.glob("ctrnn_dyn-kernels-*"))
 
 
-@needs_compiler
-def test_a_truncated_library_in_the_cache_is_rebuilt_and_training_goes_on(tmp_path):
-    env = {native.CACHE_ENV: str(tmp_path / "cache")}
+def test_a_truncated_library_in_the_cache_is_rebuilt_and_training_goes_on(tmp_path,
+                                                                          copying_cxx):
+    env = {native.CACHE_ENV: str(tmp_path / "cache"), **copying_cxx}
     first = _fresh_python(TRAIN_TINY, env)
     assert "(built)" in first
     (lib,) = (tmp_path / "cache").glob("native/*/libkernels-*.so")
