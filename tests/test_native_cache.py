@@ -251,12 +251,15 @@ if [ -n "$object" ]; then : > "$out"; else cp "$REAL_LIB" "$out"; fi
 
 
 @pytest.fixture
-def copying_cxx(tmp_path, native_kernels) -> dict[str, str]:
+def copying_cxx(tmp_path, monkeypatch, native_kernels) -> dict[str, str]:
     """The environment of a fresh process whose compiler is :data:`COPYING_CXX`."""
     cxx = tmp_path / "copying-c++"
     cxx.write_text(COPYING_CXX)
     cxx.chmod(0o755)
-    real, _, _ = native._resolve(native._compiler())  # verified, from the cache
+    # verified, from the cache (where the cache is not private, a build of this process's own:
+    # into tmp_path, not the system's /tmp)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    real, _, _ = native._resolve(native._compiler())
     return {"CXX": str(cxx), "REAL_LIB": str(real)}
 
 

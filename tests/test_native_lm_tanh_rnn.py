@@ -99,7 +99,7 @@ def test_the_kernel_names_what_is_wrong_with_its_arrays():
                               ((W, c[:, :2], x0, on), "c and x must be (E, n, d)"),
                               ((W, c, x0, on[:, :2]), "active and iters (E, n)"),
                               ((W.astype(np.float32), c, x0, on), "must share one dtype")):
-            with pytest.raises(Exception, match=re.escape(message)):
+            with pytest.raises(jax.errors.JaxRuntimeError, match=re.escape(message)):
                 jax.block_until_ready(_run(*args, **settings))
 
 
