@@ -24,6 +24,18 @@ Networks:
   outlier_distance_scale=10``, its defaults otherwise: float32, ``tol_q=1e-12``,
   ``tol_dq=1e-20``, ``tol_unique=1e-3``, Jacobians and eigendecomposition on) with printing off;
   ours gets ``ctrnn_dyn.interop.from_torch(model.rnn)``.
+* ``flipflop16gru`` (not in the default ``--networks``): the same example with its model's
+  ``rnn_type="gru"`` (a 16-unit ``torch.nn.GRU``; the example's script notes that
+  FixedPointFinder's PyTorch version does not find a GRU's fixed points as expected), trained
+  with the example's data and settings (``--train --rnn-type gru``; the example's
+  ``train_FlipFlop`` builds only its tanh model, so its steps are repeated with the GRU); its
+  starts, settings and map as for ``flipflop16``. The Newton checks take its map and Jacobian
+  from PyTorch itself (a float64 copy of the module, ``torch.autograd``). Four are benchmarked
+  (``--gru-seeds``), their committed weights trained at torch's default threads on 2 cores.
+  Many of its starts run away into the region where the update gates saturate (``F(x) ≈ x``
+  far from every root, ``|x|`` up to ~20). Entries there are no fixed points:
+  FixedPointFinder's count among its "not fixed"; ours are slow points (counted there too) or
+  iteration caps (``FixedPoints.unfinished``: in "entries" only).
 * ``pattern``: the recipe of ``benchmarks/fixed_points.py`` (``H = 128``, ``α = 0.2``, three ±1
   patterns, 1024 starts from trajectories plus noise 0.5), one network per ``--seeds`` entry.
   FixedPointFinder gets the CT-RNN's one-step map ``x' = (1−α) x + α (tanh(x) K + u K_in + b)``
@@ -57,13 +69,15 @@ Usage::
 
     git clone https://github.com/mattgolub/fixed-point-finder /tmp/fpf
     python benchmarks/fpf_real.py [--fpf-path /tmp/fpf] [--repeats 5] [--seeds 0,1,2,3,4]
-        [--flipflop-seeds 0,1,2,3] [--threads 1,2] [--networks flipflop16,pattern] [--no-cold]
-        [--no-scipy] [--quick] [--save]
-    python benchmarks/fpf_real.py --train [--train-seed 0]   # retrain the flip-flop
+        [--flipflop-seeds 0,1,2,3] [--gru-seeds 0,1,2,3] [--threads 1,2]
+        [--networks flipflop16,flipflop16gru,pattern] [--no-cold] [--no-scipy] [--quick]
+        [--save]
+    python benchmarks/fpf_real.py --train [--train-seed 0] [--rnn-type gru]   # retrain
 
 ``--quick``: one repeat, the first seed of each, one thread setting, no cold runs, no scipy
 multistart. About 25 minutes in full on a loaded 2-core machine.
-``--save`` also writes the output to ``benchmarks/results/fpf_real.txt``.
+``--save`` also writes the output to ``benchmarks/results/fpf_real.txt`` (with other
+``--networks`` than the default, to ``fpf_real_<networks>.txt``).
 """
 
 from __future__ import annotations
@@ -91,8 +105,13 @@ HERE = Path(__file__).resolve().parent
 FPF_COMMIT = "1a3041798a8c227878bb889fbe7ae47370a1848c"
 
 
-def flipflop_weights(seed: int) -> Path:
-    return HERE / "results" / f"fpf_flipflop16_s{seed}.npz"
+#: The flip-flop networks: FixedPointFinder's example model ``FlipFlop(rnn_type=...)``.
+RNN_TYPES = {"flipflop16": "tanh", "flipflop16gru": "gru"}
+
+
+def flipflop_weights(seed: int, rnn_type: str = "tanh") -> Path:
+    kind = "" if rnn_type == "tanh" else rnn_type
+    return HERE / "results" / f"fpf_flipflop16{kind}_s{seed}.npz"
 
 
 RESULTS = HERE / "results" / "fpf_real.txt"
@@ -128,18 +147,26 @@ def _fpf_modules(fpf_path: str):
     return FixedPointFinderTorch.FixedPointFinderTorch, FlipFlop.FlipFlop, FlipFlopData.FlipFlopData
 
 
-def train_flipflop(fpf_path: str, seed: int, out: Path) -> None:
-    """Train the example's 16-unit tanh flip-flop with the example's own ``train_FlipFlop``
-    (3 bits, 512 training trials, batch 128, Adam at learning rate 1/sqrt(128), until the mean
-    loss < 1e-4) and save its ``state_dict``."""
+def train_flipflop(fpf_path: str, seed: int, out: Path, rnn_type: str = "tanh") -> None:
+    """Train the example's 16-unit flip-flop with the example's own ``train_FlipFlop`` (3 bits,
+    512 training trials, batch 128, Adam at learning rate 1/sqrt(128), until the mean loss <
+    1e-4) and save its ``state_dict``. ``train_FlipFlop`` builds a tanh RNN; for another
+    ``rnn_type`` (the example's ``FlipFlop`` takes ``"gru"``) its steps are taken with that
+    model instead: the same data, settings and ``FlipFlop.train``."""
     import torch
 
-    _fpf_modules(fpf_path)
+    _, FlipFlop, FlipFlopData = _fpf_modules(fpf_path)
     import run_FlipFlop
 
     torch.manual_seed(seed)
     t0 = time.perf_counter()
-    model, _ = run_FlipFlop.train_FlipFlop()
+    if rnn_type == "tanh":
+        model, _ = run_FlipFlop.train_FlipFlop()
+    else:
+        data = FlipFlopData()
+        train, valid = data.generate_data(n_trials=512), data.generate_data(n_trials=128)
+        model = FlipFlop(n_inputs=3, n_hidden=16, n_outputs=3, rnn_type=rnn_type)
+        model.train(train, valid, learning_rate=1.0 / np.sqrt(128), batch_size=128)
     print(f"trained in {time.perf_counter() - t0:.0f} s")
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, **{k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
@@ -192,21 +219,21 @@ class Network:
     jac_np: Callable[[np.ndarray], np.ndarray]  # x (d,) -> dF/dx (d, d)
 
 
-def _flipflop_model(fpf_path: str, weights: Path):
+def _flipflop_model(fpf_path: str, weights: Path, rnn_type: str = "tanh"):
     import torch
 
     _, FlipFlop, _ = _fpf_modules(fpf_path)
     if not weights.is_file():
         raise SystemExit(f"{weights} missing: run with --train first")
-    model = FlipFlop(n_inputs=3, n_hidden=16, n_outputs=3, rnn_type="tanh")
+    model = FlipFlop(n_inputs=3, n_hidden=16, n_outputs=3, rnn_type=rnn_type)
     model.load_state_dict({k: torch.from_numpy(v) for k, v in np.load(weights).items()})
     return model
 
 
-def flipflop_starts(fpf_path: str, weights: Path) -> np.ndarray:
+def flipflop_starts(fpf_path: str, weights: Path, rnn_type: str = "tanh") -> np.ndarray:
     """The example's starts: ``fpf.sample_states`` of the validation hidden states, noise 0.5."""
     FPF, _, FlipFlopData = _fpf_modules(fpf_path)
-    model = _flipflop_model(fpf_path, weights)
+    model = _flipflop_model(fpf_path, weights, rnn_type)
     data = FlipFlopData()
     data.generate_data(n_trials=512)  # the example draws its training trials first
     valid = data.generate_data(n_trials=128)
@@ -216,29 +243,34 @@ def flipflop_starts(fpf_path: str, weights: Path) -> np.ndarray:
 
 
 def flipflop_network(
-    fpf_path: str, seed: int, starts: np.ndarray | None = None, ours: bool = True
+    fpf_path: str, seed: int, starts: np.ndarray | None = None, ours: bool = True,
+    rnn_type: str = "tanh",
 ) -> Network:
-    weights = flipflop_weights(seed)
-    model = _flipflop_model(fpf_path, weights)
+    weights = flipflop_weights(seed, rnn_type)
+    model = _flipflop_model(fpf_path, weights, rnn_type)
     if starts is None:
-        starts = flipflop_starts(fpf_path, weights)
-    sd = np.load(weights)
-    W = sd["rnn.weight_hh_l0"].astype(np.float64)
-    b = (sd["rnn.bias_ih_l0"] + sd["rnn.bias_hh_l0"]).astype(np.float64)
+        starts = flipflop_starts(fpf_path, weights, rnn_type)
+    if rnn_type == "tanh":
+        sd = np.load(weights)
+        W = sd["rnn.weight_hh_l0"].astype(np.float64)
+        b = (sd["rnn.bias_ih_l0"] + sd["rnn.bias_hh_l0"]).astype(np.float64)
 
-    def f_np(x):
-        return np.tanh(W @ x + b)
+        def f_np(x):
+            return np.tanh(W @ x + b)
 
-    def jac_np(x):
-        return (1.0 - np.tanh(W @ x + b) ** 2)[:, None] * W
+        def jac_np(x):
+            return (1.0 - np.tanh(W @ x + b) ** 2)[:, None] * W
+    else:
+        f_np, jac_np = _torch_float64_map(model.rnn)
 
     F = None
     if ours:
         from ctrnn_dyn.interop import from_torch
 
         F = from_torch(model.rnn)
+    name = next(k for k, v in RNN_TYPES.items() if v == rnn_type)
     return Network(
-        f"flipflop16 s{seed}",
+        f"{name} s{seed}",
         model.rnn,
         F,
         np.asarray(starts, np.float64),
@@ -247,6 +279,31 @@ def flipflop_network(
         f_np,
         jac_np,
     )
+
+
+def _torch_float64_map(rnn):
+    """The one-step map of a one-layer ``torch.nn`` RNN module at zero input, and its Jacobian
+    (``torch.autograd``), in float64 on a copy: the Newton checks' map, from PyTorch's own
+    module rather than from ctrnn_dyn's translation of it."""
+    import copy
+
+    import torch
+
+    rnn64 = copy.deepcopy(rnn).double()
+    zero = torch.zeros(1, 1, rnn.input_size, dtype=torch.float64)
+
+    def step(x):
+        return rnn64(zero, x.reshape(1, 1, -1))[1].reshape(-1)
+
+    def f_np(x):
+        with torch.no_grad():
+            return step(torch.as_tensor(x, dtype=torch.float64)).numpy()
+
+    def jac_np(x):
+        x = torch.as_tensor(x, dtype=torch.float64)
+        return torch.autograd.functional.jacobian(step, x).numpy()
+
+    return f_np, jac_np
 
 
 def pattern_kernel_and_starts(seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -431,8 +488,9 @@ def _cold_child(args: argparse.Namespace) -> None:
     torch.set_flush_denormal(True)
     data = np.load(args.cold_data)
     ours = args.cold_child == "ours"
-    if args.cold_network == "flipflop16":
-        net = flipflop_network(args.fpf_path, args.cold_seed, data["starts"], ours=ours)
+    if args.cold_network in RNN_TYPES:
+        net = flipflop_network(args.fpf_path, args.cold_seed, data["starts"], ours=ours,
+                               rnn_type=RNN_TYPES[args.cold_network])
     else:
         net = pattern_network(args.cold_seed, data["K"], data["starts"], ours=ours)
     if ours:
@@ -717,16 +775,24 @@ HEADER = (
 )
 
 
+DEFAULT_NETWORKS = "flipflop16,pattern"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fpf-path", default=os.environ.get("FPF_PATH", "/tmp/fpf"))
-    parser.add_argument("--networks", default="flipflop16,pattern")
+    parser.add_argument("--networks", default=DEFAULT_NETWORKS)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seeds", default="0,1,2,3,4", help="pattern networks")
     parser.add_argument(
         "--flipflop-seeds",
         default="0,1,2,3",
         help="trained flip-flops (benchmarks/results/fpf_flipflop16_s*.npz)",
+    )
+    parser.add_argument(
+        "--gru-seeds",
+        default="0,1,2,3",
+        help="trained GRU flip-flops (benchmarks/results/fpf_flipflop16gru_s*.npz)",
     )
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--match-tol", type=float, default=1e-3)
@@ -736,11 +802,14 @@ def main() -> None:
     parser.add_argument("--save", action="store_true")
     parser.add_argument("--train", action="store_true", help="retrain the flip-flop and exit")
     parser.add_argument("--train-seed", type=int, default=0)
+    parser.add_argument("--rnn-type", default="tanh", choices=sorted(set(RNN_TYPES.values())),
+                        help="with --train: the example model's rnn_type")
     for name in ("child", "network", "seed", "threads", "data"):
         parser.add_argument(f"--cold-{name}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.train:
-        train_flipflop(args.fpf_path, args.train_seed, flipflop_weights(args.train_seed))
+        train_flipflop(args.fpf_path, args.train_seed,
+                       flipflop_weights(args.train_seed, args.rnn_type), args.rnn_type)
         return
     if args.cold_child:
         args.cold_seed, args.cold_threads = int(args.cold_seed), int(args.cold_threads)
@@ -749,10 +818,12 @@ def main() -> None:
     if args.quick:
         args.repeats, args.seeds, args.cold, args.scipy = 1, "0", False, False
         args.flipflop_seeds = args.flipflop_seeds.split(",")[0]
+        args.gru_seeds = args.gru_seeds.split(",")[0]
         args.threads = args.threads.split(",")[0]
     args.threads = [int(t) for t in args.threads.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
-    ff_seeds = [int(s) for s in args.flipflop_seeds.split(",")]
+    ff_seeds = {"flipflop16": [int(s) for s in args.flipflop_seeds.split(",")],
+                "flipflop16gru": [int(s) for s in args.gru_seeds.split(",")]}
     networks = args.networks.split(",")
 
     import jax
@@ -782,9 +853,11 @@ def main() -> None:
     out()
     out(HEADER)
     results = []
-    if "flipflop16" in networks:
-        for i, seed in enumerate(ff_seeds):
-            net = flipflop_network(args.fpf_path, seed)
+    for kind, rnn_type in RNN_TYPES.items():
+        if kind not in networks:
+            continue
+        for i, seed in enumerate(ff_seeds[kind]):
+            net = flipflop_network(args.fpf_path, seed, rnn_type=rnn_type)
             a = argparse.Namespace(**vars(args))
             a.cold = args.cold and i == 0  # one cold run: the other flip-flops have its shapes
             results.append(bench_network(a, FPF, net, seed, {}, out))
@@ -800,9 +873,12 @@ def main() -> None:
         details(args, res, out)
     out(f"load average at end {os.getloadavg()[0]:.1f}")
     if args.save:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text("\n".join(out.lines) + "\n")
-        print(f"wrote {RESULTS}")
+        path = RESULTS
+        if args.networks != DEFAULT_NETWORKS:
+            path = RESULTS.with_name(f"{RESULTS.stem}_{'_'.join(networks)}.txt")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(out.lines) + "\n")
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

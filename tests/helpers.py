@@ -1,4 +1,5 @@
-"""Shared test utilities: tree comparison, compile counting, NumPy reference models."""
+"""Shared test utilities: tree comparison, compile counting, NumPy reference models, a NumPy
+Newton solve."""
 
 from __future__ import annotations
 
@@ -94,3 +95,22 @@ def noisy_train_grad_hlo() -> str:
     batch = task.sample(jax.random.key(1), 3)
     grad = jax.jit(jax.grad(lambda p: loss_fn(p, cell, batch, key=jax.random.key(2))[0]))
     return grad.lower(params).as_text()
+
+
+def newton_root(F_np: Callable[[np.ndarray], np.ndarray], J_np: Callable[[np.ndarray], np.ndarray],
+                x: np.ndarray, near: float = 1e-6) -> np.ndarray | None:
+    """Float64 Newton on ``r(x) = F_np(x) − x`` (``J_np``: the Jacobian of ``r``, ``∂F/∂x − I``)
+    from ``x``: the root if it converges (``‖r‖ < 1e-13`` within 30 steps) within ``near`` of
+    ``x``, else ``None`` (also where a step is singular or leaves the finite numbers)."""
+    y = np.array(x, np.float64)
+    for _ in range(30):
+        r = F_np(y) - y
+        if np.linalg.norm(r) < 1e-13:
+            return y if np.linalg.norm(y - x) < near else None
+        try:
+            y = y - np.linalg.solve(J_np(y), r)
+        except np.linalg.LinAlgError:
+            return None
+        if not np.all(np.isfinite(y)):
+            return None
+    return None

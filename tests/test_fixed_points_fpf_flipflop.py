@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.optimize
+from helpers import newton_root
 
 from ctrnn_dyn import native
 from ctrnn_dyn.fixed_points import find_fixed_points
@@ -47,17 +48,6 @@ def _network(seed: int, torch_map: bool = False):
     return F, F_np, J_np, data[f"s{seed}/starts"]
 
 
-def _newton_root(F_np, J_np, x: np.ndarray) -> np.ndarray | None:
-    """Float64 Newton on ``F(x) − x`` from ``x``; the root if it converges near ``x``."""
-    y = x.copy()
-    for _ in range(30):
-        r = F_np(y) - y
-        if np.linalg.norm(r) < 1e-13:
-            return y if np.linalg.norm(y - x) < 1e-6 else None
-        y = y - np.linalg.solve(J_np(y), r)
-    return None
-
-
 @pytest.mark.parametrize(("seed", "linear_solver", "torch_map"),
                          [(1, "auto", False), (3, "auto", False), (3, "cg", False),
                           (1, "auto", True), (3, "auto", True)])
@@ -70,7 +60,7 @@ def test_default_finds_all_27_fixed_points(seed, linear_solver, torch_map):
         assert fps.solver_path.endswith(PATH_SUFFIX)
     fixed = fps.fixed
     for x in fixed.x:  # each is a root of the independent NumPy map, to float64 rounding
-        assert _newton_root(F_np, J_np, x) is not None
+        assert newton_root(F_np, J_np, x) is not None
     # the 3-bit flip-flop's full set: 8 memories, 12 + 6 saddles, 1 centre (FixedPointFinder
     # finds exactly these 27 from these starts)
     assert len(fixed) == 27
@@ -112,7 +102,7 @@ def test_retiring_into_smaller_batches_changes_no_answer(monkeypatch):
     np.testing.assert_array_equal(ladder.n_iters, one.n_iters)
     np.testing.assert_allclose(ladder.x, one.x, rtol=0, atol=1e-9)
     for x in ladder.x[ladder.converged][::32]:
-        assert _newton_root(F_np, J_np, x) is not None
+        assert newton_root(F_np, J_np, x) is not None
 
 
 def test_rows_in_blocks_give_the_answers_of_one_vmapped_loop(monkeypatch):
@@ -131,7 +121,7 @@ def test_rows_in_blocks_give_the_answers_of_one_vmapped_loop(monkeypatch):
     np.testing.assert_array_equal(blocks.converged, one.converged)
     np.testing.assert_allclose(blocks.x, one.x, rtol=0, atol=1e-12)
     for x in blocks.x[blocks.converged][::64]:
-        assert _newton_root(F_np, J_np, x) is not None
+        assert newton_root(F_np, J_np, x) is not None
 
 
 def test_the_coverage_run_solves_only_starts_that_ended_away_from_their_nearest_root(
@@ -204,4 +194,4 @@ def test_the_damping_falls_with_the_residual(monkeypatch):
     same = np.linalg.norm(capped.x - plain.x, axis=1) < 1e-8
     assert same.mean() > 0.95  # the cap changes the last steps, not (nearly ever) the root
     for x in capped.x[::64]:
-        assert _newton_root(F_np, J_np, x) is not None
+        assert newton_root(F_np, J_np, x) is not None
