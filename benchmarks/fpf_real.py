@@ -33,9 +33,11 @@ Networks:
   from PyTorch itself (a float64 copy of the module, ``torch.autograd``). Four are benchmarked
   (``--gru-seeds``), their committed weights trained at torch's default threads on 2 cores.
   Many of its starts run away into the region where the update gates saturate (``F(x) ≈ x``
-  far from every root, ``|x|`` up to ~20). Entries there are no fixed points:
+  far from every root, ``|x|`` up to ~30). Entries there are no fixed points:
   FixedPointFinder's count among its "not fixed"; ours are slow points (counted there too) or
-  iteration caps (``FixedPoints.unfinished``: in "entries" only).
+  iteration caps (``FixedPoints.unfinished``: in "entries" only). About 9 minutes a seed:
+  FixedPointFinder runs its 10,000 iterations there, and the scipy multistart calls torch for
+  every evaluation.
 * ``pattern``: the recipe of ``benchmarks/fixed_points.py`` (``H = 128``, ``α = 0.2``, three ±1
   patterns, 1024 starts from trajectories plus noise 0.5), one network per ``--seeds`` entry.
   FixedPointFinder gets the CT-RNN's one-step map ``x' = (1−α) x + α (tanh(x) K + u K_in + b)``
@@ -156,11 +158,11 @@ def train_flipflop(fpf_path: str, seed: int, out: Path, rnn_type: str = "tanh") 
     import torch
 
     _, FlipFlop, FlipFlopData = _fpf_modules(fpf_path)
-    import run_FlipFlop
-
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     if rnn_type == "tanh":
+        import run_FlipFlop
+
         model, _ = run_FlipFlop.train_FlipFlop()
     else:
         data = FlipFlopData()

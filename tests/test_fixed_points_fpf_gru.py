@@ -4,16 +4,17 @@
 outlier radius, and none of the entries it does not call fixed is a root.
 
 Many of these starts run away into the region where the update gates saturate (``z → 1``, so
-``F(h) ≈ h`` far from every root, ``q`` down to 1e-13 at ``|h| ≈ 20``): a finder that stops on
-a small ``q`` calls those fixed points. ``tests/data/fpf_flipflop16gru.npz`` holds, per seed,
-torch's ``W_ih``, ``W_hh``, ``b_ih``, ``b_hh`` (gates ``r, z, n``) and the starts (made by
-``benchmarks/fpf_real.py``, ``--networks flipflop16gru``, which also runs FixedPointFinder on
-them). Seeds 1 and 3 are tested. On seed 0 (benchmarked) one saddle with three unstable modes
-is missed: hybrd reaches it from one start of the 1024 and FixedPointFinder's Adam from another,
-and from each of the two Levenberg–Marquardt converges to other roots at every initial damping
-tried (1e-6 to 10). Ground truth: the GRU's equation and Jacobian
-written here in NumPy (the Jacobian checked against central differences), a float64 Newton
-from every entry, scipy's hybrd from every fourth start.
+``F(h) ≈ h`` far from every root): on seeds 1 and 3 they end at ``|h|`` up to 26 and 30 (every
+fixed point has ``|h| < 1``) with ``q`` down to 2.5e-13, below FixedPointFinder's float32
+``tol_q = 1e-12``, so a finder that stops on a small ``q`` calls them fixed points.
+``tests/data/fpf_flipflop16gru.npz`` holds, per seed, torch's ``W_ih``, ``W_hh``, ``b_ih``,
+``b_hh`` (gates ``r, z, n``) and the starts (made by ``benchmarks/fpf_real.py``, ``--networks
+flipflop16gru``, which also runs FixedPointFinder on them). Seeds 1 and 3 are tested. On seed 0
+(benchmarked) one saddle with three unstable modes is missed: hybrd reaches it from one start of
+the 1024 and FixedPointFinder's Adam from another, and from each of the two Levenberg–Marquardt
+converges to other roots at every initial damping tried (1e-6 to 10). Ground truth: the GRU's
+equation and Jacobian written here in NumPy (the Jacobian checked against central differences),
+a float64 Newton from every entry, scipy's hybrd from every fourth start.
 """
 
 from __future__ import annotations
